@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Runs the pipeline of .gitlab-ci.yml on this machine with gitlab-ci-local: the jobs of a branch
+# pipeline (test → train → evaluate; release runs on the default branch only, train-gpu is manual).
+# Each job runs in the shell (no Docker) in its own copy of a git snapshot of the working tree, so
+# artifacts and the DVC remote carry the results between jobs, as on GitLab. The working tree itself
+# is left alone. The DVC remote is a loopback S3 server (scripts/s3-server.sh), empty at the start:
+# the train job generates data/ at SCALE, pushes, and evaluate pulls.
+#
+#   scripts/ci-local.sh                 run the pipeline
+#   scripts/ci-local.sh JOB...          run only these jobs (artifacts of an earlier run are reused)
+#
+# Settings (environment):
+#   SCALE                 data size of the snapshot (tiny by default): its data.dvc is remade with it
+#   CI_LOCAL_DIR          keep the snapshot in this folder (default: a temporary folder, deleted)
+#   CI_LOCAL_REUSE=1      run in the snapshot already in CI_LOCAL_DIR, as it is (no new copy)
+#   CI_LOCAL_S3=external  use the S3 server named by S3_ENDPOINT, S3_BUCKET and AWS_ACCESS_KEY_ID /
+#                         AWS_SECRET_ACCESS_KEY instead of starting one
+#   GCL_ARGS              more gitlab-ci-local options, e.g. "--timestamps"
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TOOLS=$ROOT/.tools/node_modules/.bin
+SCALE=${SCALE:-tiny}
+S3_MODE=${CI_LOCAL_S3:-loopback}
+REUSE=${CI_LOCAL_REUSE:-0}
+# gitlab-ci-local derives CI_PROJECT_PATH, CI_SERVER_HOST… from this remote; git never contacts it.
+GCL_ORIGIN=https://gitlab.example.com/cd4ml/cd4ml-kkbox.git
+
+log() { echo "ci-local: $*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+[[ -x $TOOLS/gitlab-ci-local && -x $TOOLS/node ]] || die "gitlab-ci-local is missing: run make system-deps"
+command -v rsync >/dev/null || die "rsync is missing: run make system-deps"
+[[ -x $ROOT/.venv/bin/dvc ]] || die "no environment in $ROOT/.venv: run make install"
+# The jobs share the project's environment; `make install` in a job must find it up to date.
+for f in Pipfile Pipfile.lock; do
+  [[ $ROOT/.venv/.installed -nt $ROOT/$f ]] || die "$f changed since the last install: run make install"
+done
+
+# Jobs get the caller's environment too: keep make's and the virtualenv's settings out of it.
+unset MAKEFLAGS MFLAGS MAKELEVEL VIRTUAL_ENV
+PATH=${PATH//"$ROOT/.venv/bin:"/}
+export PATH=$TOOLS:$PATH
+export GIT_AUTHOR_NAME=${GIT_AUTHOR_NAME:-ci-local} GIT_AUTHOR_EMAIL=${GIT_AUTHOR_EMAIL:-ci-local@localhost}
+export GIT_COMMITTER_NAME=${GIT_COMMITTER_NAME:-ci-local}
+export GIT_COMMITTER_EMAIL=${GIT_COMMITTER_EMAIL:-ci-local@localhost}
+
+if [[ -n ${CI_LOCAL_DIR:-} ]]; then
+  WORK=$(mkdir -p "$CI_LOCAL_DIR" && cd "$CI_LOCAL_DIR" && pwd)
+  KEEP=1
+else
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/cd4ml-ci-local.XXXXXX")
+  KEEP=0
+fi
+PROJECT=$WORK/project
+S3_STARTED=0
+
+cleanup() {
+  local rc=$?
+  if ((S3_STARTED)); then
+    scripts_s3 stop || log "could not stop the S3 server in $WORK/s3"
+  fi
+  if ((KEEP)); then
+    log "snapshot kept in $PROJECT (job logs in .gitlab-ci-local/output/)"
+  else
+    rm -rf -- "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+scripts_s3() { S3_SERVER_DIR=$WORK/s3 "$ROOT/scripts/s3-server.sh" "$@"; }
+
+# Prints two free TCP ports on 127.0.0.1.
+free_ports() {
+  "$ROOT/.venv/bin/python" -c '
+import socket
+
+socks = [socket.socket() for _ in range(2)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+'
+}
+
+# Copies the working tree (tracked and untracked, not ignored) into a new git repository whose
+# `origin` is a bare repository holding its default branch, and checks out a feature branch.
+make_snapshot() {
+  [[ ! -e $PROJECT ]] || die "$PROJECT exists: remove it or set CI_LOCAL_REUSE=1"
+  log "snapshot of $ROOT in $PROJECT (SCALE=$SCALE)"
+  mkdir -p "$PROJECT"
+  # -a keeps modification times: make then sees the shared environment as up to date.
+  (cd "$ROOT" && git ls-files -co --exclude-standard -z) \
+    | rsync -a --from0 --files-from=- --ignore-missing-args "$ROOT/" "$PROJECT/"
+  cd "$PROJECT"
+  git init --quiet --initial-branch=main
+  # The shared environment: a link, which .gitignore's `.venv/` (a folder) does not match.
+  ln -s "$ROOT/.venv" .venv
+  echo /.venv >>.git/info/exclude
+  # The snapshot's data is generated at SCALE; its data.dvc is what the train job must reproduce.
+  make --no-print-directory data SCALE="$SCALE" >"$WORK/make-data.log" 2>&1 \
+    || { tail -n 30 "$WORK/make-data.log" >&2; die "make data SCALE=$SCALE failed in the snapshot"; }
+  git add --all
+  git commit --quiet --no-verify -m "ci-local snapshot of $ROOT"
+  git init --quiet --bare "$WORK/origin.git"
+  git remote add origin "$WORK/origin.git"
+  git push --quiet origin main
+  git remote set-head origin main
+  git remote add gcl-origin "$GCL_ORIGIN"
+  git switch --quiet -c ci-local
+}
+
+if [[ $REUSE == 1 ]]; then
+  [[ -d $PROJECT/.git ]] || die "CI_LOCAL_REUSE=1 but there is no snapshot in $PROJECT"
+  cd "$PROJECT"
+else
+  make_snapshot
+fi
+
+case $S3_MODE in
+  external)
+    [[ -n ${S3_ENDPOINT:-} && -n ${AWS_ACCESS_KEY_ID:-} && -n ${AWS_SECRET_ACCESS_KEY:-} ]] \
+      || die "CI_LOCAL_S3=external needs S3_ENDPOINT, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    ;;
+  loopback)
+    # Own folder, ports and test keys: a server or keys the developer has are left alone.
+    unset S3_ENDPOINT S3_BUCKET AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+    read -r s3_port mon_port < <(free_ports)
+    S3_STARTED=1
+    S3_PORT=$s3_port S3_MON_PORT=$mon_port scripts_s3 start
+    eval "$(scripts_s3 env)"
+    ;;
+  *) die "CI_LOCAL_S3 must be loopback or external, not $S3_MODE" ;;
+esac
+
+args=(--force-shell-executor --shell-isolation
+  --variable "CD4ML_VENV=$ROOT/.venv"
+  --variable "SCALE=$SCALE"
+  --variable "S3_ENDPOINT=$S3_ENDPOINT"
+  --variable "S3_BUCKET=${S3_BUCKET:-cd4ml-kkbox}"
+  --variable "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID"
+  --variable "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY")
+[[ -t 1 ]] || args+=(--no-color)
+# shellcheck disable=SC2206 # GCL_ARGS is a list of options
+args+=(${GCL_ARGS:-})
+
+log "gitlab-ci-local ${args[*]//AWS_SECRET_ACCESS_KEY=*/AWS_SECRET_ACCESS_KEY=***} $*"
+gitlab-ci-local "${args[@]}" "$@"

@@ -1,0 +1,136 @@
+"""Stage evaluate: score the model on the eval rows; write metrics, plot data and PNG plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from kkbox import metrics, model
+from kkbox.features import FEATURES
+from kkbox.io import atomic_dir, atomic_path, load_params, read_parquet, require, run_main
+from kkbox.io import write_json
+
+log = logging.getLogger("evaluate")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--features", type=Path, required=True)
+    parser.add_argument("--split", type=Path, required=True, help="holds eval_truth.parquet")
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--metrics", type=Path, required=True)
+    parser.add_argument("--plots", type=Path, required=True)
+    parser.add_argument("--params", default="params.yaml")
+    return parser.parse_args(argv)
+
+
+def draw_pngs(out: Path, roc: list[dict], oracle_roc: list[dict] | None, pr: list[dict],
+              calibration: list[dict], importance: dict[str, float], scores: dict) -> None:
+    """The same plots as pictures, for people and CI artifacts (no browser or CDN needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def save(fig: plt.Figure, name: str) -> None:
+        fig.tight_layout()
+        with atomic_path(out / name) as tmp:
+            fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([r["fpr"] for r in roc], [r["tpr"] for r in roc],
+            label=f"model (AUC {scores['roc_auc']:.4f})")
+    if oracle_roc:
+        ax.plot([r["fpr"] for r in oracle_roc], [r["tpr"] for r in oracle_roc], "--",
+                label=f"oracle (AUC {scores['oracle_roc_auc']:.4f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (eval rows)")
+    ax.legend(loc="lower right")
+    save(fig, "roc.png")
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([r["recall"] for r in pr], [r["precision"] for r in pr])
+    ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02),
+           title=f"Precision-recall (AP {scores['pr_auc']:.4f})")
+    save(fig, "precision_recall.png")
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    ax.plot([c["predicted"] for c in calibration], [c["observed"] for c in calibration], "o-")
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set(xlabel="mean predicted probability", ylabel="observed replay rate",
+           title="Calibration (eval rows)")
+    save(fig, "calibration.png")
+
+    ranked = sorted(importance.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(6, 7))
+    ax.barh([k for k, _ in ranked], [v for _, v in ranked])
+    ax.set(xlabel="share of importance", title="Feature importance")
+    save(fig, "feature_importance.png")
+
+    c = scores["confusion"]
+    grid = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.imshow(grid, cmap="Blues")
+    for (i, j), v in np.ndenumerate(grid):
+        ax.text(j, i, f"{v:,}", ha="center", va="center",
+                color="white" if v > grid.max() / 2 else "black")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["0", "1"], yticklabels=["0", "1"],
+           xlabel="predicted", ylabel="actual", title="Confusion matrix")
+    save(fig, "confusion.png")
+
+
+def write_plot_data(out: Path, name: str, records: list[dict]) -> None:
+    with atomic_path(out / name) as tmp:
+        tmp.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    params = load_params(args.params, "evaluate")
+    threshold = require(params, "threshold", float, "evaluate")
+    estimator = model.load(args.model)
+    frame = read_parquet(args.features / "eval.parquet").to_pandas()
+    n_train = read_parquet(args.features / "train.parquet", columns=["target"]).num_rows
+    y = frame["target"].to_numpy()
+    p = model.predict_proba(estimator, frame[FEATURES])
+    scores = metrics.scores(y, p, threshold)
+    confusion = scores.pop("confusion")
+    scores.update(n_train=n_train, n_eval=len(y))
+
+    truth = read_parquet(args.split / "eval_truth.parquet")["target_probability"]
+    oracle_roc = None
+    if truth.null_count == 0 and len(truth) == len(y):
+        oracle = truth.to_numpy()
+        scores["oracle_roc_auc"] = metrics.scores(y, oracle, threshold)["roc_auc"]
+        scores["gap_to_oracle"] = scores["oracle_roc_auc"] - scores["roc_auc"]
+        oracle_roc = metrics.roc_points(y, oracle)
+    else:
+        log.info("no truth file (real Kaggle data?): oracle AUC not reported")
+
+    roc = metrics.roc_points(y, p)
+    pr = metrics.pr_points(y, p)
+    calibration = metrics.calibration_points(y, p)
+    importance = model.importances(estimator, FEATURES)
+    with atomic_dir(args.plots) as tmp:
+        write_plot_data(tmp, "roc.json", roc)
+        write_plot_data(tmp, "precision_recall.json", pr)
+        write_plot_data(tmp, "calibration.json", calibration)
+        write_plot_data(tmp, "confusion.json", metrics.confusion_sample(y, p, threshold))
+        write_plot_data(tmp, "feature_importance.json", [
+            {"feature": k, "importance": round(v, 6)}
+            for k, v in sorted(importance.items(), key=lambda kv: -kv[1])
+        ])
+        draw_pngs(tmp / "images", roc, oracle_roc, pr, calibration, importance,
+                  {**scores, "confusion": confusion})
+    write_json(scores, args.metrics)
+    oracle_text = f" (oracle {scores['oracle_roc_auc']:.4f})" if "oracle_roc_auc" in scores else ""
+    log.info("eval rows %d: ROC AUC %.4f%s", len(y), scores["roc_auc"], oracle_text)
+
+
+if __name__ == "__main__":
+    run_main(main)

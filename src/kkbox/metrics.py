@@ -1,0 +1,67 @@
+"""Evaluation metrics and plot data: pure functions of labels and predicted probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+
+def scores(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float | int]:
+    """Kaggle's ROC AUC plus the usual companions, at one decision threshold."""
+    predicted = p >= threshold
+    tn, fp, fn, tp = skm.confusion_matrix(y, predicted, labels=[0, 1]).ravel()
+    return {
+        "roc_auc": float(skm.roc_auc_score(y, p)),
+        "pr_auc": float(skm.average_precision_score(y, p)),
+        "log_loss": float(skm.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "accuracy": float((predicted == y).mean()),
+        "positive_rate": float(y.mean()),
+        "predicted_positive_rate": float(predicted.mean()),
+        "confusion": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+    }
+
+
+def _thin(points: list[dict], keep: int) -> list[dict]:
+    """At most `keep` evenly spaced points (first and last kept): plots stay small."""
+    if len(points) <= keep:
+        return points
+    idx = np.unique(np.linspace(0, len(points) - 1, keep).round().astype(int))
+    return [points[i] for i in idx]
+
+
+def roc_points(y: np.ndarray, p: np.ndarray, keep: int = 200) -> list[dict]:
+    """ROC curve as records of fpr / tpr / threshold."""
+    fpr, tpr, thr = skm.roc_curve(y, p)
+    thr = np.minimum(thr, 1.0)
+    points = [{"fpr": round(float(a), 5), "tpr": round(float(b), 5), "threshold": round(float(t), 5)}
+              for a, b, t in zip(fpr, tpr, thr, strict=True)]
+    return _thin(points, keep)
+
+
+def pr_points(y: np.ndarray, p: np.ndarray, keep: int = 200) -> list[dict]:
+    """Precision-recall curve as records of recall / precision."""
+    precision, recall, _ = skm.precision_recall_curve(y, p)
+    points = [{"recall": round(float(r), 5), "precision": round(float(q), 5)}
+              for r, q in zip(recall[::-1], precision[::-1], strict=True)]
+    return _thin(points, keep)
+
+
+def calibration_points(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
+    """Mean predicted vs observed replay rate in equal-width probability bins."""
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    count = np.bincount(which, minlength=bins)
+    mean_p = np.bincount(which, weights=p, minlength=bins)
+    mean_y = np.bincount(which, weights=y, minlength=bins)
+    return [
+        {"predicted": round(float(mean_p[b] / count[b]), 5),
+         "observed": round(float(mean_y[b] / count[b]), 5), "rows": int(count[b])}
+        for b in range(bins) if count[b] > 0
+    ]
+
+
+def confusion_sample(y: np.ndarray, p: np.ndarray, threshold: float,
+                     keep: int = 5000) -> list[dict]:
+    """Actual/predicted records of an evenly spaced sample of rows (DVC's confusion template
+    counts records; the exact counts are in the metrics file)."""
+    idx = np.unique(np.linspace(0, len(y) - 1, min(keep, len(y))).round().astype(int))
+    return [{"actual": int(y[i]), "predicted": int(p[i] >= threshold)} for i in idx]

@@ -1,0 +1,100 @@
+"""The two model families of the pipeline, both behind scikit-learn's estimator API."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from kkbox.io import UserError, atomic_path, require
+
+log = logging.getLogger(__name__)
+
+MODELS = ("xgb", "rf")
+
+
+def build(params: dict[str, Any]) -> Any:
+    """An unfitted estimator from the `train` section of params.yaml."""
+    kind = require(params, "model", str, "train")
+    seed = require(params, "seed", int, "train")
+    if kind not in MODELS:
+        raise UserError(f"params.yaml: train.model must be one of {MODELS}, got {kind!r}")
+    section = require(params, kind, dict, "train")
+    if kind == "xgb":
+        from xgboost import XGBClassifier
+
+        p = dict(section)
+        return XGBClassifier(
+            n_estimators=require(p, "n_estimators", int, "train.xgb"),
+            learning_rate=require(p, "learning_rate", (int, float), "train.xgb"),
+            max_depth=require(p, "max_depth", int, "train.xgb"),
+            min_child_weight=require(p, "min_child_weight", (int, float), "train.xgb"),
+            subsample=require(p, "subsample", (int, float), "train.xgb"),
+            colsample_bytree=require(p, "colsample_bytree", (int, float), "train.xgb"),
+            max_bin=require(p, "max_bin", int, "train.xgb"),
+            early_stopping_rounds=require(p, "early_stopping_rounds", int, "train.xgb"),
+            n_jobs=require(p, "n_jobs", int, "train.xgb") or None,
+            device=require(p, "device", str, "train.xgb"),
+            tree_method="hist",
+            objective="binary:logistic",
+            eval_metric="auc",
+            random_state=seed,
+        )
+    from sklearn.ensemble import RandomForestClassifier
+
+    p = dict(section)
+    return RandomForestClassifier(
+        n_estimators=require(p, "n_estimators", int, "train.rf"),
+        max_depth=require(p, "max_depth", int, "train.rf"),
+        min_samples_leaf=require(p, "min_samples_leaf", int, "train.rf"),
+        max_features=require(p, "max_features", (int, float), "train.rf"),
+        max_samples=require(p, "max_samples", (int, float), "train.rf"),
+        n_jobs=require(p, "n_jobs", int, "train.rf"),
+        random_state=seed,
+    )
+
+
+def fit(model: Any, x: pd.DataFrame, y: np.ndarray, valid_fraction: float) -> dict[str, Any]:
+    """Fit; XGBoost stops early on the last `valid_fraction` of the (time-ordered) rows."""
+    if type(model).__name__ != "XGBClassifier":
+        model.fit(x, y)
+        return {}
+    cut = len(x) - max(1, round(len(x) * valid_fraction))
+    model.fit(x.iloc[:cut], y[:cut], eval_set=[(x.iloc[cut:], y[cut:])], verbose=False)
+    return {"best_iteration": int(model.best_iteration), "best_valid_auc": float(model.best_score)}
+
+
+def predict_proba(model: Any, x: pd.DataFrame) -> np.ndarray:
+    """Probability of a replay (class 1) for each row."""
+    return model.predict_proba(x)[:, 1]
+
+
+def save(model: Any, path: Path) -> None:
+    """Save with joblib, atomically."""
+    with atomic_path(path) as tmp:
+        joblib.dump(model, tmp)
+
+
+def load(path: Path) -> Any:
+    """Load a saved model with a clear error when it is missing, empty or corrupt."""
+    if not path.exists():
+        raise UserError(f"{path}: model not found; run `dvc repro train`")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: model file is empty (0 bytes); rerun `dvc repro -f train`")
+    try:
+        return joblib.load(path)
+    except Exception as err:  # joblib/pickle raise many types for a damaged file
+        raise UserError(
+            f"{path}: model file is corrupt ({type(err).__name__}); rerun `dvc repro -f train`"
+        ) from None
+
+
+def importances(model: Any, names: list[str]) -> dict[str, float]:
+    """Feature importances (gain for XGBoost, impurity for the forest), normalised to sum 1."""
+    values = np.asarray(model.feature_importances_, dtype=float)
+    total = values.sum() or 1.0
+    return {n: float(v / total) for n, v in zip(names, values, strict=True)}

@@ -1,0 +1,113 @@
+"""Reading the raw Kaggle CSVs: explicit dtypes, multi-threaded, with errors that name the fix."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from kkbox.io import UserError
+from kkbox.schema import TABLES
+
+log = logging.getLogger(__name__)
+
+_BLOCK = 16 << 20
+
+
+def read_header(path: Path) -> list[str]:
+    """The header row of a CSV, with clear errors for missing, empty or non-UTF-8 files."""
+    if not path.exists():
+        raise UserError(f"{path}: file not found; run `make data` or put the Kaggle CSV there")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: file is empty (0 bytes); regenerate it with `make data`")
+    with path.open("rb") as fh:
+        line = fh.readline()
+    try:
+        text = line.decode("utf-8-sig").rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: header row is not UTF-8 ({err.reason})") from None
+    return next(csv.reader([text]))
+
+
+def check_columns(path: Path, header: list[str], expected: list[str]) -> None:
+    """Fail with the missing / unexpected / misordered columns named."""
+    if header == expected:
+        return
+    missing = [c for c in expected if c not in header]
+    extra = [c for c in header if c not in expected]
+    if missing:
+        hint = f"; unexpected column(s) {extra}" if extra else ""
+        raise UserError(f"{path}: missing column(s) {missing}{hint}; expected {expected}")
+    if extra:
+        raise UserError(f"{path}: unexpected column(s) {extra}; expected exactly {expected}")
+    raise UserError(f"{path}: columns are in the wrong order {header}; expected {expected}")
+
+
+def read_table(path: Path, name: str) -> pa.Table:
+    """Read one raw table with the dtypes of its schema; only empty fields are missing."""
+    types = TABLES[name]
+    header = read_header(path)
+    check_columns(path, header, list(types))
+    options = pacsv.ConvertOptions(
+        column_types=types,
+        # Kaggle's source_system_tab holds the literal string 'null': only "" means missing.
+        null_values=[""],
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+    )
+    read = pacsv.ReadOptions(use_threads=True, block_size=_BLOCK, skip_rows=1,
+                             column_names=list(types))
+    try:
+        table = pacsv.read_csv(path, read_options=read, convert_options=options)
+    except pa.ArrowInvalid as err:
+        raise UserError(f"{path}: {_explain(path, str(err), list(types))}\n{err}") from None
+    if table.num_rows == 0:
+        raise UserError(f"{path}: has a header but no rows; regenerate it with `make data`")
+    log.info("read %s: %d rows x %d columns", path, table.num_rows, table.num_columns)
+    return table
+
+
+def _explain(path: Path, message: str, columns: list[str]) -> str:
+    """Turn a pyarrow CSV error into one line naming the row (1 = first data row) and column.
+
+    pyarrow does not report row numbers, so on this error path the file is scanned once more.
+    """
+    first = message.splitlines()[0]
+    if m := re.search(r"CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'",
+                      first):
+        col, kind, value = int(m[1]), m[2], m[3]
+        row = _find_row(path, lambda fields: len(fields) > col and fields[col] == value)
+        return f"row {row}, column {columns[col]!r}: {value!r} is not a valid {kind}"
+    if "UTF8" in first:
+        row = _find_bad_utf8(path)
+        return f"row {row}: bytes that are not UTF-8; re-save the file as UTF-8"
+    if m := re.search(r"Expected (\d+) columns, got (\d+)", first):
+        want = int(m[1])
+        row = _find_row(path, lambda fields: len(fields) != want)
+        return f"row {row}: expected {want} fields, got {m[2]} (truncated or malformed line)"
+    return first
+
+
+def _find_row(path: Path, bad: Callable[[list[str]], bool]) -> int | str:
+    with path.open(encoding="utf-8", errors="replace", newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        for number, fields in enumerate(reader, start=1):
+            if bad(fields):
+                return number
+    return "?"
+
+
+def _find_bad_utf8(path: Path) -> int | str:
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return "?"

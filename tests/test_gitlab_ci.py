@@ -1,0 +1,208 @@
+"""The GitLab CI pipeline (.gitlab-ci.yml), checked offline and run through gitlab-ci-local."""
+
+import csv
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ci
+
+ROOT = Path(__file__).resolve().parents[1]
+CI_YAML = ROOT / ".gitlab-ci.yml"
+TOOLS = ROOT / ".tools" / "node_modules" / ".bin"
+GCL = TOOLS / "gitlab-ci-local"
+CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
+CI_LOCAL = ROOT / "scripts" / "ci-local.sh"
+
+# A CI clone has no git identity: give every git command one.
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "ci-test",
+    "GIT_AUTHOR_EMAIL": "ci-test@localhost",
+    "GIT_COMMITTER_NAME": "ci-test",
+    "GIT_COMMITTER_EMAIL": "ci-test@localhost",
+}
+
+needs_gcl = pytest.mark.skipif(
+    not GCL.exists(), reason="gitlab-ci-local is not installed: run make system-deps"
+)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "MAKE"))}
+    env["PATH"] = f"{TOOLS}{os.pathsep}{env['PATH']}"
+    return {**env, **GIT_IDENTITY, **extra}
+
+
+def _run(cmd: list[str | Path], cwd: Path, timeout: int = 60, **env: str):
+    return subprocess.run(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _git(repo: Path, *args: str) -> None:
+    _run(["git", *args], repo).check_returncode()
+
+
+def _ci_repo(tmp_path: Path, yaml_text: str, branch: str = "feature") -> Path:
+    """A git repository holding only `yaml_text` as .gitlab-ci.yml, on `branch`, default main."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / ".gitlab-ci.yml").write_text(yaml_text)
+    _git(repo, "init", "--quiet", "--initial-branch=main")
+    _git(repo, "add", ".gitlab-ci.yml")
+    _git(repo, "commit", "--quiet", "-m", "ci")
+    _git(repo, "remote", "add", "origin", "https://gitlab.example.com/cd4ml/cd4ml-kkbox.git")
+    _git(repo, "update-ref", "refs/remotes/origin/main", "HEAD")
+    _git(repo, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
+    if branch != "main":
+        _git(repo, "switch", "--quiet", "-c", branch)
+    return repo
+
+
+def _listed_jobs(repo: Path, *args: str) -> dict[str, dict[str, str]]:
+    """Jobs gitlab-ci-local would run in `repo` (when: never left out), by name."""
+    run = _run([GCL, "--list-csv", *args], repo)
+    assert run.returncode == 0, run.stdout + run.stderr
+    header = run.stdout.index("name;stage;")
+    rows = csv.DictReader(run.stdout[header:].splitlines(), delimiter=";")
+    return {row["name"]: row for row in rows}
+
+
+def test_ci_yaml_matches_gitlab_schema():
+    run = _run(
+        [
+            CHECK_JSONSCHEMA,
+            "--builtin-schema",
+            "vendor.gitlab-ci",
+            "--data-transform",
+            "gitlab-ci",  # understands GitLab's !reference tag
+            CI_YAML,
+        ],
+        ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@needs_gcl
+def test_branch_pipeline_runs_test_train_evaluate(tmp_path):
+    jobs = _listed_jobs(_ci_repo(tmp_path, CI_YAML.read_text(), branch="feature"))
+    assert {name: (job["stage"], job["when"]) for name, job in jobs.items()} == {
+        "test": ("test", "on_success"),
+        "train": ("train", "on_success"),
+        "train-gpu": ("train", "manual"),
+        "evaluate": ("evaluate", "on_success"),
+    }
+    assert jobs["train"]["needs"] == "[test]"
+    assert jobs["evaluate"]["needs"] == "[train]"
+
+
+@needs_gcl
+def test_default_branch_pipeline_also_releases(tmp_path):
+    jobs = _listed_jobs(_ci_repo(tmp_path, CI_YAML.read_text(), branch="main"))
+    assert list(jobs) == ["test", "train", "train-gpu", "evaluate", "release"]
+    assert jobs["release"]["stage"] == "release"
+    assert jobs["release"]["needs"] == "[evaluate]"
+
+
+@needs_gcl
+def test_scheduled_pipeline_only_ingests(tmp_path):
+    repo = _ci_repo(tmp_path, CI_YAML.read_text(), branch="main")
+    jobs = _listed_jobs(
+        repo,
+        "--variable",
+        "CI_PIPELINE_SOURCE=schedule",
+        "--ignore-predefined-vars",
+        "CI_PIPELINE_SOURCE",
+    )
+    assert list(jobs) == ["ingest"]
+
+
+NO_SCRIPT = "stages: [test]\nunit:\n  stage: test\n  image: python:3.11\n"
+BAD_WHEN = "unit:\n  script: [make unit]\n  when: sometimes\n"
+UNKNOWN_NEED = "unit:\n  script: [make unit]\n  needs: [lint]\n"
+
+
+@needs_gcl
+@pytest.mark.parametrize("yaml_text", [NO_SCRIPT, BAD_WHEN, UNKNOWN_NEED])
+def test_gitlab_ci_local_rejects_invalid_yaml(tmp_path, yaml_text):
+    run = _run([GCL, "--list"], _ci_repo(tmp_path, yaml_text))
+    assert run.returncode != 0, run.stdout + run.stderr
+
+
+def test_schema_check_rejects_invalid_yaml(tmp_path):
+    path = tmp_path / ".gitlab-ci.yml"
+    path.write_text(BAD_WHEN)
+    run = _run([CHECK_JSONSCHEMA, "--builtin-schema", "vendor.gitlab-ci", path], tmp_path)
+    assert run.returncode != 0
+    assert "sometimes" in run.stdout
+
+
+@pytest.fixture
+def empty_bucket(s3_server):
+    """A new bucket on the loopback S3 server: the pipeline starts with an empty DVC remote."""
+    import boto3
+
+    bucket = f"ci-{uuid.uuid4().hex[:12]}"
+    boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint,
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key,
+        region_name="us-east-1",
+    ).create_bucket(Bucket=bucket)
+    return {
+        "CI_LOCAL_S3": "external",
+        "S3_ENDPOINT": s3_server.endpoint,
+        "S3_BUCKET": bucket,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+    }
+
+
+def _job_results(output: str) -> dict[str, str]:
+    """The PASS / FAIL summary gitlab-ci-local prints at the end, by job name."""
+    results = {}
+    for line in output.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in {"PASS", "FAIL", "WARN"}:
+            results[words[1]] = words[0]
+    return results
+
+
+@needs_gcl
+@pytest.mark.slow
+@pytest.mark.s3
+@pytest.mark.timeout(600)
+def test_pipeline_end_to_end(tmp_path, empty_bucket):
+    installed = (ROOT / ".venv" / ".installed").stat().st_mtime
+    if any((ROOT / f).stat().st_mtime > installed for f in ("Pipfile", "Pipfile.lock")):
+        pytest.skip("the environment is older than Pipfile.lock: run make install")
+    env = {"CI_LOCAL_DIR": str(tmp_path / "ci"), "SCALE": "tiny", **empty_bucket}
+
+    first = _run([CI_LOCAL], ROOT, timeout=480, **env)
+    output = first.stdout + first.stderr
+    assert first.returncode == 0, output[-6000:]
+    assert _job_results(output) == {"test": "PASS", "train": "PASS", "evaluate": "PASS"}
+    # The remote was empty: the train job regenerated data/ and pushed it, evaluate pulled it.
+    assert "data/ is not on the remote: regenerating it" in output
+    project = tmp_path / "ci" / "project"
+    assert (project / "reports" / "metrics_diff.md").read_text().startswith("|")
+    assert list((project / "plots").rglob("*.png"))
+
+    # A baseline the model cannot beat stops the pipeline at the gate.
+    (project / "baseline.txt").write_text("0.99\n")
+    _git(project, "commit", "--quiet", "-am", "raise the baseline above the model")
+    second = _run([CI_LOCAL, "evaluate"], ROOT, timeout=300, CI_LOCAL_REUSE="1", **env)
+    output = second.stdout + second.stderr
+    assert second.returncode != 0, output[-6000:]
+    assert _job_results(output) == {"evaluate": "FAIL"}
