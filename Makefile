@@ -64,7 +64,7 @@ plots: $(STAMP) ## Render the DVC plots to plots/report/index.html (PNG images a
 	$(DVC) plots show --out plots/report
 
 ##@ Quality
-.PHONY: lint format test
+.PHONY: lint format test unit
 lint: $(STAMP) ## Check style with ruff
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
@@ -73,8 +73,11 @@ format: $(STAMP) ## Format the code with ruff
 	$(VENV)/bin/ruff check --fix src tests
 	$(VENV)/bin/ruff format src tests
 
-test: $(STAMP) ## Install what is missing and run the whole test suite
+test: $(STAMP) system-deps ## Install what is missing and run the whole test suite
 	$(VENV)/bin/pytest $(ARGS)
+
+unit: $(STAMP) ## Run the fast tests only (no pipeline run, no servers)
+	$(VENV)/bin/pytest -m "not slow and not s3 and not ci" $(ARGS)
 
 ##@ Housekeeping
 .PHONY: clean

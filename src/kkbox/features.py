@@ -126,10 +126,10 @@ def fit_vocabulary(values: pd.Series, min_count: int) -> list:
 
 def encode(values: pd.Series | np.ndarray, vocabulary: list) -> np.ndarray:
     """Codes from a fitted vocabulary: unseen -> UNSEEN, missing -> MISSING."""
-    series = pd.Series(values)
-    codes = pd.Categorical(series, categories=vocabulary).codes.astype(np.int16) + FIRST_CODE
-    codes[codes < FIRST_CODE] = UNSEEN
-    codes[series.isna().to_numpy()] = MISSING
+    inverse, uniques = pd.factorize(pd.Series(values), use_na_sentinel=True)
+    found = pd.Index(vocabulary).get_indexer(pd.Index(uniques)) if len(uniques) else []
+    mapped = np.where(np.asarray(found) >= 0, np.asarray(found) + FIRST_CODE, UNSEEN)
+    codes = np.append(mapped, MISSING).astype(np.int16)[inverse]  # inverse -1 = missing
     return codes
 
 

@@ -1,0 +1,289 @@
+"""Push to, pull from and check the DVC remote; a failure is one line naming the remote and the fix.
+
+The remote comes from DVC's config (.dvc/config, then .dvc/config.local). S3_BUCKET and S3_ENDPOINT
+(or --bucket / --endpoint) are written to .dvc/config.local, so tracked files never change.
+Credentials come from the environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) as DVC reads them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from kkbox.io import UserError, run_main
+
+log = logging.getLogger("remote")
+
+# Fail within seconds when the endpoint is down instead of botocore's long default back-off.
+S3_TIMEOUTS = {"connect_timeout": 5, "read_timeout": 30, "retries": {"max_attempts": 2}}
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A DVC remote as DVC would use it: name, URL, endpoint and its other config options."""
+
+    name: str
+    url: str
+    endpoint: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_s3(self) -> bool:
+        """True for an s3:// remote (the only kind this script can probe)."""
+        return urlsplit(self.url).scheme == "s3"
+
+    @property
+    def bucket(self) -> str:
+        """The bucket of an s3:// URL."""
+        return urlsplit(self.url).netloc
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of an s3:// URL, without slashes at the ends."""
+        return urlsplit(self.url).path.strip("/")
+
+    def describe(self) -> str:
+        """How the remote is named in messages: name, URL and endpoint."""
+        endpoint = self.endpoint or "AWS default endpoint"
+        return f"remote '{self.name}' ({self.url}, endpoint {endpoint})"
+
+
+def with_bucket(url: str, bucket: str) -> str:
+    """Return the s3:// URL with its bucket replaced and its key prefix kept."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3":
+        raise UserError(f"S3_BUCKET is set but the remote URL {url} is not an s3:// URL")
+    return f"s3://{bucket}{parts.path}"
+
+
+def dvc_command() -> list[str]:
+    """The DVC of this environment: the `dvc` script next to the running Python."""
+    script = Path(sys.executable).with_name("dvc")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "dvc"]
+
+
+def run_dvc(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run DVC in the current directory and capture its output."""
+    cmd = [*dvc_command(), *args]
+    log.debug("running %s", " ".join(cmd))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+
+
+def dvc_output(result: subprocess.CompletedProcess[str]) -> str:
+    """DVC's stdout and stderr as one text block."""
+    return "\n".join(part.strip() for part in (result.stdout, result.stderr) if part.strip())
+
+
+def load_remote(name: str | None) -> Remote:
+    """Read a remote (default: core.remote) from DVC's merged config, .dvc/config.local included."""
+    from dvc.config import Config
+    from dvc.exceptions import DvcException
+
+    try:
+        config = Config.from_cwd()
+    except DvcException as err:
+        raise UserError(f"cannot read the DVC config here ({Path.cwd()}): {err}") from None
+    name = name or config["core"].get("remote")
+    if not name:
+        raise UserError(
+            "no default DVC remote: run `dvc remote add -d storage s3://BUCKET/dvcstore`"
+        )
+    remotes = config["remote"]
+    if name not in remotes:
+        known = ", ".join(sorted(remotes)) or "none"
+        raise UserError(f"no DVC remote named '{name}' (configured: {known})")
+    options = dict(remotes[name])
+    return Remote(name, options.pop("url"), options.pop("endpointurl", None), options)
+
+
+def apply_overrides(remote: Remote, bucket: str | None, endpoint: str | None) -> Remote:
+    """Write a bucket or endpoint override to .dvc/config.local (only when it changes anything)."""
+    changes = {}
+    if bucket and bucket != remote.bucket:
+        changes["url"] = with_bucket(remote.url, bucket)
+    if endpoint and endpoint != remote.endpoint:
+        changes["endpointurl"] = endpoint
+    for option, value in changes.items():
+        result = run_dvc(["remote", "modify", "--local", remote.name, option, value])
+        if result.returncode != 0:
+            raise UserError(
+                f"cannot set {option} of remote '{remote.name}' in .dvc/config.local\n"
+                + dvc_output(result)
+            )
+        log.debug("remote '%s': %s = %s (in .dvc/config.local)", remote.name, option, value)
+    return load_remote(remote.name) if changes else remote
+
+
+def s3_client(remote: Remote) -> Any:
+    """A boto3 S3 client with the endpoint, profile and credentials DVC would use."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    opts = remote.options
+    if opts.get("credentialpath"):
+        os.environ.setdefault("AWS_SHARED_CREDENTIALS_FILE", opts["credentialpath"])
+    session = boto3.session.Session(
+        profile_name=opts.get("profile"),
+        aws_access_key_id=opts.get("access_key_id"),
+        aws_secret_access_key=opts.get("secret_access_key"),
+        aws_session_token=opts.get("session_token"),
+        region_name=opts.get("region"),
+    )
+    return session.client(
+        "s3",
+        endpoint_url=remote.endpoint,
+        verify=opts.get("ssl_verify", True),
+        config=BotoConfig(**S3_TIMEOUTS),
+    )
+
+
+def probe(remote: Remote) -> None:
+    """Check that the endpoint answers, the credentials are accepted and the bucket exists."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
+    where = remote.describe()
+    endpoint = remote.endpoint or "the AWS endpoint"
+    try:
+        client = s3_client(remote)
+        endpoint = client.meta.endpoint_url
+        client.head_bucket(Bucket=remote.bucket)
+        client.list_objects_v2(Bucket=remote.bucket, Prefix=remote.prefix, MaxKeys=1)
+    except NoCredentialsError as err:
+        raise UserError(
+            f"{where}: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY\n{err}"
+        ) from None
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as err:
+        raise UserError(
+            f"{where}: cannot reach {endpoint}: is the server up? "
+            f"set S3_ENDPOINT (or `dvc remote modify --local {remote.name} endpointurl URL`)"
+            f"\n{err}"
+        ) from None
+    except ClientError as err:
+        cause, detail = _explain(client, remote, err)
+        raise UserError(f"{where}: {cause}\n{detail}") from None
+    except BotoCoreError as err:
+        raise UserError(f"{where}: S3 client error: {err}") from None
+
+
+def _explain(client: Any, remote: Remote, err: Any) -> tuple[str, str]:
+    """Turn an S3 error response into the cause with its fix, and the server's own words."""
+    from botocore.exceptions import ClientError
+
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = err.response.get("Error", {}).get("Code", "")
+    if status == 404 or code in ("404", "NoSuchBucket"):
+        return f"bucket {remote.bucket} does not exist: create it or set S3_BUCKET", str(err)
+    if status != 403:
+        return f"S3 answered {status} {code}: check the endpoint and region", str(err)
+    # A HEAD response has no body, so ask again with a request whose error names the reason.
+    try:
+        client.list_buckets()
+    except ClientError as again:
+        code = again.response.get("Error", {}).get("Code", "")
+        err = again
+    if code == "SignatureDoesNotMatch":
+        return "wrong credentials: check AWS_SECRET_ACCESS_KEY", str(err)
+    if code == "InvalidAccessKeyId":
+        return "wrong credentials: the server does not know AWS_ACCESS_KEY_ID", str(err)
+    return f"access denied to bucket {remote.bucket}: the keys have no rights on it", str(err)
+
+
+def explain_dvc_failure(command: str, output: str) -> str:
+    """Name the likely cause of a failed `dvc push` / `dvc pull` from its output."""
+    lowered = output.lower()
+    if "missing cache files" in lowered or "not in cache" in lowered:
+        if command == "push":
+            return "some outputs are not in the local cache: run `dvc repro` first"
+        return "some files are not on the remote: push them first, or pull with --allow-missing"
+    return f"dvc {command} failed (DVC's message below)"
+
+
+def transfer(remote: Remote, command: str, dvc_args: list[str]) -> None:
+    """Run `dvc push` or `dvc pull` against the remote, with a clear line when it fails."""
+    if remote.is_s3:
+        probe(remote)
+    started = time.perf_counter()
+    result = run_dvc([command, "--run-cache", "--remote", remote.name, *dvc_args])
+    if result.returncode != 0:
+        detail = dvc_output(result)
+        if remote.is_s3:
+            # The remote may have gone away during the transfer: that is the better explanation.
+            try:
+                probe(remote)
+            except UserError as err:
+                raise UserError(f"{err}\n{detail}") from None
+        raise UserError(
+            f"{remote.describe()}: {explain_dvc_failure(command, detail)}\n{detail}"
+        )
+    summary = result.stdout.strip().splitlines()
+    log.info(
+        "%s %s %s done in %.1f s: %s",
+        command,
+        "to" if command == "push" else "from",
+        remote.describe(),
+        time.perf_counter() - started,
+        summary[-1] if summary else "done",
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["push", "pull", "check"])
+    parser.add_argument("--remote", help="DVC remote name (default: core.remote)")
+    parser.add_argument(
+        "--bucket",
+        default=os.environ.get("S3_BUCKET") or None,
+        help="use this bucket, written to .dvc/config.local (default: $S3_BUCKET)",
+    )
+    parser.add_argument(
+        "--endpoint",
+        default=os.environ.get("S3_ENDPOINT") or None,
+        help="S3 endpoint URL, written to .dvc/config.local (default: $S3_ENDPOINT)",
+    )
+    parser.add_argument("-j", "--jobs", type=int, help="parallel transfers (DVC's default)")
+    parser.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="pull: skip files the remote does not have instead of failing",
+    )
+    parser.add_argument("targets", nargs="*", help="limit to these outputs or stages")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # botocore logs where it found the credentials at INFO: noise before a possible error line.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    remote = apply_overrides(load_remote(args.remote), args.bucket, args.endpoint)
+    if args.command == "check":
+        if not remote.is_s3:
+            raise UserError(f"{remote.describe()}: not an s3:// remote, which is all check knows")
+        probe(remote)
+        log.info("%s: reachable, credentials accepted, bucket exists", remote.describe())
+        return
+    dvc_args = ["--jobs", str(args.jobs)] if args.jobs else []
+    if args.allow_missing:
+        if args.command != "pull":
+            raise UserError("--allow-missing only applies to pull")
+        dvc_args.append("--allow-missing")
+    transfer(remote, args.command, [*dvc_args, *args.targets])
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,111 @@
+"""Unit tests of the feature code on tiny inline frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kkbox import features as F
+
+
+def test_bd_outliers_and_zero_become_missing():
+    bd = pd.Series([0, 27, -43, 144, 1051, 5, 80, 81], dtype="int16")
+    cleaned = F.clean_bd(bd)
+    assert cleaned.isna().tolist() == [True, False, True, True, True, False, False, True]
+    assert cleaned[1] == 27
+
+
+def test_dates_parse_and_unknown_1970_is_missing():
+    dates = F.yyyymmdd(pd.Series([20170101, 19700101, 20171340], dtype="int32"))
+    assert dates[0] == pd.Timestamp("2017-01-01")
+    assert dates[1:].isna().all()
+
+
+def test_genre_parsing_first_genre_and_count():
+    songs = pd.DataFrame({
+        "song_id": ["a", "b", "c"], "song_length": [1000, 2000, 3000],
+        "genre_ids": ["465", "958|1609|2022", None], "artist_name": ["x", "y", "x"],
+        "composer": [None, "p|q", "r"], "lyricist": [None, None, "s"],
+        "language": [3.0, 52.0, -1.0],
+    })
+    extra = pd.DataFrame({"song_id": ["b", "a"], "name": ["n1", "n2"],
+                          "isrc": ["TWUM71200043", "USA169912345"]})
+    table = F.song_table(songs, extra)
+    assert table["first_genre"].tolist()[:2] == ["465", "958"]
+    assert pd.isna(table["first_genre"][2])
+    assert table["genre_count"].tolist() == [1, 3, 0]
+    assert table["composer_count"].tolist() == [0, 2, 1]
+    assert table["isrc_country"].tolist()[:2] == ["US", "TW"]  # joined by song_id, not position
+    assert table["isrc_year"].tolist()[:2] == [1999.0, 2012.0]
+    assert table["artist_key"][0] == table["artist_key"][2]
+
+
+def test_vocabulary_is_fitted_on_training_values_most_frequent_first():
+    vocab = F.fit_vocabulary(pd.Series(["radio", "my library", "my library", None, "search"]), 1)
+    assert vocab == ["my library", "radio", "search"]
+
+
+def test_encoding_applies_training_codes_unchanged_and_reserves_unseen_and_missing():
+    vocab = F.fit_vocabulary(pd.Series(["b", "a", "a"]), 1)
+    train_codes = F.encode(pd.Series(["a", "b"]), vocab)
+    eval_codes = F.encode(pd.Series(["b", "zzz", None, "a"]), vocab)
+    # the same value gets the same code in every part; unseen and missing get reserved codes
+    assert train_codes.tolist() == [F.FIRST_CODE, F.FIRST_CODE + 1]
+    assert eval_codes.tolist() == [F.FIRST_CODE + 1, F.UNSEEN, F.MISSING, F.FIRST_CODE]
+
+
+def test_min_count_sends_rare_categories_to_unseen():
+    vocab = F.fit_vocabulary(pd.Series(["a", "a", "b"]), min_count=2)
+    assert F.encode(pd.Series(["b"]), vocab).tolist() == [F.UNSEEN]
+
+
+def _joined(n_rows: int, target: list[int], members: list[int], songs: list[int]) -> pd.DataFrame:
+    frame = pd.DataFrame({
+        "source_system_tab": ["my library"] * n_rows,
+        "source_screen_name": ["Radio"] * n_rows,
+        "source_type": ["radio"] * n_rows,
+        "city": [1.0] * n_rows, "gender": [None] * n_rows, "registered_via": [7.0] * n_rows,
+        "language": [3.0] * n_rows, "first_genre": ["465"] * n_rows,
+        "isrc_country": ["TW"] * n_rows,
+        "member_key": members, "song_key": songs, "artist_key": songs,
+        "target": target,
+    })
+    for col in F.NUMERIC:
+        frame[col] = 1.0
+    return frame
+
+
+def test_features_of_eval_rows_do_not_depend_on_eval_targets():
+    train = _joined(6, [1, 0, 1, 1, 0, 0], [0, 0, 1, 1, 2, 2], [0, 1, 0, 1, 0, 1])
+    encoder = F.fit(train, min_count=1, smoothing=2.0)
+    evaluation = _joined(3, [1, 1, 1], [0, 1, 3], [1, 0, 2])
+    flipped = evaluation.assign(target=[0, 0, 0])
+    pd.testing.assert_frame_equal(F.transform(evaluation, encoder),
+                                  F.transform(flipped, encoder))
+
+
+def test_target_encoding_uses_training_statistics_with_smoothing():
+    train = _joined(4, [1, 1, 0, 0], [0, 0, 1, 1], [0, 1, 2, 3])
+    encoder = F.fit(train, min_count=1, smoothing=2.0)
+    out = F.transform(_joined(3, [0, 0, 0], [0, 1, 9], [0, 0, 0]), encoder)
+    prior = 0.5
+    assert out["te_member"].tolist() == pytest.approx([(2 + prior * 2) / 4, (0 + 1) / 4, prior])
+    assert out["member_plays"].tolist() == [2, 2, 0]
+
+
+def test_out_of_fold_encoding_never_sees_the_rows_own_target():
+    train = _joined(4, [1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 2, 3])
+    encoder = F.fit(train, min_count=1, smoothing=1.0)
+    folds = np.array([0, 1, 2, 3], dtype=np.int8)  # every row alone in its fold
+    out = F.transform(train, encoder, oof_folds=folds)
+    # leave-one-out: a positive row sees 1 of 3 others positive, a negative row 2 of 3
+    assert out["te_member"].tolist() == pytest.approx([(1 + 0.5) / 4, (2 + 0.5) / 4] * 2)
+
+
+def test_transform_returns_exactly_the_declared_features_and_no_row_index():
+    train = _joined(4, [1, 1, 0, 0], [0, 0, 1, 1], [0, 1, 2, 3])
+    train.index = [10, 11, 12, 13]
+    out = F.transform(train, F.fit(train, 1, 2.0))
+    assert list(out.columns) == F.FEATURES
+    assert "index" not in out.columns and "target" not in out.columns
