@@ -50,6 +50,18 @@ data: $(STAMP) ## Make data/ (SCALE=tiny|small|medium|full, SOURCE=synthetic|kag
 data/train.csv:
 	@$(MAKE) --no-print-directory data
 
+##@ Data evolution
+.PHONY: split-data ingest history
+INCOMING ?= incoming
+split-data: $(STAMP) data/train.csv ## Cut data/train.csv into CHUNKS=3 chunks in INCOMING (folder or s3://), restart data/ with the first
+	$(PY) src/make_chunks.py --chunks $(CHUNKS) --out $(INCOMING) --commit $(if $(PUSH),--push,)
+
+ingest: $(STAMP) ## Append the next chunk from INCOMING to data/ as a new DVC version; dvc push (PUSH=1) and commit
+	$(PY) src/ingest.py --incoming $(INCOMING) --commit $(if $(PUSH),--push --git-push,)
+
+history: $(STAMP) ## Plot ROC AUC and rows per data version from git history (plots/history/)
+	$(PY) src/history.py --out plots/history
+
 ##@ Pipeline
 .PHONY: run repro metrics plots
 run: $(STAMP) data/train.csv repro metrics ## Set up, make the sample data, run the pipeline, show the metrics
@@ -62,6 +74,24 @@ metrics: $(STAMP) ## Show the metrics of the workspace
 
 plots: $(STAMP) ## Render the DVC plots to plots/report/index.html (PNG images are in plots/)
 	$(DVC) plots show --out plots/report
+
+##@ Release
+.PHONY: sanity gate promote metrics-diff
+BASE_REV ?= HEAD
+GATE_FILES := --metrics metrics/eval.json --baseline baseline.txt --params params.yaml
+
+sanity: $(STAMP) ## Run the pipeline up to the model sanity checks (metrics/sanity.json)
+	$(DVC) repro sanity
+
+gate: $(STAMP) ## After `make repro`: show the metrics diff; roc_auc must beat baseline.txt
+	@$(PY) src/gate.py diff
+	$(PY) src/gate.py check $(GATE_FILES)
+
+promote: $(STAMP) ## Pass the gate, then write the new roc_auc into baseline.txt (commit it)
+	$(PY) src/gate.py promote $(GATE_FILES)
+
+metrics-diff: $(STAMP) ## Write reports/metrics_diff.md: dvc metrics diff --md against BASE_REV=HEAD
+	$(PY) src/gate.py diff --rev $(BASE_REV) --md reports/metrics_diff.md
 
 ##@ Quality
 .PHONY: lint format test unit
@@ -78,6 +108,35 @@ test: $(STAMP) system-deps ## Install what is missing and run the whole test sui
 
 unit: $(STAMP) ## Run the fast tests only (no pipeline run, no servers)
 	$(VENV)/bin/pytest -m "not slow and not s3 and not ci" $(ARGS)
+
+##@ Remote
+.PHONY: push pull remote-check s3-start s3-stop
+push: $(STAMP) ## Push data, pipeline outputs and run cache to the DVC remote (S3_BUCKET, S3_ENDPOINT)
+	$(PY) src/remote.py push
+
+pull: $(STAMP) ## Pull data, pipeline outputs and run cache from the DVC remote
+	$(PY) src/remote.py pull
+
+remote-check: $(STAMP) ## Check that the DVC remote answers, takes the credentials and has the bucket
+	$(PY) src/remote.py check
+
+s3-start: $(STAMP) ## Start the loopback S3 server: Ceph radosgw on 127.0.0.1 (S3_PORT, default 7480)
+	@scripts/s3-server.sh start
+	@echo 'Use it with: eval "$$(scripts/s3-server.sh env)"; make push' >&2
+
+s3-stop: ## Stop the loopback S3 server and delete its data
+	@scripts/s3-server.sh stop
+
+##@ CI
+.PHONY: ci-lint ci-local
+CI_SCALE ?= tiny
+
+ci-lint: $(STAMP) ## Check .gitlab-ci.yml offline (GitLab's schema) and list the jobs of a branch pipeline
+	$(VENV)/bin/check-jsonschema --builtin-schema vendor.gitlab-ci --data-transform gitlab-ci .gitlab-ci.yml
+	@scripts/ci-local.sh --list
+
+ci-local: $(STAMP) ## Run the CI jobs here with gitlab-ci-local and a loopback S3 (CI_SCALE=tiny, ARGS=jobs)
+	SCALE=$(CI_SCALE) scripts/ci-local.sh $(ARGS)
 
 ##@ Housekeeping
 .PHONY: clean

@@ -29,11 +29,18 @@ def project_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run(cmd: list[str] | str, cwd: Path, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str] | str, cwd: Path, check: bool = True, **env: str
+) -> subprocess.CompletedProcess:
     """Run a command in a project copy and capture its output (shown when `check` fails)."""
     result = subprocess.run(
-        cmd, cwd=cwd, env=project_env(**env), capture_output=True, text=True,
-        shell=isinstance(cmd, str), check=False,
+        cmd,
+        cwd=cwd,
+        env=project_env(**env),
+        capture_output=True,
+        text=True,
+        shell=isinstance(cmd, str),
+        check=False,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -48,10 +55,16 @@ def copy_project(dest: Path, with_data: bool = False) -> Path:
 
     The DVC cache, outputs and data/ are not copied: the copy starts as a fresh clone would.
     """
-    listed = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-        capture_output=True,
-    ).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for rel in filter(None, listed):
         src = ROOT / rel
         if not src.is_file():

@@ -23,14 +23,20 @@ def test_dates_parse_and_unknown_1970_is_missing():
 
 
 def test_genre_parsing_first_genre_and_count():
-    songs = pd.DataFrame({
-        "song_id": ["a", "b", "c"], "song_length": [1000, 2000, 3000],
-        "genre_ids": ["465", "958|1609|2022", None], "artist_name": ["x", "y", "x"],
-        "composer": [None, "p|q", "r"], "lyricist": [None, None, "s"],
-        "language": [3.0, 52.0, -1.0],
-    })
-    extra = pd.DataFrame({"song_id": ["b", "a"], "name": ["n1", "n2"],
-                          "isrc": ["TWUM71200043", "USA169912345"]})
+    songs = pd.DataFrame(
+        {
+            "song_id": ["a", "b", "c"],
+            "song_length": [1000, 2000, 3000],
+            "genre_ids": ["465", "958|1609|2022", None],
+            "artist_name": ["x", "y", "x"],
+            "composer": [None, "p|q", "r"],
+            "lyricist": [None, None, "s"],
+            "language": [3.0, 52.0, -1.0],
+        }
+    )
+    extra = pd.DataFrame(
+        {"song_id": ["b", "a"], "name": ["n1", "n2"], "isrc": ["TWUM71200043", "USA169912345"]}
+    )
     table = F.song_table(songs, extra)
     assert table["first_genre"].tolist()[:2] == ["465", "958"]
     assert pd.isna(table["first_genre"][2])
@@ -61,16 +67,23 @@ def test_min_count_sends_rare_categories_to_unseen():
 
 
 def _joined(n_rows: int, target: list[int], members: list[int], songs: list[int]) -> pd.DataFrame:
-    frame = pd.DataFrame({
-        "source_system_tab": ["my library"] * n_rows,
-        "source_screen_name": ["Radio"] * n_rows,
-        "source_type": ["radio"] * n_rows,
-        "city": [1.0] * n_rows, "gender": [None] * n_rows, "registered_via": [7.0] * n_rows,
-        "language": [3.0] * n_rows, "first_genre": ["465"] * n_rows,
-        "isrc_country": ["TW"] * n_rows,
-        "member_key": members, "song_key": songs, "artist_key": songs,
-        "target": target,
-    })
+    frame = pd.DataFrame(
+        {
+            "source_system_tab": ["my library"] * n_rows,
+            "source_screen_name": ["Radio"] * n_rows,
+            "source_type": ["radio"] * n_rows,
+            "city": [1.0] * n_rows,
+            "gender": [None] * n_rows,
+            "registered_via": [7.0] * n_rows,
+            "language": [3.0] * n_rows,
+            "first_genre": ["465"] * n_rows,
+            "isrc_country": ["TW"] * n_rows,
+            "member_key": members,
+            "song_key": songs,
+            "artist_key": songs,
+            "target": target,
+        }
+    )
     for col in F.NUMERIC:
         frame[col] = 1.0
     return frame
@@ -81,8 +94,7 @@ def test_features_of_eval_rows_do_not_depend_on_eval_targets():
     encoder = F.fit(train, min_count=1, smoothing=2.0)
     evaluation = _joined(3, [1, 1, 1], [0, 1, 3], [1, 0, 2])
     flipped = evaluation.assign(target=[0, 0, 0])
-    pd.testing.assert_frame_equal(F.transform(evaluation, encoder),
-                                  F.transform(flipped, encoder))
+    pd.testing.assert_frame_equal(F.transform(evaluation, encoder), F.transform(flipped, encoder))
 
 
 def test_target_encoding_uses_training_statistics_with_smoothing():

@@ -16,14 +16,40 @@ from kkbox import schema
 from project import ROOT
 
 KAGGLE_COLUMNS = {
-    "train.csv": ["msno", "song_id", "source_system_tab", "source_screen_name", "source_type",
-                  "target"],
-    "test.csv": ["id", "msno", "song_id", "source_system_tab", "source_screen_name",
-                 "source_type"],
-    "members.csv": ["msno", "city", "bd", "gender", "registered_via", "registration_init_time",
-                    "expiration_date"],
-    "songs.csv": ["song_id", "song_length", "genre_ids", "artist_name", "composer", "lyricist",
-                  "language"],
+    "train.csv": [
+        "msno",
+        "song_id",
+        "source_system_tab",
+        "source_screen_name",
+        "source_type",
+        "target",
+    ],
+    "test.csv": [
+        "id",
+        "msno",
+        "song_id",
+        "source_system_tab",
+        "source_screen_name",
+        "source_type",
+    ],
+    "members.csv": [
+        "msno",
+        "city",
+        "bd",
+        "gender",
+        "registered_via",
+        "registration_init_time",
+        "expiration_date",
+    ],
+    "songs.csv": [
+        "song_id",
+        "song_length",
+        "genre_ids",
+        "artist_name",
+        "composer",
+        "lyricist",
+        "language",
+    ],
     "song_extra_info.csv": ["song_id", "name", "isrc"],
 }
 
@@ -31,7 +57,9 @@ KAGGLE_COLUMNS = {
 def _generate(out: Path, scale: str = "tiny") -> None:
     subprocess.run(
         [sys.executable, "src/generate.py", "--scale", scale, "--out", str(out)],
-        cwd=ROOT, check=True, capture_output=True,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
     )
 
 
@@ -64,8 +92,21 @@ def test_same_seed_gives_byte_identical_files(tiny, tmp_path):
 def test_a_different_seed_gives_different_data(tiny, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("generate:\n  seed: 7\n")
-    subprocess.run([sys.executable, "src/generate.py", "--scale", "tiny", "--params", str(params),
-                    "--out", str(tmp_path / "other")], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "src/generate.py",
+            "--scale",
+            "tiny",
+            "--params",
+            str(params),
+            "--out",
+            str(tmp_path / "other"),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     assert _digest(tiny)["train.csv"] != _digest(tmp_path / "other")["train.csv"]
 
 
@@ -123,7 +164,10 @@ def test_truth_file_is_aligned_and_gives_an_oracle_auc_in_range(tiny):
 def test_kaggle_source_without_the_cli_fails_with_a_clear_message(tmp_path):
     result = subprocess.run(
         [sys.executable, "src/generate.py", "--source", "kaggle", "--out", str(tmp_path / "d")],
-        cwd=ROOT, capture_output=True, text=True, env={"PATH": "/nonexistent", "HOME": "/tmp"},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/nonexistent", "HOME": "/tmp"},
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: the kaggle CLI is not installed")

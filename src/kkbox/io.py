@@ -73,10 +73,7 @@ def require(params: dict[str, Any], key: str, kind: type | tuple[type, ...], whe
     value = params[key]
     kinds = kind if isinstance(kind, tuple) else (kind,)
     # bool is an int subclass: `true` must not pass as a number.
-    if isinstance(value, bool) and bool not in kinds:
-        ok = False
-    else:
-        ok = isinstance(value, kinds)
+    ok = False if isinstance(value, bool) and bool not in kinds else isinstance(value, kinds)
     if not ok:
         names = " or ".join(k.__name__ for k in kinds)
         raise UserError(
