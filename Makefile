@@ -62,6 +62,14 @@ ingest: $(STAMP) ## Append the next chunk from INCOMING to data/ as a new DVC ve
 history: $(STAMP) ## Plot ROC AUC and rows per data version from git history (plots/history/)
 	$(PY) src/history.py --out plots/history
 
+##@ Data validation
+.PHONY: reference
+REFERENCE_DATA ?= data
+
+reference: $(STAMP) ## Refresh reference/profile.json, the drift baseline, from REFERENCE_DATA (default data/)
+	$(PY) src/validate.py --data $(REFERENCE_DATA) --reference reference/profile.json --update-reference
+	@echo "Review and commit reference/profile.json; the committed one is from SCALE=small synthetic data." >&2
+
 ##@ Pipeline
 .PHONY: run repro metrics plots
 run: $(STAMP) data/train.csv repro metrics ## Set up, make the sample data, run the pipeline, show the metrics
@@ -111,16 +119,16 @@ unit: $(STAMP) ## Run the fast tests only (no pipeline run, no servers)
 
 ##@ Remote
 .PHONY: push pull remote-check s3-start s3-stop
-push: $(STAMP) ## Push data, pipeline outputs and run cache to the DVC remote (S3_BUCKET, S3_ENDPOINT)
+push: $(STAMP) ## Push data, pipeline outputs and run cache to the remote (S3_BUCKET, S3_ENDPOINT)
 	$(PY) src/remote.py push
 
 pull: $(STAMP) ## Pull data, pipeline outputs and run cache from the DVC remote
 	$(PY) src/remote.py pull
 
-remote-check: $(STAMP) ## Check that the DVC remote answers, takes the credentials and has the bucket
+remote-check: $(STAMP) ## Check that the remote answers, accepts the credentials, has the bucket
 	$(PY) src/remote.py check
 
-s3-start: $(STAMP) ## Start the loopback S3 server: Ceph radosgw on 127.0.0.1 (S3_PORT, default 7480)
+s3-start: $(STAMP) ## Start the loopback S3 server (Ceph radosgw on 127.0.0.1:S3_PORT, 7480)
 	@scripts/s3-server.sh start
 	@echo 'Use it with: eval "$$(scripts/s3-server.sh env)"; make push' >&2
 
