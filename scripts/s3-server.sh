@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Loopback S3 server for the DVC remote: a one-node Ceph cluster (1 monitor, 1 memstore OSD, radosgw)
-# bound to 127.0.0.1 only, with every file under S3_SERVER_DIR. Data lives in RAM and is gone on stop.
+# Loopback S3 server for the DVC remote: a one-node Ceph cluster (1 monitor, 1 memstore OSD and
+# radosgw) on 127.0.0.1 only, every file under S3_SERVER_DIR. Data lives in RAM, gone on stop.
 #
 #   scripts/s3-server.sh start          start it (no-op when running; restarts a stopped gateway)
 #   scripts/s3-server.sh stop           stop it and delete S3_SERVER_DIR (no-op when stopped)
-#   scripts/s3-server.sh status         exit 0 when it serves S3, 3 when it is stopped, 1 when broken
+#   scripts/s3-server.sh status         exit 0 when it serves S3, 3 when stopped, 1 when broken
 #   scripts/s3-server.sh env            print `export` lines for the endpoint, keys and bucket
 #   scripts/s3-server.sh stop-gateway   stop radosgw only (an outage for tests; `start` ends it)
 #
 # Settings (environment): S3_SERVER_DIR (default ${TMPDIR:-/tmp}/cd4ml-kkbox-s3), S3_PORT (7480),
-# S3_MON_PORT (6789), S3_BUCKET (cd4ml-kkbox), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (test keys),
-# S3_STORE_MB (memstore size, 2048), S3_PYTHON (a Python with boto3; default the project's .venv).
+# S3_MON_PORT (6789), S3_BUCKET (cd4ml-kkbox), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (the keys
+# of the S3 user it creates; test keys by default), S3_STORE_MB (memstore size, 2048), S3_PYTHON
+# (a Python with boto3, default .venv/bin/python), S3_WAIT_S (start-up time-out per daemon, 60).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +44,17 @@ die() {
 
 ceph_() { ceph -c "$CONF" --connect-timeout 5 "$@"; }
 
+# A client that talks to the monitor before it has the cluster's fsid gets EPERM ("wrong fsid"),
+# more often on a busy machine. Every command retried here is idempotent.
+retry() {
+  local i
+  for ((i = 1; i < 5; i++)); do
+    "$@" 2>>"$DIR/log/retries.err" && return 0
+    sleep 0.5
+  done
+  "$@"
+}
+
 pid_of() { cat "$DIR/run/$1.pid" 2>/dev/null || true; }
 
 # True when the pid file of daemon $1 names a live process of the expected program. A zombie counts
@@ -61,6 +73,8 @@ alive() {
   esac
 }
 
+osd_up() { [[ $(ceph_ osd stat 2>/dev/null) == *"1 up"* ]]; }
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 http_ok() {
@@ -72,24 +86,44 @@ http_ok() {
   [[ $line == "HTTP/1."?" 200"* ]]
 }
 
-# Waits up to WAIT_S seconds for "$@" to succeed while daemon $1 stays alive.
-wait_for() {
-  local daemon=$1 what=$2 logfile=$3
-  shift 3
-  local deadline=$((SECONDS + WAIT_S))
+# Waits up to WAIT_S seconds for "$@" to succeed; returns 1 when daemon $1 exits, 2 on time-out.
+wait_until() {
+  local daemon=$1 deadline=$((SECONDS + WAIT_S))
+  shift
   until "$@" >/dev/null 2>&1; do
-    alive "$daemon" || die "$what: the process exited" "$logfile"
-    ((SECONDS < deadline)) || die "$what: not ready after ${WAIT_S} s" "$logfile"
+    alive "$daemon" || return 1
+    ((SECONDS < deadline)) || return 2
     sleep 0.2
   done
 }
 
-# Starts a daemon in the foreground of its own session, detached from the caller's terminal and pipes.
+# Ends the script when wait_until returned $1 != 0: message $2, then the tail of log $3.
+check_wait() {
+  ((${1} != 1)) || die "$2: the process exited" "$3"
+  ((${1} != 2)) || die "$2: not ready after ${WAIT_S} s" "$3"
+}
+
+wait_for() {
+  local daemon=$1 what=$2 logfile=$3 rc=0
+  shift 3
+  wait_until "$daemon" "$@" || rc=$?
+  check_wait "$rc" "$what" "$logfile"
+}
+
+# Starts a daemon in the foreground of its own session, detached from the caller's terminal and
+# pipes. Returns once the forked shell has become the daemon, so that `alive` can tell "still
+# starting" from "exited" (or once it is gone).
 launch() {
-  local name=$1
+  local name=$1 pid i
   shift
   setsid "$@" -c "$CONF" -f </dev/null >>"$DIR/log/$name.out" 2>&1 &
-  echo $! >"$DIR/run/$name.pid"
+  pid=$!
+  echo "$pid" >"$DIR/run/$name.pid"
+  for ((i = 0; i < 200; i++)); do
+    alive "$name" && return 0
+    [[ -e /proc/$pid && $(cat "/proc/$pid/stat" 2>/dev/null) != *") Z"* ]] || return 0
+    sleep 0.05
+  done
 }
 
 stop_daemon() {
@@ -128,8 +162,8 @@ osd crush chooseleaf type = 0
 mon allow pool size one = true
 mon warn on pool no redundancy = false
 mon data avail warn = 1
-# At boot the OSD would put itself into the CRUSH map, and one boot in ten sends that command before
-# it knows the cluster fsid and dies ("wrong fsid"); this script places it in the map instead.
+# At boot the OSD would put itself into the CRUSH map, and one boot in ten sends that command
+# before it knows the cluster fsid and dies ("wrong fsid"); this script places it in the map.
 osd crush update on start = false
 osd class update on start = false
 mon warn on insecure global id reclaim allowed = false
@@ -154,26 +188,40 @@ rgw data = $DIR/rgw
 EOF
 }
 
+# The `env` command prints this file; values are shell-quoted so that `eval` reads them back.
 write_env() {
   (
     umask 077
-    cat >"$DIR/server.env" <<EOF
-export S3_ENDPOINT=http://127.0.0.1:$PORT
-export S3_BUCKET=$BUCKET
-export AWS_ACCESS_KEY_ID=$ACCESS_KEY
-export AWS_SECRET_ACCESS_KEY=$SECRET_KEY
-EOF
+    printf 'export %s=%q\n' \
+      S3_ENDPOINT "http://127.0.0.1:$PORT" \
+      S3_BUCKET "$BUCKET" \
+      AWS_ACCESS_KEY_ID "$ACCESS_KEY" \
+      AWS_SECRET_ACCESS_KEY "$SECRET_KEY" >"$DIR/server.env"
   )
 }
 
+# On a busy machine radosgw sometimes gives up while it sets up its pools; a second try works.
 start_gateway() {
+  local rc=0
   launch radosgw radosgw -n client.rgw.a
-  wait_for radosgw "radosgw did not serve http://127.0.0.1:$PORT" "$DIR/log/client.rgw.a.log" http_ok
+  wait_until radosgw http_ok || rc=$?
+  if ((rc == 1)); then
+    log "radosgw exited while starting: trying once more"
+    rc=0
+    launch radosgw radosgw -n client.rgw.a
+    wait_until radosgw http_ok || rc=$?
+  fi
+  check_wait "$rc" "radosgw did not serve http://127.0.0.1:$PORT" "$DIR/log/client.rgw.a.log"
+}
+
+create_user() {
+  radosgw-admin -c "$CONF" user info --uid cd4ml >/dev/null 2>&1 \
+    || radosgw-admin -c "$CONF" user create --uid cd4ml --display-name "cd4ml-kkbox tests" \
+      --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" >/dev/null
 }
 
 create_user_and_bucket() {
-  radosgw-admin -c "$CONF" user create --uid cd4ml --display-name "cd4ml-kkbox tests" \
-    --access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" >/dev/null 2>"$DIR/log/user-create.err" \
+  retry create_user 2>"$DIR/log/user-create.err" \
     || die "radosgw-admin could not create the S3 user" "$DIR/log/user-create.err"
   [[ -x $PYTHON ]] || die "no Python with boto3 at $PYTHON to create the bucket: run make install"
   AWS_ACCESS_KEY_ID=$ACCESS_KEY AWS_SECRET_ACCESS_KEY=$SECRET_KEY "$PYTHON" -c '
@@ -224,10 +272,14 @@ cmd_start() {
     log "radosgw is back on http://127.0.0.1:$PORT"
     return 0
   fi
-  if [[ -e $DIR ]]; then
+  if [[ -f $MARKER ]]; then
     log "found a stopped or broken server in $DIR: cleaning it up"
     stop_all
+  elif [[ -e $DIR && -n $(ls -A "$DIR" 2>/dev/null) ]]; then
+    die "$DIR exists and was not made by this script: set S3_SERVER_DIR to a new directory"
   fi
+  # Unix sockets take at most 107 bytes of path; Ceph's admin sockets live under $DIR/run.
+  ((${#DIR} <= 70)) || die "S3_SERVER_DIR is too long for Ceph's unix sockets (>70 chars): $DIR"
   local cmd
   for cmd in ceph ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph-authtool setsid; do
     command -v "$cmd" >/dev/null || die "$cmd not found: run make system-deps"
@@ -238,6 +290,9 @@ cmd_start() {
   mkdir -p "$DIR"
   touch "$MARKER"
   trap on_start_failure EXIT
+  # Without these, an interrupted start would exit without running the EXIT trap.
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   mkdir -p "$DIR"/{run,log,mon,osd,rgw}
   local fsid osd_uuid osd_id
   fsid=$(cat /proc/sys/kernel/random/uuid)
@@ -245,8 +300,11 @@ cmd_start() {
   write_env
 
   log "starting the monitor on 127.0.0.1:$MON_PORT"
-  ceph-authtool --create-keyring "$DIR/keyring" --gen-key -n mon. --cap mon 'allow *' >/dev/null
-  monmaptool --create --add a "127.0.0.1:$MON_PORT" --fsid "$fsid" "$DIR/monmap" >/dev/null
+  ceph-authtool --create-keyring "$DIR/keyring" --gen-key -n mon. --cap mon 'allow *' \
+    >"$DIR/log/mkfs.out" 2>&1 || die "ceph-authtool failed" "$DIR/log/mkfs.out"
+  # --addv with v1: monmaptool --add would assume msgr2 for any port but 6789.
+  monmaptool --create --addv a "[v1:127.0.0.1:$MON_PORT]" --fsid "$fsid" "$DIR/monmap" \
+    >>"$DIR/log/mkfs.out" 2>&1 || die "monmaptool failed" "$DIR/log/mkfs.out"
   ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$DIR/keyring" \
     >"$DIR/log/mon-mkfs.out" 2>&1 || die "ceph-mon --mkfs failed" "$DIR/log/mon-mkfs.out"
   launch mon ceph-mon -i a
@@ -254,19 +312,19 @@ cmd_start() {
 
   log "starting the OSD (memstore, ${STORE_MB} MiB of RAM at most)"
   osd_uuid=$(cat /proc/sys/kernel/random/uuid)
-  osd_id=$(ceph_ osd new "$osd_uuid")
-  ceph_ osd crush add "osd.$osd_id" 1.0 root=default >/dev/null 2>&1
+  osd_id=$(retry ceph_ osd new "$osd_uuid") || die "ceph osd new failed" "$DIR/log/retries.err"
+  retry ceph_ osd crush add "osd.$osd_id" 1.0 root=default >/dev/null \
+    || die "ceph osd crush add failed" "$DIR/log/retries.err"
   mkdir -p "$DIR/osd/ceph-$osd_id"
   ceph-osd -c "$CONF" -i "$osd_id" --mkfs --osd-uuid "$osd_uuid" \
     >"$DIR/log/osd-mkfs.out" 2>&1 || die "ceph-osd --mkfs failed" "$DIR/log/osd-mkfs.out"
   launch osd ceph-osd -i "$osd_id"
-  wait_for osd "the OSD did not come up" "$DIR/log/osd.$osd_id.log" \
-    bash -c "ceph -c '$CONF' --connect-timeout 5 osd stat | grep -q '1 up'"
+  wait_for osd "the OSD did not come up" "$DIR/log/osd.$osd_id.log" osd_up
 
   log "starting radosgw on 127.0.0.1:$PORT"
   start_gateway
   create_user_and_bucket
-  trap - EXIT
+  trap - EXIT INT TERM
   log "ready in $((SECONDS - t0)) s: http://127.0.0.1:$PORT, bucket $BUCKET ($DIR)"
 }
 
@@ -298,7 +356,7 @@ cmd_status() {
     log "serving S3 on http://127.0.0.1:$PORT"
     return 0
   fi
-  log "broken: run '$0 stop' then '$0 start'"
+  log "broken: '$0 start' restarts a stopped gateway; else run '$0 stop', then '$0 start'"
   return 1
 }
 

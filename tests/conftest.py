@@ -1,0 +1,146 @@
+"""Shared fixtures. S3: a real loopback S3 server (Ceph radosgw) for the DVC remote tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# ---------------------------------------------------------------------------------------------
+# S3 server (scripts/s3-server.sh): one per test session, on free ports, in its own temp dir.
+# Tests that use `s3_server` (directly or through `s3_bucket`) are marked `s3` automatically.
+
+S3_SERVER_SCRIPT = ROOT / "scripts" / "s3-server.sh"
+S3_TEST_ACCESS_KEY = "cd4ml-test"
+S3_TEST_SECRET_KEY = "cd4ml-test-secret-for-the-loopback-server"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """Connection details of the loopback S3 server, and control of it through its script."""
+
+    endpoint: str
+    bucket: str
+    access_key: str
+    secret_key: str
+    script_env: dict[str, str]
+
+    def aws_env(self) -> dict[str, str]:
+        """Variables a client needs: the endpoint, the bucket and the keys."""
+        return {
+            "S3_ENDPOINT": self.endpoint,
+            "S3_BUCKET": self.bucket,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+        }
+
+    def client(self) -> Any:
+        """A boto3 S3 client for this server."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+        )
+
+    def run(self, command: str) -> subprocess.CompletedProcess[str]:
+        """Run `scripts/s3-server.sh COMMAND` for this server; fail the test when it fails."""
+        result = subprocess.run(
+            [str(S3_SERVER_SCRIPT), command],
+            env=self.script_env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"s3-server.sh {command} failed:\n{result.stderr}", pytrace=False)
+        return result
+
+    def stop_gateway(self) -> None:
+        """Stop radosgw only: the endpoint refuses connections until `start()`."""
+        self.run("stop-gateway")
+
+    def start(self) -> None:
+        """Start the server, or only its gateway when the rest runs."""
+        self.run("start")
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 right now, all different."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> S3Server:
+    """A Ceph radosgw on 127.0.0.1 for the whole session; stopped and deleted at the end."""
+    if shutil.which("radosgw") is None:
+        pytest.skip("Ceph radosgw is not installed: run `make system-deps`")
+    s3_port, mon_port = _free_ports(2)
+    bucket = "cd4ml-kkbox-test"
+    script_env = {
+        **os.environ,
+        "S3_SERVER_DIR": str(tmp_path_factory.mktemp("s3") / "server"),
+        "S3_PORT": str(s3_port),
+        "S3_MON_PORT": str(mon_port),
+        "S3_BUCKET": bucket,
+        "AWS_ACCESS_KEY_ID": S3_TEST_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_TEST_SECRET_KEY,
+        "S3_PYTHON": sys.executable,
+        "S3_STORE_MB": "1024",
+    }
+    server = S3Server(
+        f"http://127.0.0.1:{s3_port}", bucket, S3_TEST_ACCESS_KEY, S3_TEST_SECRET_KEY, script_env
+    )
+    request.addfinalizer(lambda: server.run("stop"))
+    server.start()
+    return server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> Iterator[str]:
+    """A fresh, empty bucket for one test (a unique name); emptied and deleted afterwards."""
+    name = f"cd4ml-t-{uuid.uuid4().hex[:12]}"
+    client = s3_server.client()
+    client.create_bucket(Bucket=name)
+    yield name
+    # Best effort: a test may leave the server down, and the server's data goes with the session.
+    with contextlib.suppress(Exception):
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                client.delete_objects(Bucket=name, Delete={"Objects": keys})
+        client.delete_bucket(Bucket=name)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses the S3 server with `s3`, so `-m "not s3"` leaves them out."""
+    for item in items:
+        if "s3_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.s3)
