@@ -4,6 +4,8 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 PYTHON ?= python3
+# The interpreter that bootstraps pipenv: resolved before the project's .venv goes first on PATH.
+SYSTEM_PYTHON := $(shell command -v $(PYTHON))
 SCALE ?= small
 SOURCE ?= synthetic
 CHUNKS ?= 3
@@ -30,11 +32,13 @@ help: ## List every target (this message)
 	  /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
 	@echo "Variables: SCALE=$(SCALE) (tiny|small|medium|full)  SOURCE=$(SOURCE) (synthetic|kaggle)"
+	@echo "           S3_BUCKET, S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (remote)  ARGS=... (extra arguments)"
 
 install: $(STAMP) ## Install pipenv if missing and the locked environment into .venv/
 $(STAMP): Pipfile Pipfile.lock
-	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
-	$(PYTHON) -m pipenv install --deploy --dev
+	@test -n "$(SYSTEM_PYTHON)" || { echo "error: $(PYTHON) not found: install Python 3.11" >&2; exit 1; }
+	@$(SYSTEM_PYTHON) -m pipenv --version >/dev/null 2>&1 || $(SYSTEM_PYTHON) -m pip install --quiet pipenv
+	$(SYSTEM_PYTHON) -m pipenv install --deploy --dev
 	@$(DVC) config core.analytics false
 	@touch $@
 
@@ -51,7 +55,7 @@ data/train.csv:
 	@$(MAKE) --no-print-directory data
 
 ##@ Data evolution
-.PHONY: split-data ingest history
+.PHONY: split-data ingest history demo-evolution
 INCOMING ?= incoming
 split-data: $(STAMP) data/train.csv ## Cut data/train.csv into CHUNKS=3 chunks in INCOMING (folder or s3://), restart data/ with the first
 	$(PY) src/make_chunks.py --chunks $(CHUNKS) --out $(INCOMING) --commit $(if $(PUSH),--push,)
@@ -61,6 +65,9 @@ ingest: $(STAMP) ## Append the next chunk from INCOMING to data/ as a new DVC ve
 
 history: $(STAMP) ## Plot ROC AUC and rows per data version from git history (plots/history/)
 	$(PY) src/history.py --out plots/history
+
+demo-evolution: $(STAMP) ## The whole data-evolution story in a temp clone (CHUNKS=3, SCALE=small)
+	CHUNKS=$(CHUNKS) SCALE=$(SCALE) scripts/demo-evolution.sh
 
 ##@ Data validation
 .PHONY: reference
@@ -120,10 +127,10 @@ unit: $(STAMP) ## Run the fast tests only (no pipeline run, no servers)
 ##@ Remote
 .PHONY: push pull remote-check s3-start s3-stop
 push: $(STAMP) ## Push data, pipeline outputs and run cache to the remote (S3_BUCKET, S3_ENDPOINT)
-	$(PY) src/remote.py push
+	$(PY) src/remote.py push $(ARGS)
 
 pull: $(STAMP) ## Pull data, pipeline outputs and run cache from the DVC remote
-	$(PY) src/remote.py pull
+	$(PY) src/remote.py pull $(ARGS)
 
 remote-check: $(STAMP) ## Check that the remote answers, accepts the credentials, has the bucket
 	$(PY) src/remote.py check

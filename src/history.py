@@ -20,6 +20,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--metrics", default="metrics/eval.json")
     parser.add_argument("--data-file", default="data.dvc")
     parser.add_argument("--out", type=Path, default=Path("plots/history"))
+    parser.add_argument("--since", help="only commits after this revision (e.g. a data restart)")
     return parser.parse_args(argv)
 
 
@@ -30,10 +31,11 @@ def _git(*args: str) -> str:
     return result.stdout
 
 
-def collect(metrics: str, data_file: str) -> list[dict]:
+def collect(metrics: str, data_file: str, since: str | None = None) -> list[dict]:
     """One record per commit that changed the metrics, oldest first."""
     records = []
-    log_lines = _git("log", "--reverse", "--format=%H %s", "--", metrics).splitlines()
+    revisions = [f"{since}..HEAD"] if since else []
+    log_lines = _git("log", "--reverse", "--format=%H %s", *revisions, "--", metrics).splitlines()
     for line in log_lines:
         commit, _, subject = line.partition(" ")
         scores = json.loads(_git("show", f"{commit}:{metrics}"))
@@ -90,7 +92,7 @@ def draw(records: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    records = collect(args.metrics, args.data_file)
+    records = collect(args.metrics, args.data_file, args.since)
     if not records:
         raise UserError(f"no commit has {args.metrics} yet: run the pipeline and commit it")
     with atomic_path(args.out / "data_versions.json") as tmp:

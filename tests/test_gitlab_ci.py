@@ -1,10 +1,10 @@
 """The GitLab CI pipeline (.gitlab-ci.yml), checked offline and run through gitlab-ci-local."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -147,28 +147,6 @@ def test_schema_check_rejects_invalid_yaml(tmp_path):
     assert "sometimes" in run.stdout
 
 
-@pytest.fixture
-def empty_bucket(s3_server):
-    """A new bucket on the loopback S3 server: the pipeline starts with an empty DVC remote."""
-    import boto3
-
-    bucket = f"ci-{uuid.uuid4().hex[:12]}"
-    boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint,
-        aws_access_key_id=s3_server.access_key,
-        aws_secret_access_key=s3_server.secret_key,
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
-    return {
-        "CI_LOCAL_S3": "external",
-        "S3_ENDPOINT": s3_server.endpoint,
-        "S3_BUCKET": bucket,
-        "AWS_ACCESS_KEY_ID": s3_server.access_key,
-        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
-    }
-
-
 def _job_results(output: str) -> dict[str, str]:
     """The PASS / FAIL summary gitlab-ci-local prints at the end, by job name."""
     results = {}
@@ -179,25 +157,51 @@ def _job_results(output: str) -> dict[str, str]:
     return results
 
 
+def _git_out(repo: Path, *args: str) -> str:
+    run = _run(["git", *args], repo)
+    run.check_returncode()
+    return run.stdout.strip()
+
+
 @needs_gcl
 @pytest.mark.slow
 @pytest.mark.s3
 @pytest.mark.timeout(600)
-def test_pipeline_end_to_end(tmp_path, empty_bucket):
+def test_pipeline_end_to_end(tmp_path, s3_server, s3_bucket):
+    """A default-branch pipeline on an empty remote passes and releases; a high baseline fails."""
     installed = (ROOT / ".venv" / ".installed").stat().st_mtime
     if any((ROOT / f).stat().st_mtime > installed for f in ("Pipfile", "Pipfile.lock")):
         pytest.skip("the environment is older than Pipfile.lock: run make install")
-    env = {"CI_LOCAL_DIR": str(tmp_path / "ci"), "SCALE": "tiny", **empty_bucket}
+    env = {
+        **s3_server.aws_env(),
+        "S3_BUCKET": s3_bucket,  # a bucket of its own: the DVC remote starts empty
+        "CI_LOCAL_S3": "external",
+        "CI_LOCAL_DIR": str(tmp_path / "ci"),
+        "CI_LOCAL_BRANCH": "main",
+        "SCALE": "tiny",
+    }
 
     first = _run([CI_LOCAL], ROOT, timeout=480, **env)
     output = first.stdout + first.stderr
     assert first.returncode == 0, output[-6000:]
-    assert _job_results(output) == {"test": "PASS", "train": "PASS", "evaluate": "PASS"}
-    # The remote was empty: the train job regenerated data/ and pushed it, evaluate pulled it.
+    assert _job_results(output) == {
+        "test": "PASS",
+        "train": "PASS",
+        "evaluate": "PASS",
+        "release": "PASS",
+    }
+    # The remote was empty: train regenerated data/ and pushed it, evaluate pulled it.
     assert "data/ is not on the remote: regenerating it" in output
     project = tmp_path / "ci" / "project"
-    assert (project / "reports" / "metrics_diff.md").read_text().startswith("|")
+    assert "Metrics vs `origin/main`" in (project / "reports" / "metrics_diff.md").read_text()
     assert list((project / "plots").rglob("*.png"))
+    # release pushed a [skip ci] commit with the new baseline, and a model tag, to origin.
+    origin = tmp_path / "ci" / "origin.git"
+    assert "[skip ci]" in _git_out(origin, "log", "-1", "--format=%s", "main")
+    assert _git_out(origin, "tag", "--list", "model-v*")
+    released = float(_git_out(origin, "show", "main:baseline.txt"))
+    auc = json.loads((project / "metrics" / "eval.json").read_text())["roc_auc"]
+    assert released == pytest.approx(auc)
 
     # A baseline the model cannot beat stops the pipeline at the gate.
     (project / "baseline.txt").write_text("0.99\n")
@@ -206,3 +210,4 @@ def test_pipeline_end_to_end(tmp_path, empty_bucket):
     output = second.stdout + second.stderr
     assert second.returncode != 0, output[-6000:]
     assert _job_results(output) == {"evaluate": "FAIL"}
+    assert "gate failed" in output

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The data-evolution story, end to end, in a throw-away clone of this repository:
+# cut train.csv into CHUNKS chunks, then ingest them one by one; after each new data version
+# the pipeline reruns what changed and the gate releases the model only if it improved.
+# Prints the metrics per data version at the end (plots/history/ in the clone has the picture).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CHUNKS=${CHUNKS:-3}
+SCALE=${SCALE:-small}
+WORK=${DEMO_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/cd4ml-evolution.XXXXXX")}
+
+export DVC_NO_ANALYTICS=1 PATH="$ROOT/.venv/bin:$PATH"
+export GIT_AUTHOR_NAME=${GIT_AUTHOR_NAME:-cd4ml demo} GIT_AUTHOR_EMAIL=${GIT_AUTHOR_EMAIL:-demo@cd4ml-kkbox.invalid}
+export GIT_COMMITTER_NAME=$GIT_AUTHOR_NAME GIT_COMMITTER_EMAIL=$GIT_AUTHOR_EMAIL
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+step "clone into $WORK/repo"
+git clone -q "$ROOT" "$WORK/repo"
+cd "$WORK/repo"
+ln -s "$ROOT/.venv" .venv
+echo 0.5 > baseline.txt && git commit -qm "demo: start from baseline 0.5" -- baseline.txt || true
+
+step "data: $SCALE scale, cut into $CHUNKS chunks; the history restarts with chunk 1"
+python src/generate.py --scale "$SCALE" --out data
+START=$(git rev-parse HEAD)
+python src/make_chunks.py --chunks "$CHUNKS" --out incoming --commit
+
+for version in $(seq 1 "$CHUNKS"); do
+  if ((version > 1)); then
+    step "version $version: ingest the next chunk"
+    python src/ingest.py --incoming incoming --commit
+  fi
+  step "version $version: dvc repro (only the stages whose inputs changed)"
+  dvc repro 2>&1 | grep -E "^(Running stage|Stage '.*' didn't change)" || true
+  step "version $version: gate"
+  if python src/gate.py promote; then
+    released="released"
+  else
+    released="not released"
+  fi
+  git add -A metrics plots/eval dvc.lock baseline.txt
+  git commit -qm "metrics of data version $version ($released)"
+done
+
+step "metrics per data version"
+python src/history.py --out plots/history --since "$START"
+python - <<'EOF'
+import json
+rows = json.load(open("plots/history/data_versions.json"))
+print("| version | train.csv rows | ROC AUC | oracle AUC | commit |")
+print("|---|---|---|---|---|")
+for r in rows:
+    print(f"| {r['version']} | {r['rows']:,} | {r['roc_auc']:.4f} | {r['oracle_roc_auc']} | {r['subject']} |")
+EOF
+echo "picture: $WORK/repo/plots/history/data_versions.png" >&2
