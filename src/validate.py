@@ -1,78 +1,139 @@
-"""Stage validate: read every raw table with explicit dtypes, check it, write it as Parquet."""
+"""Stage validate: read every raw table with explicit dtypes, check it, write it as Parquet.
+
+The checks are the declared schema (kkbox.schema), referential coverage and drift against the
+committed reference profile (kkbox.validation). Hard violations and, with
+validate.drift_severity: fail, drift anomalies stop the stage before anything is written.
+`--update-reference` writes the profile of the data as the new reference instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from kkbox import schema
-from kkbox.io import UserError, atomic_dir, run_main, write_json, write_parquet
+from kkbox import schema, validation
+from kkbox.io import UserError, atomic_dir, load_params, run_main, write_json, write_parquet
 from kkbox.raw import read_table
 
 log = logging.getLogger("validate")
+
+ABOUT = (
+    "Reference profile of the raw tables for the drift check of stage validate "
+    "(src/validate.py); refresh it with `make reference` and commit it."
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, required=True, help="folder of the raw CSVs")
-    parser.add_argument("--out", type=Path, required=True, help="folder for the Parquet tables")
-    parser.add_argument("--report", type=Path, required=True, help="JSON validation report")
-    return parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, help="folder for the Parquet tables")
+    parser.add_argument("--report", type=Path, help="JSON validation report")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        required=True,
+        help="reference profile (JSON, in git) for the drift check",
+    )
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument(
+        "--update-reference",
+        action="store_true",
+        help="write the data's profile to --reference; no Parquet, no report",
+    )
+    args = parser.parse_args(argv)
+    if not args.update_reference and (args.out is None or args.report is None):
+        parser.error("--out and --report are required (unless --update-reference)")
+    return args
 
 
-def check_tables(tables: dict[str, pa.Table], data: Path) -> None:
-    """Hard rules: binary target, unique keys, a truth file that matches train.csv row by row."""
-    target = tables[schema.TRAIN]["target"]
-    bad = pc.invert(pc.is_in(target, pa.array([0, 1], pa.int8())))
-    if (n_bad := pc.sum(pc.fill_null(bad, True)).as_py()) > 0:
-        first = pc.index(pc.fill_null(bad, True), True).as_py() + 1
+def load_reference(path: Path) -> dict:
+    """The committed reference profile, with errors that say how to make one."""
+    if not path.exists():
+        raise UserError(f"{path}: reference profile not found; make it with `make reference`")
+    try:
+        reference = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(
-            f"{data / schema.TRAIN}: column 'target' must be 0 or 1; {n_bad} row(s) are not "
-            f"(first at row {first})"
-        )
-    for name, key in ((schema.MEMBERS, "msno"), (schema.SONGS, "song_id"), (schema.TEST, "id")):
-        column = tables[name][key]
-        if (dupes := len(column) - pc.count_distinct(column).as_py()) > 0:
-            raise UserError(f"{data / name}: column {key!r} must be unique; {dupes} duplicate(s)")
-    truth = tables.get(schema.TRUTH)
-    if truth is not None and truth.num_rows != tables[schema.TRAIN].num_rows:
+            f"{path}: not valid JSON ({err}); remake it with `make reference`"
+        ) from None
+    if not isinstance(reference, dict) or not isinstance(reference.get("tables"), dict):
+        raise UserError(f"{path}: not a profile (no 'tables'); remake it with `make reference`")
+    return reference
+
+
+def fail_on_errors(errors: list[validation.Finding], data: Path) -> None:
+    """Raise one UserError: the first violation on the first line, all of them below."""
+    if not errors:
+        return
+    lines = [e.describe(data) for e in errors]
+    more = f" (+{len(lines) - 1} more problem(s), listed below)" if len(lines) > 1 else ""
+    raise UserError("\n".join([lines[0] + more, *lines[1:]]))
+
+
+def handle_drift(anomalies: list[dict], settings: validation.Settings, reference: Path) -> None:
+    """Log every anomaly; with drift_severity: fail, raise on the first."""
+    for anomaly in anomalies:
+        log.warning("drift: %s", anomaly["message"])
+    if anomalies and settings.drift_severity == "fail":
+        n_more = len(anomalies) - 1
+        more = f" (+{n_more} more anomal{'y' if n_more == 1 else 'ies'})" if n_more else ""
         raise UserError(
-            f"{data / schema.TRUTH}: {truth.num_rows} rows but train.csv has "
-            f"{tables[schema.TRAIN].num_rows}; regenerate both with `make data` or delete it"
+            f"data drift against {reference}: {anomalies[0]['message']}{more}\n"
+            "if the change is expected, refresh the reference (`make reference`) or set "
+            "validate.drift_severity: warn in params.yaml"
         )
-
-
-def profile(tables: dict[str, pa.Table]) -> dict:
-    """Row counts, missing rates and the positive rate: what the report shows."""
-    report: dict = {"tables": {}}
-    for name, table in tables.items():
-        report["tables"][name] = {
-            "rows": table.num_rows,
-            "missing_rate": {
-                col: round(table[col].null_count / max(table.num_rows, 1), 6)
-                for col in table.column_names
-            },
-        }
-    report["positive_rate"] = round(pc.mean(tables[schema.TRAIN]["target"]).as_py(), 6)
-    report["has_truth"] = schema.TRUTH in tables
-    return report
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    settings = validation.Settings.from_params(load_params(args.params, "validate"))
+    reference = None if args.update_reference else load_reference(args.reference)
+    started = time.perf_counter()
     names = list(schema.REQUIRED) + [n for n in schema.OPTIONAL if (args.data / n).exists()]
     tables = {name: read_table(args.data / name, name) for name in names}
-    check_tables(tables, args.data)
-    report = profile(tables)
+    log.info("read %d tables in %.2f s", len(tables), time.perf_counter() - started)
+
+    def timer(step: str) -> None:
+        log.info("%s done at %.2f s", step, time.perf_counter() - started)
+
+    if args.update_reference:
+        outcome = validation.validate(tables, settings, None, timer=timer)
+        fail_on_errors(outcome.errors, args.data)
+        write_json({"about": ABOUT, **outcome.profile}, args.reference)
+        log.info("wrote the reference profile %s", args.reference)
+        return
+
     with atomic_dir(args.out) as tmp:
-        for name, table in tables.items():
-            write_parquet(table, tmp / name.replace(".csv", ".parquet"))
-    write_json(report, args.report)
-    log.info("validated %d tables into %s", len(tables), args.out)
+        # Parquet encoding is single-threaded per file: write the tables side by side, and
+        # while the checks run. A failed check discards the temp folder (nothing is swapped in).
+        pool = ThreadPoolExecutor(max_workers=min(len(tables), os.cpu_count() or 1))
+        try:
+            by_size = sorted(tables.items(), key=lambda kv: -kv[1].nbytes)
+            writes = [
+                pool.submit(write_parquet, table, tmp / name.replace(".csv", ".parquet"))
+                for name, table in by_size
+            ]
+            outcome = validation.validate(tables, settings, reference, timer=timer)
+            fail_on_errors(outcome.errors, args.data)
+            handle_drift(outcome.anomalies, settings, args.reference)
+            for write in writes:
+                write.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    write_json(outcome.report, args.report)
+    log.info(
+        "validated %d tables into %s in %.2f s (%s, %d drift anomalies)",
+        len(tables),
+        args.out,
+        time.perf_counter() - started,
+        outcome.report["status"],
+        len(outcome.anomalies),
+    )
 
 
 if __name__ == "__main__":

@@ -35,17 +35,30 @@ def read_header(path: Path) -> list[str]:
 
 
 def check_columns(path: Path, header: list[str], expected: list[str]) -> None:
-    """Fail with the missing / unexpected / misordered columns named."""
+    """Fail with the missing / renamed / unexpected / misordered columns named."""
     if header == expected:
         return
     missing = [c for c in expected if c not in header]
     extra = [c for c in header if c not in expected]
+    detail = f"\nexpected exactly these columns, in this order: {expected}\nfound: {header}"
+    renamed = [(h, e) for h, e in zip(header, expected, strict=False) if h != e]
+    if (
+        missing
+        and len(header) == len(expected)
+        and all(h in extra and e in missing for h, e in renamed)
+    ):
+        found, want = renamed[0]
+        more = f" (and {len(renamed) - 1} more)" if len(renamed) > 1 else ""
+        raise UserError(
+            f"{path}: column {want!r} is missing, {found!r} is in its place{more}: renamed? "
+            f"rename it back to {want!r}{detail}"
+        )
     if missing:
-        hint = f"; unexpected column(s) {extra}" if extra else ""
-        raise UserError(f"{path}: missing column(s) {missing}{hint}; expected {expected}")
+        hint = f", unexpected column(s) {extra}" if extra else ""
+        raise UserError(f"{path}: missing column(s) {missing}{hint}{detail}")
     if extra:
-        raise UserError(f"{path}: unexpected column(s) {extra}; expected exactly {expected}")
-    raise UserError(f"{path}: columns are in the wrong order {header}; expected {expected}")
+        raise UserError(f"{path}: unexpected column(s) {extra}; remove them{detail}")
+    raise UserError(f"{path}: columns are in the wrong order{detail}")
 
 
 def read_table(path: Path, name: str) -> pa.Table:
@@ -60,8 +73,9 @@ def read_table(path: Path, name: str) -> pa.Table:
         strings_can_be_null=True,
         quoted_strings_can_be_null=False,
     )
-    read = pacsv.ReadOptions(use_threads=True, block_size=_BLOCK, skip_rows=1,
-                             column_names=list(types))
+    read = pacsv.ReadOptions(
+        use_threads=True, block_size=_BLOCK, skip_rows=1, column_names=list(types)
+    )
     try:
         table = pacsv.read_csv(path, read_options=read, convert_options=options)
     except pa.ArrowInvalid as err:
@@ -78,8 +92,9 @@ def _explain(path: Path, message: str, columns: list[str]) -> str:
     pyarrow does not report row numbers, so on this error path the file is scanned once more.
     """
     first = message.splitlines()[0]
-    if m := re.search(r"CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'",
-                      first):
+    if m := re.search(
+        r"CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", first
+    ):
         col, kind, value = int(m[1]), m[2], m[3]
         row = _find_row(path, lambda fields: len(fields) > col and fields[col] == value)
         return f"row {row}, column {columns[col]!r}: {value!r} is not a valid {kind}"

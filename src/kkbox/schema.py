@@ -1,8 +1,24 @@
-"""The Kaggle KKBox raw tables: file names, column order and the dtypes they are read with."""
+"""The Kaggle KKBox raw tables: file names, column order, read dtypes and the declared schema.
+
+`TABLES` is how the CSVs are read (column order and Arrow types). `COLUMNS` is the data contract
+on top of it (what TFDV's schema is to TFX): nullability, keys, value domains and the known
+category sets, as plain data. Rules with a `quirk` label are the known quirks of the real data:
+counted in the report, never fatal. `kkbox.validation` runs the contract vectorised on the Arrow
+tables (no pandas); `declared()` renders it as pandera schemas, to check pandas frames.
+"""
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pandera.pandas as pdp
 
 TRAIN = "train.csv"
 TEST = "test.csv"
@@ -46,3 +62,286 @@ TABLES: dict[str, dict[str, pa.DataType]] = {
 
 REQUIRED = (TRAIN, TEST, MEMBERS, SONGS, SONG_EXTRA)
 OPTIONAL = (TRUTH,)
+
+# The category sets of the real Kaggle files (train and test). A value outside them is drift
+# (counted, and an anomaly above validate.max_new_category_share), not a hard failure.
+SOURCE_SYSTEM_TABS = (
+    "my library",
+    "discover",
+    "search",
+    "radio",
+    "listen with",
+    "explore",
+    "notification",
+    "settings",
+    "null",
+)
+SOURCE_SCREEN_NAMES = (
+    "Local playlist more",
+    "Online playlist more",
+    "Radio",
+    "Album more",
+    "Search",
+    "Artist more",
+    "Discover Feature",
+    "Discover Chart",
+    "Others profile more",
+    "Discover Genre",
+    "My library",
+    "Explore",
+    "Unknown",
+    "Discover New",
+    "Search Trends",
+    "Search Home",
+    "My library_Search",
+    "Self profile more",
+    "Concert",
+    "Payment",
+    "People local",
+    "People global",
+)
+SOURCE_TYPES = (
+    "local-library",
+    "online-playlist",
+    "local-playlist",
+    "radio",
+    "album",
+    "top-hits-for-artist",
+    "song",
+    "song-based-playlist",
+    "listen-with",
+    "topic-article-playlist",
+    "artist",
+    "my-daily-playlist",
+)
+CITIES = (1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22)
+GENDERS = ("female", "male")
+REGISTERED_VIA = (3, 4, 7, 9, 13)
+LANGUAGES = (-1.0, 3.0, 10.0, 17.0, 24.0, 31.0, 38.0, 45.0, 52.0, 59.0)
+
+_SOURCE_CATEGORIES = {
+    "source_system_tab": SOURCE_SYSTEM_TABS,
+    "source_screen_name": SOURCE_SCREEN_NAMES,
+    "source_type": SOURCE_TYPES,
+}
+# Categorical columns: their known values, and their frequencies in the drift profile.
+CATEGORIES: dict[str, dict[str, tuple]] = {
+    TRAIN: _SOURCE_CATEGORIES,
+    TEST: _SOURCE_CATEGORIES,
+    MEMBERS: {"city": CITIES, "gender": GENDERS, "registered_via": REGISTERED_VIA},
+    SONGS: {"language": LANGUAGES},
+}
+
+# Referential coverage: (table, column) rows should find their key in the other table.
+_DATE_ERROR = "must be a valid YYYYMMDD date"
+
+JOINS: tuple[tuple[str, str, str], ...] = (
+    (TRAIN, "msno", MEMBERS),
+    (TRAIN, "song_id", SONGS),
+    (TEST, "msno", MEMBERS),
+    (TEST, "song_id", SONGS),
+)
+
+DATE_YEARS = (1900, 2100)
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
+
+
+def is_yyyymmdd(values: np.ndarray, years: tuple[int, int] = DATE_YEARS) -> np.ndarray:
+    """Element-wise: is each integer a real calendar date written as YYYYMMDD?"""
+    v = np.asarray(values, dtype=np.int64)
+    year, month, day = v // 10_000, v // 100 % 100, v % 100
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    last_day = _DAYS_IN_MONTH[np.clip(month, 0, 12)] + (leap & (month == 2))
+    in_years = (year >= years[0]) & (year <= years[1])
+    return in_years & (month >= 1) & (month <= 12) & (day >= 1) & (day <= last_day)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One check of a column's values, named and parametrised as pandera's checks are.
+
+    A hard rule has an `error` (it fails the stage); a soft one a `quirk` label (it is counted).
+    Missing values pass every rule but `not_missing`.
+    """
+
+    kind: str
+    stats: dict[str, Any]
+    error: str | None = None
+    quirk: str | None = None
+
+    @property
+    def soft(self) -> bool:
+        return self.quirk is not None
+
+
+@dataclass(frozen=True)
+class Column:
+    """The contract of one column beyond its dtype (in TABLES)."""
+
+    nullable: bool = False
+    unique: bool = False
+    rules: tuple[Rule, ...] = field(default_factory=tuple)
+
+
+def isin(values: tuple | list, **label: str) -> Rule:
+    return Rule("isin", {"allowed_values": list(values)}, **label)
+
+
+def ne(value: Any, **label: str) -> Rule:
+    return Rule("not_equal_to", {"value": value}, **label)
+
+
+def gt(value: Any, **label: str) -> Rule:
+    return Rule("greater_than", {"min_value": value}, **label)
+
+
+def ge(value: Any, **label: str) -> Rule:
+    return Rule("greater_than_or_equal_to", {"min_value": value}, **label)
+
+
+def in_range(low: Any, high: Any, **label: str) -> Rule:
+    stats = {"min_value": low, "max_value": high, "include_min": True, "include_max": True}
+    return Rule("in_range", stats, **label)
+
+
+def zero_or_in_range(low: Any, high: Any, **label: str) -> Rule:
+    return Rule("zero_or_in_range", {"min_value": low, "max_value": high}, **label)
+
+
+def valid_date(**label: str) -> Rule:
+    return Rule("valid_yyyymmdd", {"years": list(DATE_YEARS)}, **label)
+
+
+def not_missing(**label: str) -> Rule:
+    return Rule("not_missing", {}, **label)
+
+
+def _known(table: str, name: str) -> Rule:
+    return isin(CATEGORIES[table][name], quirk="unknown category")
+
+
+def _sources(table: str) -> dict[str, Column]:
+    return {
+        "source_system_tab": Column(
+            nullable=True,
+            rules=(
+                _known(table, "source_system_tab"),
+                ne("null", quirk="literal 'null' tab"),
+            ),
+        ),
+        "source_screen_name": Column(nullable=True, rules=(_known(table, "source_screen_name"),)),
+        "source_type": Column(nullable=True, rules=(_known(table, "source_type"),)),
+    }
+
+
+COLUMNS: dict[str, dict[str, Column]] = {
+    TRAIN: {
+        "msno": Column(),
+        "song_id": Column(),
+        **_sources(TRAIN),
+        "target": Column(rules=(isin([0, 1], error="must be 0 or 1"),)),
+    },
+    TEST: {
+        "id": Column(unique=True, rules=(ge(0, error="must be >= 0"),)),
+        "msno": Column(),
+        "song_id": Column(),
+        **_sources(TEST),
+    },
+    MEMBERS: {
+        "msno": Column(unique=True),
+        "city": Column(rules=(_known(MEMBERS, "city"),)),
+        "bd": Column(
+            rules=(
+                ne(0, quirk="bd 0 (age not given)"),
+                # The plausible ages of features.clean_bd.
+                zero_or_in_range(5, 80, quirk="bd outlier (not 0, outside 5..80)"),
+            )
+        ),
+        "gender": Column(nullable=True, rules=(_known(MEMBERS, "gender"),)),
+        "registered_via": Column(rules=(_known(MEMBERS, "registered_via"),)),
+        "registration_init_time": Column(rules=(valid_date(error=_DATE_ERROR),)),
+        "expiration_date": Column(
+            rules=(
+                valid_date(error=_DATE_ERROR),
+                ne(19700101, quirk="expiration 19700101"),
+            )
+        ),
+    },
+    SONGS: {
+        "song_id": Column(unique=True),
+        "song_length": Column(rules=(gt(0, error="must be > 0 (milliseconds)"),)),
+        "genre_ids": Column(nullable=True, rules=(not_missing(quirk="genre missing"),)),
+        "artist_name": Column(nullable=True),
+        "composer": Column(nullable=True),
+        "lyricist": Column(nullable=True),
+        "language": Column(
+            nullable=True,
+            rules=(_known(SONGS, "language"), ne(-1, quirk="language -1 (unknown)")),
+        ),
+    },
+    SONG_EXTRA: {
+        "song_id": Column(),
+        "name": Column(nullable=True),
+        "isrc": Column(nullable=True),
+    },
+    TRUTH: {
+        "target_probability": Column(rules=(in_range(0, 1, error="must be in [0, 1]"),)),
+    },
+}
+
+
+# --- the same contract as pandera schemas (pandas backend) -----------------------------------
+
+
+def _pandas_rule(kind: str, stats: dict[str, Any]) -> Any:
+    """The pandas version of a rule pandera does not have built in."""
+    import pandas as pd
+
+    if kind == "valid_yyyymmdd":
+        years = tuple(stats["years"])
+        return lambda s: pd.Series(is_yyyymmdd(s.to_numpy(dtype=np.int64), years), index=s.index)
+    if kind == "zero_or_in_range":
+        return lambda s: (s == 0) | s.between(stats["min_value"], stats["max_value"])
+    if kind == "not_missing":
+        return lambda s: s.notna()
+    raise ValueError(f"no pandas version of rule {kind!r}")
+
+
+def to_check(rule: Rule) -> pdp.Check:
+    """One rule as a pandera Check (same name and statistics)."""
+    import pandera.pandas as pdp
+
+    label = {"raise_warning": rule.soft}
+    label.update({k: v for k, v in (("error", rule.error), ("title", rule.quirk)) if v})
+    builtin = getattr(pdp.Check, rule.kind, None)
+    if builtin is not None:
+        return builtin(**rule.stats, **label)
+    return pdp.Check(
+        _pandas_rule(rule.kind, rule.stats),
+        name=rule.kind,
+        statistics=rule.stats,
+        ignore_na=rule.kind != "not_missing",
+        **label,
+    )
+
+
+@functools.cache
+def declared() -> dict[str, pdp.DataFrameSchema]:
+    """The contract as one pandera schema per raw table (imports pandas: tests, notebooks)."""
+    import pandas as pd
+    import pandera.pandas as pdp
+
+    def column(table: str, name: str, spec: Column) -> pdp.Column:
+        dtype: pd.ArrowDtype = pd.ArrowDtype(TABLES[table][name])
+        checks = [to_check(r) for r in spec.rules]
+        return pdp.Column(dtype, checks, nullable=spec.nullable, unique=spec.unique, name=name)
+
+    return {
+        table: pdp.DataFrameSchema(
+            {name: column(table, name, spec) for name, spec in columns.items()},
+            name=table,
+            strict=True,
+            ordered=True,
+        )
+        for table, columns in COLUMNS.items()
+    }
