@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -11,10 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from kkbox import schema
+from kkbox import schema, validation
 from kkbox.incoming import sha256
 from kkbox.io import UserError, atomic_dir
 from kkbox.raw import read_table
@@ -45,12 +43,13 @@ def read_manifest(data: Path) -> dict:
 
 
 def validate_chunk(path: Path) -> int:
-    """Check a chunk against the train.csv schema; return its row count."""
+    """Check a chunk against train.csv's declared schema (the validate stage's rules)."""
     table = read_table(path, schema.TRAIN)
-    binary = pa.array([0, 1], pa.int8())
-    bad = pc.sum(pc.invert(pc.is_in(pc.fill_null(table["target"], -1), value_set=binary)))
-    if bad.as_py():
-        raise UserError(f"{path}: column 'target' must be 0 or 1; {bad.as_py()} row(s) are not")
+    findings, _, _ = validation.check_table(schema.TRAIN, table)
+    if findings:
+        more = f" (+{len(findings) - 1} more problem(s))" if len(findings) > 1 else ""
+        first = dataclasses.replace(findings[0], table=path.name)  # name the chunk, not train.csv
+        raise UserError(first.describe(path.parent) + more)
     return table.num_rows
 
 
