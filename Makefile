@@ -85,7 +85,7 @@ repro: $(STAMP) ## Run the DVC pipeline (only the stages whose inputs changed)
 	$(DVC) repro $(ARGS)
 
 metrics: $(STAMP) ## Show the metrics of the workspace
-	@$(DVC) metrics show
+	@$(DVC) metrics show metrics/eval.json
 
 plots: $(STAMP) ## Render the DVC plots to plots/report/index.html (PNG images are in plots/)
 	$(DVC) plots show --out plots/report
@@ -152,6 +152,20 @@ ci-lint: $(STAMP) ## Check .gitlab-ci.yml offline (GitLab's schema) and list the
 
 ci-local: $(STAMP) ## Run the CI jobs here with gitlab-ci-local and a loopback S3 (CI_SCALE=tiny, ARGS=jobs)
 	SCALE=$(CI_SCALE) scripts/ci-local.sh $(ARGS)
+
+##@ Benchmark
+.PHONY: bench
+# Full (Kaggle) scale unless SCALE is given: `make bench SCALE=medium` is the quicker run.
+ifneq ($(filter command line environment,$(origin SCALE)),)
+BENCH_SCALE ?= $(SCALE)
+else
+BENCH_SCALE ?= full
+endif
+REPEAT ?= 3
+BENCH_WORK ?= bench/runs
+
+bench: $(STAMP) ## Time every stage, its read floor and dvc repro (BENCH_SCALE=full, REPEAT=3); writes bench/results.md
+	$(PY) src/bench.py --scale $(BENCH_SCALE) --repeat $(REPEAT) --work $(BENCH_WORK) $(ARGS)
 
 ##@ Housekeeping
 .PHONY: clean

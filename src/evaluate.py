@@ -11,8 +11,15 @@ import numpy as np
 
 from kkbox import metrics, model
 from kkbox.features import FEATURES
-from kkbox.io import atomic_dir, atomic_path, load_params, read_parquet, require, run_main
-from kkbox.io import write_json
+from kkbox.io import (
+    atomic_dir,
+    atomic_path,
+    load_params,
+    read_parquet,
+    require,
+    run_main,
+    write_json,
+)
 
 log = logging.getLogger("evaluate")
 
@@ -28,8 +35,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def draw_pngs(out: Path, roc: list[dict], oracle_roc: list[dict] | None, pr: list[dict],
-              calibration: list[dict], importance: dict[str, float], scores: dict) -> None:
+def draw_pngs(
+    out: Path,
+    roc: list[dict],
+    oracle_roc: list[dict] | None,
+    pr: list[dict],
+    calibration: list[dict],
+    importance: dict[str, float],
+    scores: dict,
+) -> None:
     """The same plots as pictures, for people and CI artifacts (no browser or CDN needed)."""
     import matplotlib
 
@@ -43,11 +57,18 @@ def draw_pngs(out: Path, roc: list[dict], oracle_roc: list[dict] | None, pr: lis
         plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([r["fpr"] for r in roc], [r["tpr"] for r in roc],
-            label=f"model (AUC {scores['roc_auc']:.4f})")
+    ax.plot(
+        [r["fpr"] for r in roc],
+        [r["tpr"] for r in roc],
+        label=f"model (AUC {scores['roc_auc']:.4f})",
+    )
     if oracle_roc:
-        ax.plot([r["fpr"] for r in oracle_roc], [r["tpr"] for r in oracle_roc], "--",
-                label=f"oracle (AUC {scores['oracle_roc_auc']:.4f})")
+        ax.plot(
+            [r["fpr"] for r in oracle_roc],
+            [r["tpr"] for r in oracle_roc],
+            "--",
+            label=f"oracle (AUC {scores['oracle_roc_auc']:.4f})",
+        )
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (eval rows)")
     ax.legend(loc="lower right")
@@ -55,15 +76,22 @@ def draw_pngs(out: Path, roc: list[dict], oracle_roc: list[dict] | None, pr: lis
 
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([r["recall"] for r in pr], [r["precision"] for r in pr])
-    ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02),
-           title=f"Precision-recall (AP {scores['pr_auc']:.4f})")
+    ax.set(
+        xlabel="recall",
+        ylabel="precision",
+        ylim=(0, 1.02),
+        title=f"Precision-recall (AP {scores['pr_auc']:.4f})",
+    )
     save(fig, "precision_recall.png")
 
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([c["predicted"] for c in calibration], [c["observed"] for c in calibration], "o-")
     ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set(xlabel="mean predicted probability", ylabel="observed replay rate",
-           title="Calibration (eval rows)")
+    ax.set(
+        xlabel="mean predicted probability",
+        ylabel="observed replay rate",
+        title="Calibration (eval rows)",
+    )
     save(fig, "calibration.png")
 
     ranked = sorted(importance.items(), key=lambda kv: kv[1])
@@ -77,10 +105,23 @@ def draw_pngs(out: Path, roc: list[dict], oracle_roc: list[dict] | None, pr: lis
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.imshow(grid, cmap="Blues")
     for (i, j), v in np.ndenumerate(grid):
-        ax.text(j, i, f"{v:,}", ha="center", va="center",
-                color="white" if v > grid.max() / 2 else "black")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["0", "1"], yticklabels=["0", "1"],
-           xlabel="predicted", ylabel="actual", title="Confusion matrix")
+        ax.text(
+            j,
+            i,
+            f"{v:,}",
+            ha="center",
+            va="center",
+            color="white" if v > grid.max() / 2 else "black",
+        )
+    ax.set(
+        xticks=[0, 1],
+        yticks=[0, 1],
+        xticklabels=["0", "1"],
+        yticklabels=["0", "1"],
+        xlabel="predicted",
+        ylabel="actual",
+        title="Confusion matrix",
+    )
     save(fig, "confusion.png")
 
 
@@ -106,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     oracle_roc = None
     if truth.null_count == 0 and len(truth) == len(y):
         oracle = truth.to_numpy()
-        scores["oracle_roc_auc"] = metrics.scores(y, oracle, threshold)["roc_auc"]
+        scores["oracle_roc_auc"] = metrics.roc_auc(y, oracle)
         scores["gap_to_oracle"] = scores["oracle_roc_auc"] - scores["roc_auc"]
         oracle_roc = metrics.roc_points(y, oracle)
     else:
@@ -121,12 +162,23 @@ def main(argv: list[str] | None = None) -> None:
         write_plot_data(tmp, "precision_recall.json", pr)
         write_plot_data(tmp, "calibration.json", calibration)
         write_plot_data(tmp, "confusion.json", metrics.confusion_sample(y, p, threshold))
-        write_plot_data(tmp, "feature_importance.json", [
-            {"feature": k, "importance": round(v, 6)}
-            for k, v in sorted(importance.items(), key=lambda kv: -kv[1])
-        ])
-        draw_pngs(tmp / "images", roc, oracle_roc, pr, calibration, importance,
-                  {**scores, "confusion": confusion})
+        write_plot_data(
+            tmp,
+            "feature_importance.json",
+            [
+                {"feature": k, "importance": round(v, 6)}
+                for k, v in sorted(importance.items(), key=lambda kv: -kv[1])
+            ],
+        )
+        draw_pngs(
+            tmp / "images",
+            roc,
+            oracle_roc,
+            pr,
+            calibration,
+            importance,
+            {**scores, "confusion": confusion},
+        )
     write_json(scores, args.metrics)
     oracle_text = f" (oracle {scores['oracle_roc_auc']:.4f})" if "oracle_roc_auc" in scores else ""
     log.info("eval rows %d: ROC AUC %.4f%s", len(y), scores["roc_auc"], oracle_text)

@@ -23,8 +23,12 @@ LIBRARIES = ("xgboost", "scikit-learn", "pandas", "pyarrow", "numpy", "dvc")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--features", type=Path, required=True)
-    parser.add_argument("--data-version", type=Path, default=Path("data.dvc"),
-                        help="the .dvc file of data/: its hash names the data version")
+    parser.add_argument(
+        "--data-version",
+        type=Path,
+        default=Path("data.dvc"),
+        help="the .dvc file of data/: its hash names the data version",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the model files")
     parser.add_argument("--params", default="params.yaml")
     return parser.parse_args(argv)
@@ -44,7 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     params = load_params(args.params, "train")
     valid_fraction = require(params, "valid_fraction", float, "train")
     if not 0.0 < valid_fraction < 0.5:
-        raise UserError(f"params.yaml: train.valid_fraction must be in (0, 0.5), got {valid_fraction}")
+        raise UserError(
+            f"params.yaml: train.valid_fraction must be in (0, 0.5), got {valid_fraction}"
+        )
     estimator = model.build(params)
     frame = read_parquet(args.features / "train.parquet").to_pandas()
     x, y = frame[FEATURES], frame["target"].to_numpy()
@@ -54,16 +60,19 @@ def main(argv: list[str] | None = None) -> None:
     seconds = time.perf_counter() - started
     log.info("trained in %.1f s %s", seconds, info)
     model.save(estimator, args.out / "model.joblib")
-    write_json({
-        "model": params["model"],
-        "params": params,
-        "features": FEATURES,
-        "n_train_rows": len(x),
-        "fit": info,
-        "data_version": data_version(args.data_version),
-        "libraries": {lib: importlib.metadata.version(lib) for lib in LIBRARIES},
-        "python": platform.python_version(),
-    }, args.out / "model.json")
+    write_json(
+        {
+            "model": params["model"],
+            "params": params,
+            "features": FEATURES,
+            "n_train_rows": len(x),
+            "fit": info,
+            "data_version": data_version(args.data_version),
+            "libraries": {lib: importlib.metadata.version(lib) for lib in LIBRARIES},
+            "python": platform.python_version(),
+        },
+        args.out / "model.json",
+    )
 
 
 if __name__ == "__main__":

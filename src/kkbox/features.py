@@ -11,18 +11,41 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 UNSEEN = 0  # a category not seen (or too rare) in the training part
 MISSING = 1  # an empty field
 FIRST_CODE = 2
 
 SOURCE = ["source_system_tab", "source_screen_name", "source_type"]
-CATEGORICAL = [*SOURCE, "city", "gender", "registered_via", "language", "first_genre",
-               "isrc_country"]
-NUMERIC = ["bd", "membership_days", "registration_year", "song_length_s", "genre_count",
-           "composer_count", "lyricist_count", "isrc_year"]
-COUNTS = ["member_plays", "song_plays", "artist_plays", "member_genre_share",
-          "member_artist_share", "member_language_share"]
+CATEGORICAL = [
+    *SOURCE,
+    "city",
+    "gender",
+    "registered_via",
+    "language",
+    "first_genre",
+    "isrc_country",
+]
+NUMERIC = [
+    "bd",
+    "membership_days",
+    "registration_year",
+    "song_length_s",
+    "genre_count",
+    "composer_count",
+    "lyricist_count",
+    "isrc_year",
+]
+COUNTS = [
+    "member_plays",
+    "song_plays",
+    "artist_plays",
+    "member_genre_share",
+    "member_artist_share",
+    "member_language_share",
+]
 # Target encodings: the smoothed replay rate of a key (or a pair of keys) in the training part.
 TARGET_KEYS: dict[str, tuple[str, ...]] = {
     "te_member": ("member_key",),
@@ -43,126 +66,271 @@ def clean_bd(bd: pd.Series) -> pd.Series:
 
 def yyyymmdd(values: pd.Series) -> pd.Series:
     """YYYYMMDD integers as dates; 19700101 (Kaggle's 'unknown') and invalid ones as NaT."""
-    dates = pd.to_datetime(values.astype("Int64").astype("string"), format="%Y%m%d",
-                           errors="coerce")
+    dates = pd.to_datetime(
+        values.astype("Int64").astype("string"), format="%Y%m%d", errors="coerce"
+    )
     return dates.where(dates.dt.year > 1970)
+
+
+def _arrow(values: pd.Series | pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column as one Arrow array (strings stay strings; all-missing becomes a string column)."""
+    arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr.cast(pa.string()) if pa.types.is_null(arr.type) else arr
+
+
+def _pandas(values: pa.Array, index: pd.Index | None = None) -> pd.Series:
+    return pd.Series(values.to_pandas(), index=index)
 
 
 def split_count(values: pd.Series) -> pd.Series:
     """Number of '|'-separated entries; 0 when missing."""
-    return (values.str.count(r"\|") + 1).fillna(0).astype("int8")
+    counts = pc.fill_null(pc.add(pc.count_substring(_arrow(values), "|"), 1), 0)
+    return pd.Series(counts.to_numpy().astype("int8"), index=values.index)
 
 
 def member_table(members: pd.DataFrame) -> pd.DataFrame:
     """Per-member attributes: cleaned age, membership length, registration year."""
     registered = yyyymmdd(members["registration_init_time"])
     expires = yyyymmdd(members["expiration_date"])
-    return pd.DataFrame({
-        "city": members["city"],
-        "bd": clean_bd(members["bd"]),
-        "gender": members["gender"],
-        "registered_via": members["registered_via"],
-        "registration_year": registered.dt.year.astype("float32"),
-        "membership_days": (expires - registered).dt.days.astype("float32"),
-    })
+    return pd.DataFrame(
+        {
+            "city": members["city"],
+            "bd": clean_bd(members["bd"]),
+            "gender": members["gender"],
+            "registered_via": members["registered_via"],
+            "registration_year": registered.dt.year.astype("float32"),
+            "membership_days": (expires - registered).dt.days.astype("float32"),
+        }
+    )
 
 
 def song_table(songs: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
-    """Per-song attributes: first genre, genre/composer/lyricist counts, ISRC country and year."""
-    genres = songs["genre_ids"]
-    isrc = pd.Series(extra["isrc"].to_numpy(), index=extra["song_id"].to_numpy())
-    isrc = isrc[~isrc.index.duplicated()].reindex(songs["song_id"].to_numpy())
-    yy = pd.to_numeric(isrc.str.slice(5, 7), errors="coerce").to_numpy()
-    return pd.DataFrame({
-        "song_length_s": (songs["song_length"] / 1000.0).astype("float32"),
-        "first_genre": genres.str.split("|", n=1).str[0],
-        "genre_count": split_count(genres),
-        "composer_count": split_count(songs["composer"]),
-        "lyricist_count": split_count(songs["lyricist"]),
-        "language": songs["language"].astype("float32"),
-        "artist_key": pd.factorize(songs["artist_name"], use_na_sentinel=True)[0],
-        "isrc_country": isrc.str.slice(0, 2).to_numpy(),
-        # Two-digit ISRC years: 00-29 are 20xx, the rest 19xx.
-        "isrc_year": np.where(yy < 30, 2000 + yy, 1900 + yy).astype("float32"),
-    })
+    """Per-song attributes: first genre, genre/composer/lyricist counts, ISRC country and year.
+
+    String work runs in Arrow's kernels: songs.csv has 2.3 million rows at Kaggle's scale."""
+    genres = _arrow(songs["genre_ids"])
+    # The first song_extra_info row of each song_id (index_in finds the first occurrence).
+    isrc = pc.take(
+        _arrow(extra["isrc"]),
+        pc.index_in(_arrow(songs["song_id"]), value_set=_arrow(extra["song_id"])),
+    )
+    yy = pc.dictionary_encode(pc.utf8_slice_codeunits(isrc, 5, 7))
+    # to_numeric's rules on the few distinct two-character strings, then spread to the rows
+    years = pd.to_numeric(pd.Series(yy.dictionary.to_pylist(), dtype=object), errors="coerce")
+    yy = np.append(years.to_numpy(dtype=np.float64), np.nan)[
+        pc.fill_null(yy.indices, len(years)).to_numpy()
+    ]
+    first_genre = pc.list_element(pc.split_pattern(genres, "|", max_splits=1), 0)
+    return pd.DataFrame(
+        {
+            "song_length_s": (songs["song_length"] / 1000.0).astype("float32"),
+            "first_genre": _pandas(first_genre, songs.index),
+            "genre_count": split_count(songs["genre_ids"]),
+            "composer_count": split_count(songs["composer"]),
+            "lyricist_count": split_count(songs["lyricist"]),
+            "language": songs["language"].astype("float32"),
+            "artist_key": pd.factorize(songs["artist_name"], use_na_sentinel=True)[0].astype(
+                np.int32
+            ),
+            "isrc_country": _pandas(pc.utf8_slice_codeunits(isrc, 0, 2), songs.index),
+            # Two-digit ISRC years: 00-29 are 20xx, the rest 19xx.
+            "isrc_year": np.where(yy < 30, 2000 + yy, 1900 + yy).astype("float32"),
+        }
+    )
 
 
-def join_plays(plays: pd.DataFrame, members: pd.DataFrame, songs: pd.DataFrame,
-               member_attrs: pd.DataFrame, song_attrs: pd.DataFrame) -> pd.DataFrame:
-    """Plays joined with member and song attributes through integer keys (-1 = not found)."""
-    member_key = pd.Index(members["msno"]).get_indexer(plays["msno"])
-    song_key = pd.Index(songs["song_id"]).get_indexer(plays["song_id"])
-    out = {c: plays[c].to_numpy() for c in SOURCE}
+def keys_of(
+    ids: pd.Series | pa.Array | pa.ChunkedArray, table_ids: pd.Series | pa.Array | pa.ChunkedArray
+) -> np.ndarray:
+    """Row number of each id in a table's (unique) id column; -1 where it is not there.
+
+    One hash join in Arrow: the 44-character ids never become Python strings. Pass the ids of
+    all parts at once (a ChunkedArray): the table's hash is then built once."""
+    if not isinstance(ids, pa.ChunkedArray):
+        ids = _arrow(ids)
+    if pa.types.is_dictionary(ids.type):
+        return _dictionary_keys(ids, _arrow(table_ids))
+    positions = pc.index_in(ids, value_set=_arrow(table_ids))
+    return pc.fill_null(positions, -1).to_numpy().astype(np.int32)
+
+
+def _dictionary_keys(ids: pa.ChunkedArray, table_ids: pa.Array) -> np.ndarray:
+    """keys_of for dictionary-encoded ids: each distinct dictionary is looked up once (chunks
+    read from one Parquet row group share theirs), then the rows take their key by index."""
+    starts: dict[tuple[int, int], int] = {}
+    dictionaries = []
+    for chunk in ids.chunks:
+        ident = (chunk.dictionary.buffers()[1].address, len(chunk.dictionary))
+        if ident not in starts:
+            starts[ident] = sum(len(d) for d in dictionaries)
+            dictionaries.append(chunk.dictionary)
+    values = pa.concat_arrays(dictionaries) if dictionaries else pa.array([], table_ids.type)
+    found = pc.fill_null(pc.index_in(values, value_set=table_ids), -1).to_numpy()
+    lookup = np.append(found, -1).astype(np.int32)  # the last entry: a missing id
+    keys = []
+    for chunk in ids.chunks:
+        start = starts[(chunk.dictionary.buffers()[1].address, len(chunk.dictionary))]
+        index = pc.fill_null(chunk.indices, -1 - start).to_numpy().astype(np.int64) + start
+        keys.append(lookup[index])
+    return np.concatenate(keys) if keys else np.empty(0, dtype=np.int32)
+
+
+def as_categories(attrs: pd.DataFrame) -> pd.DataFrame:
+    """The categorical columns of a member or song table as Categoricals (factorized once);
+    join_plays then only takes integer codes per play."""
+    out = attrs.copy(deep=False)
+    for col in attrs.columns.intersection(CATEGORICAL):
+        values = attrs[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            continue
+        if values.dtype.kind in "iu":
+            values = pd.Series(_widen(values.to_numpy()))
+        # Arrow-backed strings are factorized by Arrow, without Python string objects.
+        codes, categories = pd.factorize(values, use_na_sentinel=True)
+        out[col] = pd.Categorical.from_codes(codes, categories=categories)
+    return out
+
+
+def join_plays(
+    plays: pd.DataFrame,
+    member_key: np.ndarray,
+    song_key: np.ndarray,
+    member_attrs: pd.DataFrame,
+    song_attrs: pd.DataFrame,
+) -> pd.DataFrame:
+    """Plays joined with member and song attributes through integer keys (-1 = not found).
+
+    Categorical attributes come out as pandas Categoricals (codes taken per row, categories
+    factorized once per member or song, see as_categories): counting and encoding them is then
+    integer work."""
+    member_key = np.asarray(member_key, dtype=np.int32)
+    song_key = np.asarray(song_key, dtype=np.int32)
+    out: dict = {c: plays[c].array for c in SOURCE}
     out["member_key"] = member_key
     out["song_key"] = song_key
-    for attrs, key in ((member_attrs, member_key), (song_attrs, song_key)):
+    for attrs, key in (
+        (as_categories(member_attrs), member_key),
+        (as_categories(song_attrs), song_key),
+    ):
         for col in attrs.columns:
-            out[col] = _take(attrs[col].to_numpy(), key)
-    out["artist_key"] = np.where(song_key >= 0, out["artist_key"], -1).astype(np.int64)
-    return pd.DataFrame(out)
+            if col in CATEGORICAL:
+                cat = attrs[col].array
+                codes = _take(cat.codes.astype(np.int32), key)
+                out[col] = pd.Categorical.from_codes(codes, dtype=cat.dtype)
+            else:
+                out[col] = _take(attrs[col].to_numpy(), key)
+    return pd.DataFrame(out, copy=False)
+
+
+def _widen(values: np.ndarray) -> np.ndarray:
+    """Small integers become float32, so that a missing value (NaN) fits."""
+    if values.dtype.kind in "iu" and values.dtype.itemsize <= 2:
+        return values.astype("float32")
+    return values
 
 
 def _take(values: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """values[key] with key -1 giving a missing value of the right kind."""
-    if values.dtype.kind in "iu":
-        values = values.astype("float32") if values.dtype.itemsize <= 2 else values
-    if values.dtype.kind in "iu":
-        taken = values[np.maximum(key, 0)]
-        return np.where(key >= 0, taken, -1)
-    if values.dtype.kind == "f":
-        return np.where(key >= 0, values[np.maximum(key, 0)], np.nan).astype(values.dtype)
-    taken = values[np.maximum(key, 0)].astype(object)
-    taken[key < 0] = None
-    return taken
+    """values[key] with key -1 giving a missing value of the right kind (-1, NaN or None)."""
+    values = _widen(values)
+    missing = {"i": -1, "u": -1, "f": np.nan}.get(values.dtype.kind)
+    if missing is None:
+        values, missing = values.astype(object), None
+    # key -1 reads the appended missing value: one gather, no mask
+    return np.append(values, np.array([missing], dtype=values.dtype))[key]
 
 
 def fit_vocabulary(values: pd.Series, min_count: int) -> list:
     """Categories of the training part, most frequent first (ties by value): code = 2 + rank."""
     counts = pd.Series(values).dropna().value_counts()
-    counts = counts[counts >= min_count]
+    counts = counts[(counts >= min_count) & (counts > 0)]  # a Categorical counts absent ones too
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
     return [value.item() if hasattr(value, "item") else value for value, _ in ordered]
 
 
 def encode(values: pd.Series | np.ndarray, vocabulary: list) -> np.ndarray:
     """Codes from a fitted vocabulary: unseen -> UNSEEN, missing -> MISSING."""
-    inverse, uniques = pd.factorize(pd.Series(values), use_na_sentinel=True)
+    values = pd.Series(values) if not isinstance(values, pd.Series) else values
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        inverse, uniques = values.cat.codes.to_numpy(), values.cat.categories
+    else:
+        inverse, uniques = pd.factorize(values, use_na_sentinel=True)
     found = pd.Index(vocabulary).get_indexer(pd.Index(uniques)) if len(uniques) else []
     mapped = np.where(np.asarray(found) >= 0, np.asarray(found) + FIRST_CODE, UNSEEN)
-    codes = np.append(mapped, MISSING).astype(np.int16)[inverse]  # inverse -1 = missing
-    return codes
+    return np.append(mapped, MISSING).astype(np.int16)[inverse]  # inverse -1 = missing
 
 
-def _composite(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
-    """One int64 key per row from one or two integer-coded columns (-1 allowed)."""
+def _composite(
+    frame: pd.DataFrame | dict, columns: tuple[str, ...], radix: dict[str, int] | None = None
+) -> np.ndarray:
+    """One int64 key per row from one or two integer-coded columns (-1 allowed).
+
+    `radix` bounds a column's values + 1 (a categorical's codes): its pairs then stay small
+    enough to be counted without hashing."""
     key = np.asarray(frame[columns[0]], dtype=np.int64) + 1
     for col in columns[1:]:
-        key = key * (1 << 24) + (np.asarray(frame[col], dtype=np.int64) + 1)
+        key = key * (radix or {}).get(col, 1 << 24) + (np.asarray(frame[col], dtype=np.int64) + 1)
     return key
+
+
+def _radix(vocabularies: dict[str, list]) -> dict[str, int]:
+    """Codes of a categorical are 0 .. FIRST_CODE + len(vocabulary) - 1, so code + 1 is below."""
+    return {col: FIRST_CODE + len(vocab) + 1 for col, vocab in vocabularies.items()}
+
+
+# Keys below this are counted in plain arrays indexed by the key (member, song, artist):
+# no hashing. Pairs of keys are larger and go through a hash index.
+_DENSE_KEYS = 1 << 24
 
 
 @dataclass
 class KeyStats:
-    """Counts and target sums per key, fitted on the training part."""
+    """Counts and target sums per key, fitted on the training part.
 
-    index: pd.Index
+    `index` maps a key to its slot in counts / sums; None means the key is its own slot."""
+
+    index: pd.Index | None
     counts: np.ndarray
     sums: np.ndarray
 
     @classmethod
     def fit(cls, key: np.ndarray, target: np.ndarray) -> KeyStats:
-        uniques, inverse = np.unique(key, return_inverse=True)
-        counts = np.bincount(inverse, minlength=len(uniques)).astype(np.float64)
-        sums = np.bincount(inverse, weights=target, minlength=len(uniques))
-        return cls(pd.Index(uniques), counts, sums)
+        if len(key) and key.min() >= 0 and key.max() < _DENSE_KEYS:
+            index, slots, size = None, key, int(key.max()) + 1
+        else:
+            slots, uniques = pd.factorize(key)
+            index, size = pd.Index(uniques), len(uniques)
+        # One more slot, always 0: where slot -1 (a key not seen in training) reads from.
+        counts, sums = _count_and_sum(slots, target, size + 1)
+        return cls(index, counts, sums)
+
+    @property
+    def n_keys(self) -> int:
+        """How many distinct keys the training part has."""
+        return len(self.index) if self.index is not None else int(np.count_nonzero(self.counts))
+
+    def slots(self, key: np.ndarray) -> np.ndarray:
+        """Slot of each key in counts / sums; -1 for keys never seen in training."""
+        if self.index is not None:
+            return self.index.get_indexer(key)
+        return np.where((key >= 0) & (key < len(self.counts) - 1), key, -1)
 
     def lookup(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Counts and target sums for keys (0 for keys never seen in training)."""
-        pos = self.index.get_indexer(key)
-        seen = pos >= 0
-        counts = np.where(seen, self.counts[pos], 0.0)
-        sums = np.where(seen, self.sums[pos], 0.0)
-        return counts, sums
+        return self.at(self.slots(key))
+
+    def at(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Counts and target sums at slots (slot -1: zeros)."""
+        return self.counts[slots], self.sums[slots]
+
+
+def _count_and_sum(
+    slots: np.ndarray, target: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and target sum per slot."""
+    counts = np.bincount(slots, minlength=size).astype(np.float64)
+    return counts, np.bincount(slots, weights=target, minlength=size)
 
 
 def smoothed_rate(sums: np.ndarray, counts: np.ndarray, prior: float, weight: float) -> np.ndarray:
@@ -186,16 +354,28 @@ class Encoder:
             "prior": self.prior,
             "smoothing": self.smoothing,
             "vocabularies": {k: [str(v) for v in vals] for k, vals in self.vocabularies.items()},
-            "keys_seen": {k: len(s.index) for k, s in self.stats.items()},
+            "keys_seen": {k: s.n_keys for k, s in self.stats.items()},
         }
 
 
-def _coded(frame: pd.DataFrame, vocabularies: dict[str, list]) -> pd.DataFrame:
-    """The joined frame with categorical columns replaced by their codes."""
-    out = frame.copy()
-    for col in CATEGORICAL:
-        out[col] = encode(frame[col], vocabularies[col])
+def _coded(frame: pd.DataFrame, vocabularies: dict[str, list]) -> dict[str, np.ndarray]:
+    """The key columns and the codes of the categorical columns (no copy of the frame)."""
+    out = {col: encode(frame[col], vocabularies[col]) for col in CATEGORICAL}
+    for col in ("member_key", "song_key", "artist_key"):
+        out[col] = np.asarray(frame[col])
     return out
+
+
+# The count feature each key's training statistics give: (name, divided by the member's plays)
+_COUNT_FEATURES = {
+    "te_member": ("member_plays", False),
+    "te_song": ("song_plays", False),
+    "te_artist": ("artist_plays", False),
+    "te_member_genre": ("member_genre_share", True),
+    "te_member_artist": ("member_artist_share", True),
+    "te_member_source": (None, False),
+    "member_language": ("member_language_share", True),
+}
 
 
 def _stat_keys() -> dict[str, tuple[str, ...]]:
@@ -209,52 +389,63 @@ def fit(train: pd.DataFrame, min_count: int, smoothing: float) -> Encoder:
     vocabularies = {col: fit_vocabulary(train[col], min_count) for col in CATEGORICAL}
     coded = _coded(train, vocabularies)
     y = train["target"].to_numpy(dtype=np.float64)
-    stats = {name: KeyStats.fit(_composite(coded, cols), y) for name, cols in _stat_keys().items()}
+    radix = _radix(vocabularies)
+    stats = {
+        name: KeyStats.fit(_composite(coded, cols, radix), y)
+        for name, cols in _stat_keys().items()
+    }
     return Encoder(vocabularies, float(y.mean()), smoothing, stats)
 
 
-def transform(frame: pd.DataFrame, encoder: Encoder,
-              oof_folds: np.ndarray | None = None) -> pd.DataFrame:
+def transform(
+    frame: pd.DataFrame, encoder: Encoder, oof_folds: np.ndarray | None = None
+) -> pd.DataFrame:
     """Model features for joined rows. For the training rows themselves pass `oof_folds`:
     their target encodings then come from the other folds only (out-of-fold), so a row's own
     target never feeds its features."""
     coded = _coded(frame, encoder.vocabularies)
-    out = pd.DataFrame({col: coded[col] for col in CATEGORICAL})
+    out = {col: coded[col] for col in CATEGORICAL}
     for col in NUMERIC:
         out[col] = np.asarray(frame[col], dtype=np.float32)
-    counts = {}
-    for name, cols in _stat_keys().items():
-        counts[name] = encoder.stats[name].lookup(_composite(coded, cols))
-    member_plays = counts["te_member"][0]
-    out["member_plays"] = member_plays.astype(np.float32)
-    out["song_plays"] = counts["te_song"][0].astype(np.float32)
-    out["artist_plays"] = counts["te_artist"][0].astype(np.float32)
-    safe = np.maximum(member_plays, 1.0)
-    out["member_genre_share"] = (counts["te_member_genre"][0] / safe).astype(np.float32)
-    out["member_artist_share"] = (counts["te_member_artist"][0] / safe).astype(np.float32)
-    out["member_language_share"] = (counts["member_language"][0] / safe).astype(np.float32)
+    radix = _radix(encoder.vocabularies)
     y = frame["target"].to_numpy(dtype=np.float64) if oof_folds is not None else None
-    for name, cols in TARGET_KEYS.items():
-        key = _composite(coded, cols)
-        n, s = counts[name]
-        if oof_folds is not None:
-            n, s = _out_of_fold(key, y, oof_folds, n, s)
-        out[name] = smoothed_rate(s, n, encoder.prior, encoder.smoothing)
-    return out[FEATURES]
+    member_plays = None
+    # One key at a time, its temporaries freed before the next: memory stays flat at scale.
+    for name, cols in _stat_keys().items():
+        key = _composite(coded, cols, radix)
+        slots = encoder.stats[name].slots(key)
+        n, s = encoder.stats[name].at(slots)
+        if name == "te_member":
+            member_plays = np.maximum(n, 1.0)
+        count, share = _COUNT_FEATURES[name]
+        if count is not None:
+            out[count] = (n / member_plays if share else n).astype(np.float32)
+        if name in TARGET_KEYS:
+            if oof_folds is not None:
+                n, s = _out_of_fold(slots, key, y, oof_folds, n, s)
+            out[name] = smoothed_rate(s, n, encoder.prior, encoder.smoothing)
+        del key, slots, n, s
+    return pd.DataFrame({col: out[col] for col in FEATURES}, copy=False)
 
 
-def _out_of_fold(key: np.ndarray, y: np.ndarray, folds: np.ndarray, counts: np.ndarray,
-                 sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Subtract each row's own fold from the full-training counts and sums."""
-    counts = counts.copy()
-    sums = sums.copy()
-    for f in np.unique(folds):
-        rows = folds == f
-        stats = KeyStats.fit(key[rows], y[rows])
-        n_f, s_f = stats.lookup(key[rows])
-        counts[rows] -= n_f
-        sums[rows] -= s_f
-    return counts, sums
+def _out_of_fold(
+    slots: np.ndarray,
+    key: np.ndarray,
+    y: np.ndarray,
+    folds: np.ndarray,
+    counts: np.ndarray,
+    sums: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Subtract each row's own-fold counts and sums of its key from the full-training ones."""
+    n_folds = int(folds.max()) + 1 if len(folds) else 1
+    # Keys the encoder never saw, or sparse slots: number the keys afresh, densely.
+    if (slots < 0).any() or (len(slots) and slots.max() * n_folds > 4 * len(slots)):
+        slots = pd.factorize(key)[0]
+    # One count per (key, fold): slot * n_folds + fold numbers them without collisions.
+    cell = slots.astype(np.int64) * n_folds + folds
+    size = int(cell.max()) + 1 if len(cell) else 0
+    own_counts, own_sums = _count_and_sum(cell, y, size)
+    return counts - own_counts[cell], sums - own_sums[cell]
 
 
 def assign_folds(n_rows: int, n_folds: int, seed: int) -> np.ndarray:

@@ -21,29 +21,41 @@ def scores(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float | 
     }
 
 
-def _thin(points: list[dict], keep: int) -> list[dict]:
-    """At most `keep` evenly spaced points (first and last kept): plots stay small."""
-    if len(points) <= keep:
-        return points
-    idx = np.unique(np.linspace(0, len(points) - 1, keep).round().astype(int))
-    return [points[i] for i in idx]
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """Kaggle's metric alone (the oracle needs no more)."""
+    return float(skm.roc_auc_score(y, p))
+
+
+def _thin(n_points: int, keep: int) -> np.ndarray:
+    """Indices of at most `keep` evenly spaced points (first and last kept): plots stay small.
+    Curves of a million eval rows have about as many points: records are made for these only."""
+    if n_points <= keep:
+        return np.arange(n_points)
+    return np.unique(np.linspace(0, n_points - 1, keep).round().astype(int))
 
 
 def roc_points(y: np.ndarray, p: np.ndarray, keep: int = 200) -> list[dict]:
     """ROC curve as records of fpr / tpr / threshold."""
     fpr, tpr, thr = skm.roc_curve(y, p)
     thr = np.minimum(thr, 1.0)
-    points = [{"fpr": round(float(a), 5), "tpr": round(float(b), 5), "threshold": round(float(t), 5)}
-              for a, b, t in zip(fpr, tpr, thr, strict=True)]
-    return _thin(points, keep)
+    return [
+        {
+            "fpr": round(float(fpr[i]), 5),
+            "tpr": round(float(tpr[i]), 5),
+            "threshold": round(float(thr[i]), 5),
+        }
+        for i in _thin(len(fpr), keep)
+    ]
 
 
 def pr_points(y: np.ndarray, p: np.ndarray, keep: int = 200) -> list[dict]:
     """Precision-recall curve as records of recall / precision."""
     precision, recall, _ = skm.precision_recall_curve(y, p)
-    points = [{"recall": round(float(r), 5), "precision": round(float(q), 5)}
-              for r, q in zip(recall[::-1], precision[::-1], strict=True)]
-    return _thin(points, keep)
+    recall, precision = recall[::-1], precision[::-1]
+    return [
+        {"recall": round(float(recall[i]), 5), "precision": round(float(precision[i]), 5)}
+        for i in _thin(len(recall), keep)
+    ]
 
 
 def calibration_points(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
@@ -53,14 +65,19 @@ def calibration_points(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dic
     mean_p = np.bincount(which, weights=p, minlength=bins)
     mean_y = np.bincount(which, weights=y, minlength=bins)
     return [
-        {"predicted": round(float(mean_p[b] / count[b]), 5),
-         "observed": round(float(mean_y[b] / count[b]), 5), "rows": int(count[b])}
-        for b in range(bins) if count[b] > 0
+        {
+            "predicted": round(float(mean_p[b] / count[b]), 5),
+            "observed": round(float(mean_y[b] / count[b]), 5),
+            "rows": int(count[b]),
+        }
+        for b in range(bins)
+        if count[b] > 0
     ]
 
 
-def confusion_sample(y: np.ndarray, p: np.ndarray, threshold: float,
-                     keep: int = 5000) -> list[dict]:
+def confusion_sample(
+    y: np.ndarray, p: np.ndarray, threshold: float, keep: int = 5000
+) -> list[dict]:
     """Actual/predicted records of an evenly spaced sample of rows (DVC's confusion template
     counts records; the exact counts are in the metrics file)."""
     idx = np.unique(np.linspace(0, len(y) - 1, min(keep, len(y))).round().astype(int))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ def build(params: dict[str, Any]) -> Any:
         from xgboost import XGBClassifier
 
         p = dict(section)
+        device = require(p, "device", str, "train.xgb")
+        check_device(device)
         return XGBClassifier(
             n_estimators=require(p, "n_estimators", int, "train.xgb"),
             learning_rate=require(p, "learning_rate", (int, float), "train.xgb"),
@@ -38,7 +42,7 @@ def build(params: dict[str, Any]) -> Any:
             max_bin=require(p, "max_bin", int, "train.xgb"),
             early_stopping_rounds=require(p, "early_stopping_rounds", int, "train.xgb"),
             n_jobs=require(p, "n_jobs", int, "train.xgb") or None,
-            device=require(p, "device", str, "train.xgb"),
+            device=device,
             tree_method="hist",
             objective="binary:logistic",
             eval_metric="auc",
@@ -58,14 +62,54 @@ def build(params: dict[str, Any]) -> Any:
     )
 
 
+def check_device(device: str) -> None:
+    """Fail clearly when train.xgb.device asks for a GPU that XGBoost cannot use: XGBoost itself
+    only warns and quietly trains on the CPU."""
+    if device == "cpu":
+        return
+    where = f"params.yaml: train.xgb.device is {device!r}"
+    if device != "cuda" and not device.startswith("cuda:"):
+        raise UserError(f"{where}; use cpu, cuda or cuda:<ordinal>")
+    import xgboost
+
+    if not xgboost.build_info().get("USE_CUDA"):
+        raise UserError(
+            f"{where} but this XGBoost is built without CUDA (xgboost-cpu?); "
+            "install the `xgboost` wheel or set train.xgb.device: cpu"
+        )
+    probe = xgboost.DMatrix(np.zeros((2, 1), dtype=np.float32), label=[0.0, 1.0])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            booster = xgboost.train({"device": device, "tree_method": "hist"}, probe, 1)
+    except xgboost.core.XGBoostError as err:
+        raise UserError(f"{where} but XGBoost cannot use it: {str(err).splitlines()[0]}") from None
+    used = json.loads(booster.save_config())["learner"]["generic_param"]["device"]
+    if not used.startswith("cuda"):
+        raise UserError(
+            f"{where} but XGBoost finds no usable GPU on this machine (it would "
+            "train on the CPU instead); set train.xgb.device: cpu or run where an "
+            "NVIDIA GPU and its driver are"
+        )
+
+
 def fit(model: Any, x: pd.DataFrame, y: np.ndarray, valid_fraction: float) -> dict[str, Any]:
-    """Fit; XGBoost stops early on the last `valid_fraction` of the (time-ordered) rows."""
+    """Fit; XGBoost stops early on the last `valid_fraction` of the (time-ordered) rows.
+
+    A model trained on a GPU is saved set to predict on the CPU, so that it loads anywhere."""
     if type(model).__name__ != "XGBClassifier":
         model.fit(x, y)
         return {}
     cut = len(x) - max(1, round(len(x) * valid_fraction))
     model.fit(x.iloc[:cut], y[:cut], eval_set=[(x.iloc[cut:], y[cut:])], verbose=False)
-    return {"best_iteration": int(model.best_iteration), "best_valid_auc": float(model.best_score)}
+    device = model.get_params()["device"]
+    if device != "cpu":
+        model.set_params(device="cpu")
+    return {
+        "best_iteration": int(model.best_iteration),
+        "best_valid_auc": float(model.best_score),
+        "device": device,
+    }
 
 
 def predict_proba(model: Any, x: pd.DataFrame) -> np.ndarray:
