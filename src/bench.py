@@ -112,30 +112,44 @@ def _env() -> dict[str, str]:
     return env
 
 
+# Linux hands a parent's peak RSS on to the children it spawns (fork copies the counters, exec
+# records them), so a stage started straight from this big process would report at least this
+# process's RSS. A small interpreter launches the stage and reports that child's own rusage.
+_LAUNCHER = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2], shell=True)
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump([usage.ru_utime, usage.ru_stime, usage.ru_maxrss], fh)
+sys.exit(os.waitstatus_to_exitcode(status) & 255)
+"""
+
+
 def measure(cmd: str, cwd: Path, log_path: Path) -> dict[str, Any]:
-    """Run a shell command; wall time, and the CPU time and peak RSS of that very child."""
+    """Run a shell command; wall time, and the CPU time and peak RSS of that very command."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    usage_path = log_path.with_suffix(".rusage.json")
     with log_path.open("wb") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd, cwd=cwd, env=_env(), shell=True, stdout=out, stderr=subprocess.STDOUT
-        )
-        # wait4 gives this child's own rusage (its waited-for children included): a per-child
-        # peak RSS, unlike differences of RUSAGE_CHILDREN.
-        _, status, usage = os.wait4(proc.pid, 0)
+        returncode = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, str(usage_path), cmd],
+            cwd=cwd,
+            env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+        ).returncode
         wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    if returncode != 0:
         tail = log_path.read_text(errors="replace")[-3000:]
-        raise UserError(
-            f"`{cmd}` failed with exit code {proc.returncode} (log: {log_path})\n{tail}"
-        )
+        raise UserError(f"`{cmd}` failed with exit code {returncode} (log: {log_path})\n{tail}")
+    user, system, maxrss_kib = json.loads(usage_path.read_text())
     return {
         "wall_s": round(wall, 3),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-        "user_s": round(usage.ru_utime, 3),
-        "sys_s": round(usage.ru_stime, 3),
-        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+        "cpu_s": round(user + system, 3),
+        "user_s": round(user, 3),
+        "sys_s": round(system, 3),
+        "peak_rss_mib": round(maxrss_kib / 1024, 1),  # Linux: KiB
     }
 
 
@@ -360,28 +374,25 @@ def _project_files() -> list[str]:
         ).stdout.decode()
         return [rel for rel in listed.split("\0") if rel]
     except (OSError, subprocess.CalledProcessError):
-        skip = {
+        top = {
             ".git",
             ".venv",
             ".tools",
-            ".dvc/cache",
-            ".dvc/tmp",
-            "bench/runs",
+            "bench",
             "data",
             "clean_data",
             "models",
             "metrics",
             "plots",
             "predictions",
-            "__pycache__",
         }
+        anywhere = {"__pycache__", ".pytest_cache", ".ruff_cache", "cache", "tmp"}
         files = []
         for folder, dirs, names in os.walk(ROOT):
-            rel_folder = Path(folder).relative_to(ROOT)
-            dirs[:] = [
-                d for d in dirs if (rel_folder / d).as_posix() not in skip and d not in skip
-            ]
-            files.extend((rel_folder / name).as_posix() for name in names)
+            rel = Path(folder).relative_to(ROOT)
+            skip = anywhere | (top if rel == Path() else set())
+            dirs[:] = [d for d in dirs if d not in skip]
+            files.extend((rel / name).as_posix() for name in names)
         return files
 
 
