@@ -591,7 +591,7 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if data_rss:
         add("peak RSS of a data stage", max(data_rss) / 1024, TARGETS["data_stage_rss_gib"], "GiB")
     for label, stage in stages.items():
-        if label == "train" or label.startswith("train["):
+        if (label == "train" or label.startswith("train[")) and "wall_s" in stage:
             add(f"{label}", stage["wall_s"], TARGETS["train_s"], "s")
     tail = [stages[s]["wall_s"] for s in ("evaluate", "sanity", "predict") if s in stages]
     if tail:
@@ -632,7 +632,8 @@ def markdown(results: dict[str, Any]) -> str:
         + (f", GPU {m['gpu']}" if m["gpu"] else "")
         + f"; {m['os']}, Python {m['python']}, "
         + ", ".join(f"{k} {v}" for k, v in m["libraries"].items())
-        + f". Load average at start {m['load_average_start']}.",
+        + f". Load average (other work on the machine) at start {m['load_average_start']}, "
+        f"at end {m.get('load_average_end')}.",
         "",
         f"Stages run as `dvc.yaml` runs them; median of up to {results['repeat']} runs (stages "
         f"over {results['once_over']:.0f} s run once). CPU = user + sys of the stage's process; "
@@ -645,6 +646,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"{gen.get('bytes', 0) / 2**30:.2f} GiB CSV | | |",
     ]
     for label, s in results["stages"].items():
+        if "error" in s:
+            lines.append(f"| {label} | failed: {s['error']} | | | | | |")
+            continue
         floor = f"{s['floor_s']:.2f} | {s['x_floor']:.1f}" if "floor_s" in s else " | "
         lines.append(
             f"| {label} ({len(s['runs'])}×) | {s['wall_s']:.1f} | {s['cpu_s']:.1f} "
@@ -715,9 +719,16 @@ def main(argv: list[str] | None = None) -> None:
         for device in devices if name == "train" and devices else [None]:
             label = f"{name}[{device}]" if device else name
             with train_device(project, device):
-                results["stages"][label] = time_stage(
-                    name, stage, project, logs, args.repeat, args.once_over, label
-                )
+                try:
+                    results["stages"][label] = time_stage(
+                        name, stage, project, logs, args.repeat, args.once_over, label
+                    )
+                except UserError as err:
+                    if not device:
+                        raise
+                    # One device failing (no GPU) must not lose the other's timing.
+                    log.error("%s failed: %s", label, str(err).splitlines()[-1])
+                    results["stages"][label] = {"error": str(err).splitlines()[-1]}
     metrics = project / "metrics" / "eval.json"
     if metrics.exists():
         scores = json.loads(metrics.read_text(encoding="utf-8"))

@@ -43,6 +43,14 @@ def data_version(path: Path) -> str | None:
     return outs[0].get("md5")
 
 
+def _version(library: str) -> str | None:
+    """The installed version of a library, None where it is not installed (dvc on a GPU box)."""
+    try:
+        return importlib.metadata.version(library)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     params = load_params(args.params, "train")
@@ -68,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
             "n_train_rows": len(x),
             "fit": info,
             "data_version": data_version(args.data_version),
-            "libraries": {lib: importlib.metadata.version(lib) for lib in LIBRARIES},
+            "libraries": {lib: _version(lib) for lib in LIBRARIES},
             "python": platform.python_version(),
         },
         args.out / "model.json",
