@@ -16,6 +16,9 @@ export PIPENV_YES := 1
 export PIPENV_NOSPIN := 1
 export PIPENV_VERBOSITY := -1
 export DVC_NO_ANALYTICS := 1
+# XGBoost's OpenMP threads sleep while they wait instead of spinning: on a 2-core machine that
+# other jobs share, spinning made the sanity stage's small fits 3-6x slower (make bench).
+export OMP_WAIT_POLICY ?= PASSIVE
 # dvc.yaml runs `python src/<stage>.py`: the project's environment must come first on PATH.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 

@@ -633,7 +633,7 @@ def markdown(results: dict[str, Any]) -> str:
         + f"; {m['os']}, Python {m['python']}, "
         + ", ".join(f"{k} {v}" for k, v in m["libraries"].items())
         + f". Load average (other work on the machine) at start {m['load_average_start']}, "
-        f"at end {m.get('load_average_end')}.",
+        f"at end {m.get('load_average_end')}; OMP_WAIT_POLICY={m.get('omp_wait_policy')}.",
         "",
         f"Stages run as `dvc.yaml` runs them; median of up to {results['repeat']} runs (stages "
         f"over {results['once_over']:.0f} s run once). CPU = user + sys of the stage's process; "
@@ -645,7 +645,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"| {gen['cpu_s']:.1f} | {gen['peak_rss_mib']:.0f} | → "
         f"{gen.get('bytes', 0) / 2**30:.2f} GiB CSV | | |",
     ]
-    for label, s in results["stages"].items():
+    for label in results.get("stage_order", results["stages"]):
+        s = results["stages"][label]
         if "error" in s:
             lines.append(f"| {label} | failed: {s['error']} | | | | | |")
             continue
@@ -736,6 +737,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_repro and set(chosen) == set(stages):
         results["dvc"] = time_dvc(project, logs, args.repeat)
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["stage_order"] = list(results["stages"])  # results.json sorts its keys
+    results["machine"]["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
     results["targets"] = check_targets(results)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(results, args.out / "results.json")
