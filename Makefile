@@ -84,8 +84,8 @@ reference: $(STAMP) ## Refresh reference/profile.json, the drift baseline, from 
 .PHONY: run repro metrics plots
 run: $(STAMP) data/train.csv repro metrics ## Set up, make the sample data, run the pipeline, show the metrics
 
-repro: $(STAMP) ## Run the DVC pipeline (only the stages whose inputs changed)
-	$(DVC) repro $(ARGS)
+repro: $(STAMP) ## Run the DVC pipeline (changed stages only; a failure puts the last good outputs back)
+	DVC=$(DVC) scripts/repro.sh $(ARGS)
 
 metrics: $(STAMP) ## Show the metrics of the workspace
 	@$(DVC) metrics show metrics/eval.json
@@ -99,7 +99,7 @@ BASE_REV ?= HEAD
 GATE_FILES := --metrics metrics/eval.json --baseline baseline.txt --params params.yaml
 
 sanity: $(STAMP) ## Run the pipeline up to the model sanity checks (metrics/sanity.json)
-	$(DVC) repro sanity
+	DVC=$(DVC) scripts/repro.sh sanity
 
 gate: $(STAMP) ## After `make repro`: show the metrics diff; roc_auc must beat baseline.txt
 	@$(PY) src/gate.py diff
@@ -149,11 +149,11 @@ s3-stop: ## Stop the loopback S3 server and delete its data
 .PHONY: ci-lint ci-local
 CI_SCALE ?= tiny
 
-ci-lint: $(STAMP) ## Check .gitlab-ci.yml offline (GitLab's schema) and list the jobs of a branch pipeline
+ci-lint: $(STAMP) system-deps ## Check .gitlab-ci.yml offline (GitLab's schema) and list the jobs of a branch pipeline
 	$(VENV)/bin/check-jsonschema --builtin-schema vendor.gitlab-ci --data-transform gitlab-ci .gitlab-ci.yml
 	@scripts/ci-local.sh --list
 
-ci-local: $(STAMP) ## Run the CI jobs here with gitlab-ci-local and a loopback S3 (CI_SCALE=tiny, ARGS=jobs)
+ci-local: $(STAMP) system-deps ## Run the CI jobs here with gitlab-ci-local and a loopback S3 (CI_SCALE=tiny, ARGS=jobs)
 	SCALE=$(CI_SCALE) scripts/ci-local.sh $(ARGS)
 
 ##@ Benchmark

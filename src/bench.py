@@ -35,8 +35,8 @@ from typing import Any
 
 import yaml
 
-from kkbox import synth
-from kkbox.io import UserError, atomic_path, load_params, run_main, write_json
+from kkbox import params, synth
+from kkbox.io import UserError, atomic_path, run_main, write_json
 
 log = logging.getLogger("bench")
 
@@ -692,7 +692,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    seed = load_params(ROOT / "params.yaml", "generate")["seed"]
+    seed = params.load(ROOT / "params.yaml").generate.seed
     results: dict[str, Any] = {
         "scale": args.scale,
         "rows": vars(synth.SCALES[args.scale]),

@@ -9,14 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kkbox import metrics, model
+from kkbox import metrics, model, params
 from kkbox.features import FEATURES
 from kkbox.io import (
     atomic_dir,
     atomic_path,
-    load_params,
     read_parquet,
-    require,
     run_main,
     write_json,
 )
@@ -132,8 +130,7 @@ def write_plot_data(out: Path, name: str, records: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    params = load_params(args.params, "evaluate")
-    threshold = require(params, "threshold", float, "evaluate")
+    threshold = params.load(args.params).evaluate.threshold
     estimator = model.load(args.model)
     frame = read_parquet(args.features / "eval.parquet").to_pandas()
     n_train = read_parquet(args.features / "train.parquet", columns=["target"]).num_rows

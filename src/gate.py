@@ -20,7 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from kkbox.io import UserError, atomic_path, load_params, require, run_main
+from kkbox import params
+from kkbox.io import UserError, atomic_path, run_main
 
 log = logging.getLogger("gate")
 
@@ -123,10 +124,7 @@ def read_baseline(path: Path) -> float:
 
 def read_min_improvement(params_path: str) -> float:
     """gate.min_improvement from params.yaml: how much better a new model must be."""
-    value = require(load_params(params_path, "gate"), "min_improvement", (int, float), "gate")
-    if not 0.0 <= value < 1.0:
-        raise UserError(f"params.yaml: gate.min_improvement must be in [0, 1), got {value}")
-    return float(value)
+    return params.load(params_path).gate.min_improvement
 
 
 def evaluate_gate(args: argparse.Namespace) -> Verdict:

@@ -11,8 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from kkbox import schema, synth
-from kkbox.io import UserError, atomic_dir, load_params, require, run_main, write_csv
+from kkbox import params, schema, synth
+from kkbox.io import UserError, atomic_dir, run_main, write_csv
 
 log = logging.getLogger("generate")
 
@@ -28,15 +28,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_synthetic(out: Path, scale: str, seed: int) -> None:
+def write_synthetic(out: Path, scale: str, seed: int, positive_rate: float = 0.5) -> None:
     """Generate every table of one scale and write them into `out` (atomically, as a whole)."""
     started = time.perf_counter()
-    tables = synth.generate(synth.SCALES[scale], seed)
+    tables = synth.generate(synth.SCALES[scale], seed, positive_rate=positive_rate)
     with atomic_dir(out) as tmp:
         for name, columns in tables.items():
             rows = write_csv(columns, tmp / name)
             log.info("wrote %s/%s: %d rows", out, name, rows)
-    log.info("%s scale, seed %d: done in %.1f s", scale, seed, time.perf_counter() - started)
+    log.info(
+        "%s scale, seed %d, positive rate %g: done in %.1f s",
+        scale,
+        seed,
+        positive_rate,
+        time.perf_counter() - started,
+    )
 
 
 def download_kaggle(out: Path) -> None:
@@ -80,9 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.source == "kaggle":
         download_kaggle(args.out)
         return
-    params = load_params(args.params, "generate")
-    seed = require(params, "seed", int, "generate")
-    write_synthetic(args.out, args.scale, seed)
+    settings = params.load(args.params).generate
+    write_synthetic(args.out, args.scale, settings.seed, settings.positive_rate)
 
 
 if __name__ == "__main__":

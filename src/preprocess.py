@@ -11,13 +11,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from kkbox import features
+from kkbox import features, params
 from kkbox.io import (
     atomic_dir,
     lean_memory_pool,
-    load_params,
     read_parquet,
-    require,
     run_main,
     write_json,
     write_parquet,
@@ -111,11 +109,7 @@ def _table(
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     lean_memory_pool()
-    params = load_params(args.params, "preprocess")
-    min_count = require(params, "min_category_count", int, "preprocess")
-    smoothing = require(params, "target_smoothing", (int, float), "preprocess")
-    n_folds = require(params, "target_folds", int, "preprocess")
-    seed = require(params, "seed", int, "preprocess")
+    settings = params.load(args.params).preprocess
 
     parts = {
         "train": args.split / "train.parquet",
@@ -124,8 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     tables = Tables(args.validated, parts)
     train = tables.joined("train", parts["train"], "target")
-    encoder = features.fit(train, min_count=min_count, smoothing=float(smoothing))
-    folds = features.assign_folds(len(train), n_folds, seed)
+    encoder = features.fit(
+        train, min_count=settings.min_category_count, smoothing=settings.target_smoothing
+    )
+    folds = features.assign_folds(len(train), settings.target_folds, settings.seed)
     # Each part's Parquet file is written on another thread while the next part is computed.
     with atomic_dir(args.out) as tmp, ThreadPoolExecutor(2) as writer:
         written: list[Future] = []

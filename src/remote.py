@@ -1,7 +1,8 @@
 """Push to, pull from and check the DVC remote; a failure is one line naming remote and fix.
 
 The remote comes from DVC's config (.dvc/config, then .dvc/config.local). S3_BUCKET and S3_ENDPOINT
-(or --bucket / --endpoint) are written to .dvc/config.local, so tracked files never change.
+(or --bucket / --endpoint) are probed first, then written to .dvc/config.local, so tracked files
+never change and a remote that does not answer leaves no trace there.
 Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) as DVC reads them.
 """
 
@@ -13,7 +14,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -113,32 +114,44 @@ def find_remote(config: Any, name: str | None) -> Remote:
     return Remote(name, options.pop("url"), options.pop("endpointurl", None), options)
 
 
-def apply_overrides(
-    config: Any, remote: Remote, bucket: str | None, endpoint: str | None
-) -> Remote:
-    """Write a bucket or endpoint override to .dvc/config.local (only when it changes anything)."""
-    from dvc.exceptions import DvcException
-
+def with_overrides(
+    remote: Remote, bucket: str | None, endpoint: str | None
+) -> tuple[Remote, dict[str, str]]:
+    """The remote with a bucket or endpoint override applied in memory, and the changed options."""
     changes = {}
     if bucket and bucket != remote.bucket:
         changes["url"] = with_bucket(remote.url, bucket)
     if endpoint and endpoint != remote.endpoint:
+        if not remote.is_s3:
+            raise UserError(
+                f"S3_ENDPOINT is set but the remote URL {remote.url} is not an s3:// URL"
+            )
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise UserError(f"S3_ENDPOINT {endpoint!r} is not a URL like http://127.0.0.1:7480")
         changes["endpointurl"] = endpoint
+    overridden = replace(
+        remote,
+        url=changes.get("url", remote.url),
+        endpoint=changes.get("endpointurl", remote.endpoint),
+    )
+    return overridden, changes
+
+
+def save_overrides(config: Any, name: str, changes: dict[str, str]) -> None:
+    """Write the overridden options of remote `name` to .dvc/config.local (none: no write)."""
+    from dvc.exceptions import DvcException
+
     if not changes:
-        return remote
+        return
     try:
         # What `dvc remote modify --local` does, without starting DVC once per option.
         with config.edit("local") as local:
-            local["remote"].setdefault(remote.name, {}).update(changes)
+            local["remote"].setdefault(name, {}).update(changes)
     except DvcException as err:
-        raise UserError(
-            f"cannot write remote '{remote.name}' to .dvc/config.local: {err}"
-        ) from None
-    log.debug("remote '%s': %s written to .dvc/config.local", remote.name, changes)
-    return find_remote(config, remote.name)
+        raise UserError(f"cannot write remote '{name}' to .dvc/config.local: {err}") from None
+    shown = ", ".join(f"{key} = {value}" for key, value in changes.items())
+    log.info("remote '%s': %s written to .dvc/config.local", name, shown)
 
 
 def s3_client(remote: Remote) -> Any:
@@ -241,9 +254,7 @@ def explain_dvc_failure(command: str, output: str) -> str:
 
 
 def transfer(remote: Remote, command: str, dvc_args: list[str]) -> None:
-    """Run `dvc push` or `dvc pull` against the remote, with a clear line when it fails."""
-    if remote.is_s3:
-        probe(remote)
+    """Run `dvc push` or `dvc pull` against the (probed) remote, with a clear line on failure."""
     started = time.perf_counter()
     result = run_dvc([command, "--run-cache", "--remote", remote.name, *dvc_args])
     detail = dvc_output(result)
@@ -277,12 +288,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--bucket",
         default=os.environ.get("S3_BUCKET") or None,
-        help="use this bucket, written to .dvc/config.local (default: $S3_BUCKET)",
+        help="use this bucket, kept in .dvc/config.local once it answers (default: $S3_BUCKET)",
     )
     parser.add_argument(
         "--endpoint",
         default=os.environ.get("S3_ENDPOINT") or None,
-        help="S3 endpoint URL, written to .dvc/config.local (default: $S3_ENDPOINT)",
+        help="S3 endpoint URL, kept in .dvc/config.local once it answers (default: $S3_ENDPOINT)",
     )
     parser.add_argument("-j", "--jobs", type=int, help="parallel transfers (DVC's default)")
     parser.add_argument(
@@ -302,11 +313,14 @@ def main(argv: list[str] | None = None) -> None:
     # botocore logs where it found the credentials at INFO: noise before a possible error line.
     logging.getLogger("botocore").setLevel(logging.WARNING)
     config = load_config()
-    remote = apply_overrides(config, find_remote(config, args.remote), args.bucket, args.endpoint)
-    if args.command == "check":
-        if not remote.is_s3:
-            raise UserError(f"{remote.describe()}: not an s3:// remote, which is all check knows")
+    remote, changes = with_overrides(find_remote(config, args.remote), args.bucket, args.endpoint)
+    if args.command == "check" and not remote.is_s3:
+        raise UserError(f"{remote.describe()}: not an s3:// remote, which is all check knows")
+    if remote.is_s3:
         probe(remote)
+    # Only an override the remote answered to reaches .dvc/config.local (dvc push reads it there).
+    save_overrides(config, remote.name, changes)
+    if args.command == "check":
         log.info("%s: reachable, credentials accepted, bucket exists", remote.describe())
         return
     dvc_args = ["--jobs", str(args.jobs)] if args.jobs else []

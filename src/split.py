@@ -9,16 +9,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from kkbox.io import (
-    UserError,
-    atomic_dir,
-    lean_memory_pool,
-    load_params,
-    read_parquet,
-    require,
-    run_main,
-    write_parquet,
-)
+from kkbox import params
+from kkbox.io import UserError, atomic_dir, lean_memory_pool, read_parquet, run_main, write_parquet
 from kkbox.schema import SOURCE_COLUMNS
 
 log = logging.getLogger("split")
@@ -34,8 +26,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def split_point(n_rows: int, eval_fraction: float) -> int:
     """Index of the first evaluation row: train.csv is in time order, the tail is the future."""
-    if not 0.0 < eval_fraction < 1.0:
-        raise UserError(f"params.yaml: split.eval_fraction must be in (0, 1), got {eval_fraction}")
     cut = n_rows - round(n_rows * eval_fraction)
     if cut < 1 or cut >= n_rows:
         raise UserError(
@@ -47,12 +37,11 @@ def split_point(n_rows: int, eval_fraction: float) -> int:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     lean_memory_pool()
-    params = load_params(args.params, "split")
-    fraction = require(params, "eval_fraction", (float, int), "split")
+    fraction = params.load(args.params).split.eval_fraction
     # The play-context columns have a few dozen values: read (and written back) as
     # dictionaries, they are never expanded to strings.
     train = read_parquet(args.validated / "train.parquet", read_dictionary=list(SOURCE_COLUMNS))
-    cut = split_point(train.num_rows, float(fraction))
+    cut = split_point(train.num_rows, fraction)
     truth_path = args.validated / "train_truth.parquet"
     if truth_path.exists():
         truth = read_parquet(truth_path)["target_probability"]

@@ -7,13 +7,14 @@ import importlib.metadata
 import logging
 import platform
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import yaml
 
-from kkbox import model
+from kkbox import model, params
 from kkbox.features import FEATURES
-from kkbox.io import UserError, load_params, read_parquet, require, run_main, write_json
+from kkbox.io import read_parquet, run_main, write_json
 
 log = logging.getLogger("train")
 
@@ -53,25 +54,20 @@ def _version(library: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    params = load_params(args.params, "train")
-    valid_fraction = require(params, "valid_fraction", float, "train")
-    if not 0.0 < valid_fraction < 0.5:
-        raise UserError(
-            f"params.yaml: train.valid_fraction must be in (0, 0.5), got {valid_fraction}"
-        )
-    estimator = model.build(params)
+    settings = params.load(args.params).train
+    estimator = model.build(settings)
     frame = read_parquet(args.features / "train.parquet").to_pandas()
     x, y = frame[FEATURES], frame["target"].to_numpy()
-    log.info("training %s on %d rows x %d features", params["model"], len(x), len(FEATURES))
+    log.info("training %s on %d rows x %d features", settings.model, len(x), len(FEATURES))
     started = time.perf_counter()
-    info = model.fit(estimator, x, y, valid_fraction)
+    info = model.fit(estimator, x, y, settings.valid_fraction)
     seconds = time.perf_counter() - started
     log.info("trained in %.1f s %s", seconds, info)
     model.save(estimator, args.out / "model.joblib")
     write_json(
         {
-            "model": params["model"],
-            "params": params,
+            "model": settings.model,
+            "params": asdict(settings),
             "features": FEATURES,
             "n_train_rows": len(x),
             "fit": info,

@@ -13,11 +13,15 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
-from kkbox import schema, validation
-from kkbox.io import UserError, atomic_dir, load_params, run_main, write_json, write_parquet
+import pyarrow as pa
+
+from kkbox import params, schema, validation
+from kkbox.io import UserError, atomic_dir, run_main, write_json, write_parquet
 from kkbox.raw import read_table
 
 log = logging.getLogger("validate")
@@ -75,7 +79,7 @@ def fail_on_errors(errors: list[validation.Finding], data: Path) -> None:
     raise UserError("\n".join([lines[0] + more, *lines[1:]]))
 
 
-def handle_drift(anomalies: list[dict], settings: validation.Settings, reference: Path) -> None:
+def handle_drift(anomalies: list[dict], settings: params.Validate, reference: Path) -> None:
     """Log every anomaly; with drift_severity: fail, raise on the first."""
     for anomaly in anomalies:
         log.warning("drift: %s", anomaly["message"])
@@ -89,26 +93,29 @@ def handle_drift(anomalies: list[dict], settings: validation.Settings, reference
         )
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    settings = validation.Settings.from_params(load_params(args.params, "validate"))
-    reference = None if args.update_reference else load_reference(args.reference)
-    started = time.perf_counter()
-    names = list(schema.REQUIRED) + [n for n in schema.OPTIONAL if (args.data / n).exists()]
-    tables = {name: read_table(args.data / name, name) for name in names}
-    log.info("read %d tables in %.2f s", len(tables), time.perf_counter() - started)
+def read_tables(data: Path) -> dict[str, pa.Table]:
+    """Every raw table of the folder, the optional truth file where it exists."""
+    names = list(schema.REQUIRED) + [n for n in schema.OPTIONAL if (data / n).exists()]
+    return {name: read_table(data / name, name) for name in names}
 
-    def timer(step: str) -> None:
-        log.info("%s done at %.2f s", step, time.perf_counter() - started)
 
-    if args.update_reference:
-        outcome = validation.validate(tables, settings, None, timer=timer)
-        fail_on_errors(outcome.errors, args.data)
-        write_json({"about": ABOUT, **outcome.profile}, args.reference)
-        log.info("wrote the reference profile %s", args.reference)
-        return
+def failure_report(partial: dict[str, Any], err: UserError) -> dict[str, Any]:
+    """The report of a rejected data set: what was measured before it failed, and why."""
+    return {**partial, "status": "failed", "errors": str(err).splitlines()}
 
-    with atomic_dir(args.out) as tmp:
+
+def validate_into(
+    out: Path,
+    tables: dict[str, pa.Table],
+    settings: params.Validate,
+    reference: dict,
+    judge: Callable[[validation.Outcome], None],
+    report: dict[str, Any],
+    timer: Callable[[str], None],
+) -> validation.Outcome:
+    """Check the tables and write them as Parquet into `out`, all or nothing (`judge` raises
+    to reject). `report` is filled as soon as the checks have run, so a rejection has one."""
+    with atomic_dir(out) as tmp:
         # Parquet encoding is single-threaded per file: write the tables side by side, and
         # while the checks run. A failed check discards the temp folder (nothing is swapped in).
         pool = ThreadPoolExecutor(max_workers=min(len(tables), os.cpu_count() or 1))
@@ -119,13 +126,46 @@ def main(argv: list[str] | None = None) -> None:
                 for name, table in by_size
             ]
             outcome = validation.validate(tables, settings, reference, timer=timer)
-            fail_on_errors(outcome.errors, args.data)
-            handle_drift(outcome.anomalies, settings, args.reference)
+            report.update(outcome.report)
+            judge(outcome)
             for write in writes:
                 write.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-    write_json(outcome.report, args.report)
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    settings = params.load(args.params).validate
+    started = time.perf_counter()
+
+    def timer(step: str) -> None:
+        log.info("%s done at %.2f s", step, time.perf_counter() - started)
+
+    if args.update_reference:
+        outcome = validation.validate(read_tables(args.data), settings, None, timer=timer)
+        fail_on_errors(outcome.errors, args.data)
+        write_json({"about": ABOUT, **outcome.profile}, args.reference)
+        log.info("wrote the reference profile %s", args.reference)
+        return
+
+    report: dict[str, Any] = {}
+    try:
+        reference = load_reference(args.reference)
+        tables = read_tables(args.data)
+        log.info("read %d tables in %.2f s", len(tables), time.perf_counter() - started)
+
+        def judge(outcome: validation.Outcome) -> None:
+            fail_on_errors(outcome.errors, args.data)
+            handle_drift(outcome.anomalies, settings, args.reference)
+
+        outcome = validate_into(args.out, tables, settings, reference, judge, report, timer)
+    except UserError as err:
+        # Written on failure too: the report is most useful exactly then.
+        write_json(failure_report(report, err), args.report)
+        raise
+    write_json({**outcome.report, "errors": []}, args.report)
     log.info(
         "validated %d tables into %s in %.2f s (%s, %d drift anomalies)",
         len(tables),

@@ -20,8 +20,10 @@ GIT_IDENTITY = {
 
 
 def project_env(**extra: str) -> dict[str, str]:
-    """Environment for commands in a project copy: the venv first on PATH, no DVC analytics."""
+    """Environment for commands in a project copy: the venv first on PATH, no DVC analytics, and
+    Python writing bytecode as it does on users' machines (these machines turn that off)."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.update(GIT_IDENTITY)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"

@@ -1,10 +1,13 @@
 """A corpus of bad inputs, each run through the real pipeline in a copy of the project.
 
-One tiny data set is generated and the pipeline run up to `preprocess` once; every case copies
-that project, breaks one thing and runs the stage command from dvc.yaml (or `dvc repro`). A bad
-input must give a non-zero exit, one readable `error: ...` line naming the problem (the first
-line on stderr that is not a log record) and no traceback, and leave every previous output and
-the DVC cache as they were. The table case -> first error line is printed at the end.
+One tiny data set is generated and the whole pipeline run once; every case copies that project,
+breaks one thing and runs the stage command from dvc.yaml, a tool, or `make repro`'s
+scripts/repro.sh. A bad input must give a non-zero exit, one readable `error: ...` line naming
+the problem (the first line on stderr that is not a log record) and no traceback, and leave every
+previous output and the DVC cache as they were: after `make repro` the outputs DVC removed are
+back. A rejected data set leaves its report in metrics/data_validation.json. Every numeric key of
+params.yaml gets a case with a value out of its declared range. The table case -> first error
+line is printed at the end.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from kkbox import params
 from project import copy_project, run
 
 pytestmark = pytest.mark.slow
@@ -30,6 +34,7 @@ pytestmark = pytest.mark.slow
 LOG_RECORD = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) +\S+: ")
 OUTPUTS = ("clean_data", "models", "metrics", "plots", "predictions")
 CACHE = Path(".dvc/cache")
+REPORT = "metrics/data_validation.json"
 
 
 # --- breaking things --------------------------------------------------------------------------
@@ -78,12 +83,16 @@ def _edit_bytes(path: str, edit: Callable[[bytes], bytes]) -> Callable[[Path], N
 
 
 def _edit_params(section: str, key: str, value: object) -> Callable[[Path], None]:
+    """Set params.yaml's `section.key` (section may be dotted: train.xgb)."""
+
     def apply(project: Path) -> None:
         path = project / "params.yaml"
-        text = path.read_text(encoding="utf-8")
-        params = yaml.safe_load(text)
-        params[section][key] = value
-        path.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        node = data
+        for part in section.split("."):
+            node = node[part]
+        node[key] = value
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
 
     return apply
 
@@ -109,6 +118,15 @@ def _new_song_ids(rows: list[list[str]]) -> list[list[str]]:
     col = rows[0].index("song_id")
     for r in rows[1::10]:
         r[col] = "unknown-song"
+    return rows
+
+
+def _three_quarters_positive(rows: list[list[str]]) -> list[list[str]]:
+    """Half of the negative rows become positive: from about 50 % to 75 % positives."""
+    col = rows[0].index("target")
+    negatives = [r for r in rows[1:] if r[col] == "0"]
+    for r in negatives[::2]:
+        r[col] = "1"
     return rows
 
 
@@ -146,8 +164,9 @@ class Case:
     breaks: Callable[[Path], None]
     stages: tuple[str, ...]
     expect: tuple[str, ...] = ()
-    dvc: bool = False  # `dvc repro <stage>` instead of the stage's command
+    dvc: bool = False  # `make repro` (scripts/repro.sh <stage>) instead of the stage's command
     succeeds: bool = False
+    command: str | None = None  # a tool's command line instead of a stage (generate, gate)
 
 
 CASES = [
@@ -202,6 +221,30 @@ CASES = [
         ("validate",),
         ("data/train.csv: column 'target' must be 0 or 1: 1 row fails (row 5: 2)",),
         dvc=True,
+    ),
+    Case(
+        "single class (all targets 1)",
+        _edit_rows("train.csv", lambda rows: [rows[0], *([*r[:-1], "1"] for r in rows[1:])]),
+        ("validate",),
+        (
+            "data/train.csv: column 'target' has only class 1 in all 30000 rows (no 0): "
+            "a model needs both; check the export or the ingested chunks",
+        ),
+    ),
+    Case(
+        "repeated header line in songs.csv",
+        _edit_rows("songs.csv", lambda rows: [*rows[:120], rows[0], *rows[120:]]),
+        ("validate",),
+        ("data/songs.csv: row 120 repeats the header line (concatenated files?); remove it",),
+    ),
+    Case(
+        "repeated header line in song_extra_info.csv",
+        _edit_rows("song_extra_info.csv", lambda rows: [*rows[:50], rows[0], *rows[50:]]),
+        ("validate",),
+        (
+            "data/song_extra_info.csv: row 50 repeats the header line (concatenated files?); "
+            "remove it",
+        ),
     ),
     Case(
         "duplicated member id",
@@ -290,7 +333,21 @@ CASES = [
         "validate params: drift_severity loud",
         _edit_params("validate", "drift_severity", "loud"),
         ("validate",),
-        ("params.yaml: validate.drift_severity must be one of ('warn', 'fail'), got 'loud'",),
+        ("params.yaml: validate.drift_severity must be one of warn, fail, got 'loud'",),
+    ),
+    Case(
+        "params: unknown key train.modle",
+        _edit_params("train", "modle", "rf"),
+        ("train",),
+        ("params.yaml: unknown key train.modle (did you mean train.model?)",),
+        dvc=True,
+    ),
+    Case(
+        "params: train.xgb.max_depth -3",
+        _edit_params("train.xgb", "max_depth", -3),
+        ("train",),
+        ("params.yaml: train.xgb.max_depth must be in [1, 64], got -3",),
+        dvc=True,
     ),
     Case(
         "0-byte model: evaluate",
@@ -314,10 +371,50 @@ CASES = [
         "params: split.eval_fraction 'abc'",
         _edit_params("split", "eval_fraction", "abc"),
         ("split",),
-        ("params.yaml: split.eval_fraction must be float or int, got 'abc' (str)",),
+        ("params.yaml: split.eval_fraction must be a number (in (0, 1)), got 'abc' (str)",),
         dvc=True,
     ),
+    Case(
+        "imbalanced data: 75% positives",
+        _edit_rows("train.csv", _three_quarters_positive),
+        ("sanity",),
+        dvc=True,
+        succeeds=True,
+    ),
 ]
+
+# The command that reads each params.yaml section: a stage of dvc.yaml, or a tool.
+TOOLS = {
+    "generate": "python src/generate.py --scale tiny --out data",
+    "gate": "python src/gate.py check",
+}
+
+
+def _out_of_range(kind: type, bounds: params.Bounds) -> object:
+    """A value of the declared type that the declared bounds refuse."""
+    if bounds.exclude:
+        return bounds.exclude[0]
+    step = 1 if kind is int else 0.5
+    if bounds.low is not None:
+        return kind(bounds.low) if bounds.low_open else kind(bounds.low - step)
+    return kind(bounds.high) if bounds.high_open else kind(bounds.high + step)
+
+
+def _param_case(key: str, kind: type, bounds: params.Bounds) -> Case:
+    section, _, name = key.rpartition(".")
+    value = _out_of_range(kind, bounds)
+    shown = repr(float(value) if kind is float else value)
+    top = key.split(".")[0]
+    return Case(
+        f"params: {key} {shown}",
+        _edit_params(section, name, value),
+        () if top in TOOLS else (top,),
+        (f"params.yaml: {key} must be {bounds.describe()}, got {shown}",),
+        command=TOOLS.get(top),
+    )
+
+
+PARAM_CASES = [_param_case(*leaf) for leaf in params.leaves() if leaf[1] in (int, float)]
 
 
 # --- running and checking --------------------------------------------------------------------
@@ -325,11 +422,11 @@ CASES = [
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory) -> Path:
-    """A project with tiny data and the pipeline run up to preprocess (DVC lock and cache)."""
+    """A project with tiny data and the whole pipeline run: every stage in DVC's lock and cache."""
     project = copy_project(tmp_path_factory.mktemp("bad-inputs") / "base")
     run(["python", "src/generate.py", "--scale", "tiny", "--out", "data"], project)
     run(["dvc", "add", "data", "--quiet"], project)
-    run(["dvc", "repro", "preprocess"], project)
+    run(["dvc", "repro"], project)
     return project
 
 
@@ -369,11 +466,6 @@ def _first_error_line(stderr: str) -> str:
     return ""
 
 
-def _stage_outs(project: Path, stage: str) -> list[str]:
-    spec = yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8"))["stages"][stage]
-    return [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", [])]
-
-
 def _data_objects(project: Path) -> set[str]:
     """Cache files of the data version data.dvc names now (dvc repro commits changed data)."""
     md5 = yaml.safe_load((project / "data.dvc").read_text(encoding="utf-8"))["outs"][0]["md5"]
@@ -386,7 +478,7 @@ def _data_objects(project: Path) -> set[str]:
     return {str(p.relative_to(project)) for p in objects}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", CASES + PARAM_CASES, ids=[c.id for c in CASES + PARAM_CASES])
 def test_bad_input(case: Case, baseline: Path, tmp_path: Path, error_table) -> None:
     project = tmp_path / "repo"
     shutil.copytree(baseline, project, symlinks=True)
@@ -395,12 +487,17 @@ def test_bad_input(case: Case, baseline: Path, tmp_path: Path, error_table) -> N
     cache = _hashes(project, CACHE)
     lock = (project / "dvc.lock").read_bytes()
     stages = yaml.safe_load((project / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    commands = (
+        [case.command]
+        if case.command
+        else [
+            f"scripts/repro.sh {stage}" if case.dvc else stages[stage]["cmd"]
+            for stage in case.stages
+        ]
+    )
 
-    for stage in case.stages:
-        if case.dvc:
-            result = run(["dvc", "repro", stage], project, check=False)
-        else:
-            result = run(stages[stage]["cmd"], project, check=False)
+    for command in commands:
+        result = run(command, project, check=False)
         first = _first_error_line(result.stderr)
         error_table.append((case.id, first or "(exit 0, no error line)"))
         assert "Traceback" not in result.stderr, result.stderr
@@ -416,44 +513,40 @@ def test_bad_input(case: Case, baseline: Path, tmp_path: Path, error_table) -> N
         _check_same_results(project, baseline, case)
         return
     if case.dvc:
+        # make repro: DVC removed the stage's outputs before running it; they are back.
         assert f"failed to reproduce '{case.stages[-1]}'" in result.stderr
-        _check_dvc_left_nothing(project, case.stages[-1], outputs, cache, lock)
-        return
-    assert _hashes(project, *OUTPUTS) == outputs
-    assert _hashes(project, CACHE) == cache
+        last = result.stderr.strip().splitlines()[-1]
+        assert "the last good outputs recorded in dvc.lock are back in place" in last, last
+        new_objects = set(_hashes(project, CACHE)) - set(cache)
+        assert new_objects <= _data_objects(project), "a stage output reached the DVC cache"
+    else:
+        assert _hashes(project, CACHE) == cache
     assert (project / "dvc.lock").read_bytes() == lock
+    after = _hashes(project, *OUTPUTS)
+    if "validate" in case.stages and "params.yaml" not in first:
+        # A rejected data set is reported: the report is most useful exactly then.
+        report = json.loads((project / REPORT).read_text(encoding="utf-8"))
+        assert report["status"] == "failed" and f"error: {report['errors'][0]}" == first
+        outputs[REPORT] = after[REPORT]
+    assert after == outputs
 
 
 def _check_same_results(project: Path, baseline: Path, case: Case) -> None:
-    report = json.loads((project / "metrics/data_validation.json").read_text(encoding="utf-8"))
+    report = json.loads((project / REPORT).read_text(encoding="utf-8"))
+    assert report["errors"] == []
     if case.id.startswith("CRLF"):
         validated = sorted((baseline / "clean_data/validated").iterdir())
         for path in validated:
             new = pq.read_table(project / "clean_data/validated" / path.name)
             assert new.equals(pq.read_table(path)), path.name
-        old = json.loads((baseline / "metrics/data_validation.json").read_text(encoding="utf-8"))
+        old = json.loads((baseline / REPORT).read_text(encoding="utf-8"))
         assert report == old
+    elif case.id.startswith("imbalanced"):
+        assert report["positive_rate"] == pytest.approx(0.75, abs=0.01)
+        sanity = json.loads((project / "metrics/sanity.json").read_text(encoding="utf-8"))
+        assert sanity["passed"], sanity
     else:
         kinds = {(a["column"], a["kind"]) for a in report["drift"]["anomalies"]}
         assert ("source_type", "new_category") in kinds
         assert report["status"] == "drift"
         assert report["quirks"]["train.csv"]["source_type"]["unknown category"] == 7_500
-
-
-def _check_dvc_left_nothing(
-    project: Path, stage: str, outputs: dict, cache: dict, lock: bytes
-) -> None:
-    """DVC removes a stage's outputs before running it: a failed run may leave them absent
-    (`dvc checkout` brings them back), never partial; nothing new reaches the lock or cache."""
-    assert (project / "dvc.lock").read_bytes() == lock
-    new_objects = set(_hashes(project, CACHE)) - set(cache)
-    assert new_objects <= _data_objects(project), "a stage output reached the DVC cache"
-    after = _hashes(project, *OUTPUTS)
-    assert after.items() <= outputs.items(), "an output changed"
-    outs = _stage_outs(project, stage)
-    for gone in set(outputs) - set(after):
-        assert any(gone == o or gone.startswith(o + "/") for o in outs), gone
-    run(["dvc", "checkout", stage], project)
-    restored = _hashes(project, *OUTPUTS)
-    assert {k: v for k, v in outputs.items() if k in restored} == restored
-    assert set(outputs) - set(restored) <= {"metrics/data_validation.json"}  # cache: false

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 import gate
 from kkbox.io import run_main
@@ -24,8 +25,15 @@ def files(tmp_path: Path) -> dict[str, Path]:
     paths["metrics"].parent.mkdir()
     set_score(paths, 0.8)
     paths["baseline"].write_text("0.79\n")
-    paths["params"].write_text("gate:\n  min_improvement: 0.0\n")
+    set_min_improvement(paths, 0.0)
     return paths
+
+
+def set_min_improvement(files: dict[str, Path], value: object) -> None:
+    """The project's params.yaml with gate.min_improvement set (every section is required)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params["gate"]["min_improvement"] = value
+    files["params"].write_text(yaml.safe_dump(params), encoding="utf-8")
 
 
 def set_score(files: dict[str, Path], roc_auc: float) -> None:
@@ -74,21 +82,21 @@ def test_worse_model_fails_with_values_difference_and_fix(files, capsys):
 
 
 def test_improvement_within_min_improvement_fails(files, capsys):
-    files["params"].write_text("gate:\n  min_improvement: 0.02\n")
+    set_min_improvement(files, 0.02)
     line = fails("check", files, capsys)
     assert "by more than 0.0200 (diff +0.0100)" in line
     assert "lower gate.min_improvement" in line
 
 
 def test_improvement_above_min_improvement_passes(files, capsys):
-    files["params"].write_text("gate:\n  min_improvement: 0.005\n")
+    set_min_improvement(files, 0.005)
     gate.main(argv("check", files))
     assert capsys.readouterr().out.startswith("gate passed:")
 
 
 def test_float_noise_does_not_decide_the_gate(files, capsys):
     # 0.8 - 0.79 is 0.010000000000000009 in floating point: not "more than 0.01".
-    files["params"].write_text("gate:\n  min_improvement: 0.01\n")
+    set_min_improvement(files, 0.01)
     fails("check", files, capsys)
 
 
@@ -126,10 +134,10 @@ def test_malformed_baseline_names_the_file(files, capsys, content):
     assert str(files["baseline"]) in line and "expected one number in [0, 1]" in line
 
 
-@pytest.mark.parametrize("section", ["", "gate: {}\n", "gate:\n  min_improvement: -0.1\n"])
-def test_bad_min_improvement_is_a_clear_error(files, capsys, section):
-    files["params"].write_text(section or "other: {}\n")
-    assert "gate" in fails("check", files, capsys)
+@pytest.mark.parametrize("value", [-0.1, 1.0, "abc", None])
+def test_bad_min_improvement_is_a_clear_error(files, capsys, value):
+    set_min_improvement(files, value)
+    assert "params.yaml: gate.min_improvement must be" in fails("check", files, capsys)
 
 
 def test_promote_writes_the_new_value_and_a_second_promote_fails(files, capsys):

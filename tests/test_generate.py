@@ -10,10 +10,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from sklearn.metrics import roc_auc_score
 
-from kkbox import schema
+from kkbox import schema, synth
+from kkbox.io import write_csv
 from project import ROOT
+
+
+def write_params(path: Path, **generate: object) -> None:
+    """The project's params.yaml with these `generate` keys (every section is required)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params["generate"].update(generate)
+    path.write_text(yaml.safe_dump(params), encoding="utf-8")
+
 
 KAGGLE_COLUMNS = {
     "train.csv": [
@@ -91,7 +101,7 @@ def test_same_seed_gives_byte_identical_files(tiny, tmp_path):
 
 def test_a_different_seed_gives_different_data(tiny, tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text("generate:\n  seed: 7\n")
+    write_params(params, seed=7, positive_rate=0.5)
     subprocess.run(
         [
             sys.executable,
@@ -159,6 +169,57 @@ def test_truth_file_is_aligned_and_gives_an_oracle_auc_in_range(tiny):
     assert 0.75 <= oracle <= 0.85
     p = truth["target_probability"].to_numpy()
     assert np.isfinite(p).all() and (p > 0).all() and (p < 1).all()
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.75])
+def test_the_positive_rate_is_the_one_asked_for(rate):
+    tables = synth.generate(synth.SCALES["tiny"], seed=2017, positive_rate=rate)
+    truth = tables["train_truth.csv"]["target_probability"]
+    assert abs(tables["train.csv"]["target"].mean() - rate) < 0.01
+    # 0.5 keeps the logit centred on its median: close to, not exactly, a mean of 0.5.
+    assert abs(truth.mean() - rate) < (0.01 if rate == 0.5 else 1e-5)
+    oracle = roc_auc_score(tables["train.csv"]["target"], truth)
+    assert 0.75 <= oracle <= 0.85  # the signal is the same, only its centre moves
+
+
+def test_logit_offset_bisects_to_the_rate():
+    logit = np.random.default_rng(0).normal(0.0, 1.5, 1000)
+    assert synth.logit_offset(logit, 0.5) == 0.0
+    shift = synth.logit_offset(logit, 0.9)
+    mean = (1 / (1 + np.exp(-(logit + shift)))).mean()
+    assert shift > 0 and mean == pytest.approx(0.9, abs=1e-9)
+    assert synth.logit_offset(logit, 0.1) < 0
+    with pytest.raises(ValueError, match="positive_rate must be in"):
+        synth.logit_offset(logit, 1.0)
+
+
+def test_the_default_rate_keeps_the_data_made_before_it(tmp_path):
+    # sha256 of tiny data at seed 2017 made before generate.positive_rate existed: the default
+    # rate must not change a byte. Only the train tables depend on the replay probability.
+    tables = synth.generate(synth.SCALES["tiny"], seed=2017)
+    for name in ("train.csv", "train_truth.csv"):
+        write_csv(tables[name], tmp_path / name)
+    assert _digest(tmp_path) == {
+        "train.csv": "74e4be727992bc3ff4e11c7857f69affa1b8ff578b0db82d166a3da57c404fcf",
+        "train_truth.csv": "7e1a16145fc88e951f6f998cce98919f29964a405fe0768808975265111cae0e",
+    }
+
+
+@pytest.mark.parametrize("rate", [0, 1.0, -0.2, "half"])
+def test_a_positive_rate_out_of_range_fails_with_a_clear_message(tmp_path, rate):
+    params = tmp_path / "params.yaml"
+    write_params(params, seed=7, positive_rate=rate)
+    out = tmp_path / "d"
+    result = subprocess.run(
+        [sys.executable, "src/generate.py", "--params", str(params), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: params.yaml: generate.positive_rate must be ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 def test_kaggle_source_without_the_cli_fails_with_a_clear_message(tmp_path):

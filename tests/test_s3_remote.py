@@ -6,6 +6,7 @@ import hashlib
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,19 @@ def configure(repo: Path, server: S3Server, bucket: str) -> None:
     run([str(DVC), "remote", "modify", "--local", "storage", "endpointurl", server.endpoint], repo)
 
 
+def closed_port() -> int:
+    """A loopback port nothing listens on: bound once, then released."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def config_local(repo: Path) -> bytes | None:
+    """The bytes of .dvc/config.local, None when there is none."""
+    path = repo / ".dvc" / "config.local"
+    return path.read_bytes() if path.exists() else None
+
+
 @pytest.fixture(scope="module")
 def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A committed git + DVC project: data/ (4 MiB + 300 small files) and one pipeline output."""
@@ -170,6 +184,7 @@ def test_wrong_credentials_are_named(
     assert line.startswith("error: remote 'storage'"), result.stderr
     assert f"s3://{s3_bucket}/dvcstore" in line and s3_server.endpoint in line
     assert line.endswith(fix)
+    assert config_local(repo) is None
 
 
 def test_missing_credentials_are_named(repo: Path) -> None:
@@ -185,7 +200,7 @@ def test_missing_bucket_is_named(s3_server: S3Server, repo: Path) -> None:
     assert first_line(result).endswith(
         "bucket cd4ml-no-such-bucket does not exist: create it or set S3_BUCKET"
     ), result.stderr
-    assert "s3://cd4ml-no-such-bucket/dvcstore" in (repo / ".dvc" / "config.local").read_text()
+    assert config_local(repo) is None
 
 
 def test_server_down_keeps_the_cache_and_a_retry_pushes(
@@ -205,3 +220,40 @@ def test_server_down_keeps_the_cache_and_a_retry_pushes(
     assert tree_hashes(repo / ".dvc" / "cache") == cache_before
 
     assert "304 files pushed" in remote_py(repo, "push", **env).stderr
+
+
+def test_check_writes_the_overrides_only_once_the_remote_answered(
+    s3_server: S3Server, s3_bucket: str, repo: Path
+) -> None:
+    env = {**s3_server.aws_env(), "S3_BUCKET": s3_bucket}
+    remote_py(repo, "check", **env)
+    written = config_local(repo)
+    assert written is not None
+    assert f"s3://{s3_bucket}/dvcstore" in written.decode()
+    assert s3_server.endpoint in written.decode()
+    # A later override the server refuses leaves the proven one byte for byte.
+    wrong = {**env, "S3_BUCKET": "cd4ml-no-such-bucket"}
+    for command in ("check", "push", "pull"):
+        result = remote_py(repo, command, check=False, **wrong)
+        assert result.returncode != 0
+        assert "bucket cd4ml-no-such-bucket does not exist" in first_line(result), result.stderr
+        assert config_local(repo) == written, command
+
+
+@pytest.mark.parametrize("command", ["check", "push", "pull"])
+@pytest.mark.parametrize("existing", [False, True], ids=["no config.local", "config.local"])
+def test_unreachable_endpoint_is_not_written(repo: Path, command: str, existing: bool) -> None:
+    if existing:
+        run([str(DVC), "remote", "modify", "--local", "storage", "region", "us-east-1"], repo)
+    before = config_local(repo)
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    keys = {"AWS_ACCESS_KEY_ID": "any", "AWS_SECRET_ACCESS_KEY": "any"}
+    result = remote_py(
+        repo, command, check=False, S3_ENDPOINT=endpoint, S3_BUCKET="elsewhere", **keys
+    )
+    assert result.returncode != 0
+    line = first_line(result)
+    assert line.startswith("error: remote 'storage' (s3://elsewhere/dvcstore"), result.stderr
+    assert f"cannot reach {endpoint}: is the server up? set S3_ENDPOINT" in line
+    assert "Traceback" not in result.stderr
+    assert config_local(repo) == before

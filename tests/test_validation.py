@@ -16,12 +16,21 @@ import pytest
 import yaml
 
 import validate as stage
-from kkbox import schema, synth, validation
+from kkbox import params, schema, synth, validation
 from kkbox.io import UserError, write_csv
 from kkbox.raw import check_columns, read_table
 from project import ROOT
 
 REFERENCE = ROOT / "reference" / "profile.json"
+# Fixed thresholds, so that these tests do not move with params.yaml.
+SETTINGS = params.Validate(
+    drift_severity="warn",
+    max_missing_rate_change=0.1,
+    max_category_tvd=0.15,
+    max_new_category_share=0.01,
+    max_positive_rate_change=0.05,
+    min_join_coverage=0.95,
+)
 
 
 def _table(name: str, **columns: list) -> pa.Table:
@@ -120,7 +129,7 @@ def test_yyyymmdd(value, valid):
 
 
 def test_tiny_synthetic_data_passes_and_its_quirks_are_counted(tiny):
-    outcome = validation.validate(tiny, validation.Settings(), None)
+    outcome = validation.validate(tiny, SETTINGS, None)
     assert outcome.errors == []
     quirks = outcome.report["quirks"]
     assert quirks["members.csv"]["bd"]["bd 0 (age not given)"] > 0
@@ -179,6 +188,29 @@ def test_unknown_categories_and_quirks_are_counted_not_failed():
     assert found == []
     assert soft["bd"] == {"bd 0 (age not given)": 1, "bd outlier (not 0, outside 5..80)": 2}
     assert soft["expiration_date"] == {"expiration 19700101": 1}
+
+
+@pytest.mark.parametrize(("present", "missing"), [(1, 0), (0, 1)])
+def test_single_class_target_is_a_hard_finding(present, missing):
+    train = _table(schema.TRAIN, target=[present] * 4)
+    (bad,) = validation.check_classes({schema.TRAIN: train})
+    assert bad.describe("data") == (
+        f"data/train.csv: column 'target' has only class {present} in all 4 rows "
+        f"(no {missing}): a model needs both; check the export or the ingested chunks"
+    )
+    both = _table(schema.TRAIN, target=[0, 1, 1, 1])
+    assert validation.check_classes({schema.TRAIN: both}) == []
+    outcome = validation.validate({schema.TRAIN: train}, SETTINGS, None)
+    assert [f.rule for f in outcome.errors] == [bad.rule]
+    with pytest.raises(UserError, match=r"^data/train.csv: column 'target' has only class"):
+        stage.fail_on_errors(outcome.errors, Path("data"))
+
+
+def test_single_class_names_the_rows_when_other_rows_are_broken():
+    train = _table(schema.TRAIN, target=[1, 1, 2, None])
+    found = {f.rule: f for f in validation.validate({schema.TRAIN: train}, SETTINGS, None).errors}
+    assert "has only class 1 in 2 of 4 rows (no 0)" in found
+    assert "must be 0 or 1" in found
 
 
 def test_an_unknown_rule_is_a_programming_error():
@@ -253,7 +285,7 @@ def test_profile_has_rows_missing_rates_category_mix_and_positive_rate():
 
 
 def test_drift_finds_each_kind_of_anomaly():
-    settings = validation.Settings()
+    settings = SETTINGS
     reference = _profile({"radio": 50, "album": 50})
     assert validation.drift(_profile({"radio": 52, "album": 48}), reference, settings) == []
     kinds = {
@@ -268,19 +300,6 @@ def test_drift_finds_each_kind_of_anomaly():
     assert kinds["new_category"]["values"] == ["podcast"]
     assert kinds["category_mix"]["value"] == pytest.approx(0.33)
     assert "source_type" in kinds["missing_rate"]["message"]
-
-
-def test_settings_come_from_params_with_errors_naming_the_key():
-    with (ROOT / "params.yaml").open(encoding="utf-8") as fh:
-        section = yaml.safe_load(fh)["validate"]
-    settings = validation.Settings.from_params(section)
-    assert settings.drift_severity in validation.SEVERITIES
-    with pytest.raises(UserError, match=r"validate\.drift_severity must be one of"):
-        validation.Settings.from_params({**section, "drift_severity": "loud"})
-    with pytest.raises(UserError, match=r"validate\.max_category_tvd must be float or int"):
-        validation.Settings.from_params({**section, "max_category_tvd": "abc"})
-    with pytest.raises(UserError, match=r"validate\.min_join_coverage must be in \[0, 1\]"):
-        validation.Settings.from_params({**section, "min_join_coverage": 95})
 
 
 # --- the committed reference and the stage ----------------------------------------------------
@@ -309,24 +328,50 @@ def test_renamed_column_is_named_as_such():
     )
 
 
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "row"),
+    [
+        (
+            schema.SONGS,
+            "song_id,song_length,genre_ids,artist_name,composer,lyricist,language",
+            "s{i},1000,465,a,c,l,52.0",
+        ),
+        (schema.SONG_EXTRA, "song_id,name,isrc", "s{i},name {i},TW{i:08d}"),
+        (
+            schema.TRAIN,
+            "msno,song_id,source_system_tab,source_screen_name,source_type,target",
+            "m{i},s{i},radio,Radio,radio,1",
+        ),
+    ],
+)
+def test_repeated_header_line_names_its_row(tmp_path, name, header, row):
+    rows = [row.format(i=i) for i in range(1, 200)]
+    path = _write(tmp_path / name, [header, *rows[:119], header, *rows[119:]])
+    with pytest.raises(UserError) as err:
+        read_table(path, name)
+    first = str(err.value).splitlines()[0]
+    assert first == f"{path}: row 120 repeats the header line (concatenated files?); remove it"
+    assert read_table(_write(tmp_path / "ok.csv", [header, *rows]), name).num_rows == 199
+
+
+def test_a_value_equal_to_a_column_name_is_not_a_header(tmp_path):
+    path = _write(tmp_path / "extra.csv", ["song_id,name,isrc", "s1,a,b", "song_id,name,x"])
+    assert read_table(path, schema.SONG_EXTRA)["song_id"].to_pylist() == ["s1", "song_id"]
+
+
 def test_update_reference_then_validate_against_it(tmp_path):
     data = tmp_path / "data"
     for name, columns in synth.generate(synth.SCALES["tiny"], seed=5).items():
         write_csv(columns, data / name)
     params = tmp_path / "params.yaml"
-    params.write_text(
-        yaml.safe_dump(
-            {
-                "validate": {
-                    **yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))[
-                        "validate"
-                    ],
-                    "drift_severity": "fail",
-                }
-            }
-        ),
-        encoding="utf-8",
-    )
+    settings = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    settings["validate"]["drift_severity"] = "fail"
+    params.write_text(yaml.safe_dump(settings), encoding="utf-8")
     ref = tmp_path / "profile.json"
     common = ["--data", str(data), "--reference", str(ref), "--params", str(params)]
     stage.main([*common, "--update-reference"])
@@ -337,11 +382,15 @@ def test_update_reference_then_validate_against_it(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         n.replace(".csv", ".parquet") for n in schema.TABLES
     )
-    # A different category mix, with drift_severity: fail, stops the stage; nothing is written.
+    # A different category mix, with drift_severity: fail, stops the stage: no table is
+    # written, and the report says why.
     reference = json.loads(ref.read_text(encoding="utf-8"))
     reference["tables"][schema.TRAIN]["categories"]["source_type"] = {"radio": 1.0}
     ref.write_text(json.dumps(reference), encoding="utf-8")
-    before = (tmp_path / "r.json").read_bytes()
+    tables = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     with pytest.raises(UserError, match=r"data drift against .*'source_type' category mix"):
         stage.main([*common, "--out", str(tmp_path / "out"), "--report", str(tmp_path / "r.json")])
-    assert (tmp_path / "r.json").read_bytes() == before
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == tables
+    failed = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert failed["status"] == "failed" and failed["errors"][0].startswith("data drift against")
+    assert failed["drift"]["anomalies"] and failed["tables"][schema.TRAIN]["rows"] > 0

@@ -1,4 +1,4 @@
-"""I/O helpers shared by every stage: logging, params, atomic writes, one-line errors."""
+"""I/O helpers shared by every stage: logging, atomic writes, one-line errors."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 
 log = logging.getLogger(__name__)
 
@@ -57,41 +56,6 @@ def lean_memory_pool() -> None:
             return
         except NotImplementedError:  # a pyarrow built without jemalloc
             continue
-
-
-def load_params(path: str | Path, section: str | None = None) -> dict[str, Any]:
-    """Read params.yaml (or one section of it) with a clear error when it is missing or bad."""
-    path = Path(path)
-    try:
-        with path.open(encoding="utf-8") as fh:
-            params = yaml.safe_load(fh) or {}
-    except FileNotFoundError:
-        raise UserError(f"{path}: params file not found") from None
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(params, dict):
-        raise UserError(f"{path}: expected a mapping of sections, got {type(params).__name__}")
-    if section is None:
-        return params
-    if section not in params or not isinstance(params[section], dict):
-        raise UserError(f"{path}: section '{section}' is missing or not a mapping")
-    return params[section]
-
-
-def require(params: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    """Return params[key] checked against a type, or raise a UserError naming the key."""
-    if key not in params:
-        raise UserError(f"params.yaml: {where}.{key} is missing")
-    value = params[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    # bool is an int subclass: `true` must not pass as a number.
-    ok = False if isinstance(value, bool) and bool not in kinds else isinstance(value, kinds)
-    if not ok:
-        names = " or ".join(k.__name__ for k in kinds)
-        raise UserError(
-            f"params.yaml: {where}.{key} must be {names}, got {value!r} ({type(value).__name__})"
-        )
-    return value
 
 
 def _umask() -> int:

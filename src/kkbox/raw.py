@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from kkbox.io import UserError
@@ -17,6 +18,7 @@ from kkbox.schema import TABLES
 log = logging.getLogger(__name__)
 
 _BLOCK = 16 << 20
+_BOM = "\ufeff"
 
 
 def read_header(path: Path) -> list[str]:
@@ -82,6 +84,9 @@ def read_table(path: Path, name: str) -> pa.Table:
         raise UserError(f"{path}: {_explain(path, str(err), list(types))}\n{err}") from None
     if table.num_rows == 0:
         raise UserError(f"{path}: has a header but no rows; regenerate it with `make data`")
+    if all(pa.types.is_string(kind) for kind in types.values()):
+        # A repeated header fails any typed column's conversion; text columns take it as data.
+        _check_repeated_header(path, table)
     log.info("read %s: %d rows x %d columns", path, table.num_rows, table.num_columns)
     return table
 
@@ -96,6 +101,10 @@ def _explain(path: Path, message: str, columns: list[str]) -> str:
         r"CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", first
     ):
         col, kind, value = int(m[1]), m[2], m[3]
+        if value == columns[col]:
+            header = _find_row(path, lambda fields: _is_header(fields, columns))
+            if header != "?":
+                return _repeated_header(header)
         row = _find_row(path, lambda fields: len(fields) > col and fields[col] == value)
         return f"row {row}, column {columns[col]!r}: {value!r} is not a valid {kind}"
     if "UTF8" in first:
@@ -106,6 +115,27 @@ def _explain(path: Path, message: str, columns: list[str]) -> str:
         row = _find_row(path, lambda fields: len(fields) != want)
         return f"row {row}: expected {want} fields, got {m[2]} (truncated or malformed line)"
     return first
+
+
+def _check_repeated_header(path: Path, table: pa.Table) -> None:
+    """Fail when a data row is the header line again (two CSVs concatenated)."""
+    names = table.column_names
+    # One vectorised pass over the first column; the few candidate rows are compared in full.
+    column = table[names[0]]
+    first = pc.or_(pc.equal(column, names[0]), pc.equal(column, _BOM + names[0]))
+    for index in pc.indices_nonzero(first).to_pylist():
+        if _is_header(list(table.slice(index, 1).to_pylist()[0].values()), names):
+            raise UserError(f"{path}: {_repeated_header(index + 1)}")
+
+
+def _repeated_header(row: int | str) -> str:
+    return f"row {row} repeats the header line (concatenated files?); remove it"
+
+
+def _is_header(fields: list[str | None], columns: list[str]) -> bool:
+    # A file concatenated with its byte order mark keeps it in front of the repeated header.
+    head = fields[0].removeprefix(_BOM) if fields and fields[0] else None
+    return [head, *fields[1:]] == columns
 
 
 def _find_row(path: Path, bad: Callable[[list[str]], bool]) -> int | str:

@@ -36,13 +36,19 @@ class Check:
     def as_dict(self) -> dict[str, Any]:
         """The report entry: value, threshold, passed and the details (the rule is in `why`:
         text would crowd `dvc metrics show`)."""
-        value = self.value if np.isfinite(self.value) else None  # JSON has no inf / NaN
         return {
-            "value": value,
+            "value": _json_number(self.value),
             "threshold": self.threshold,
             "passed": self.passed,
-            **self.details,
+            **{k: _json_number(v) for k, v in self.details.items()},
         }
+
+
+def _json_number(value: Any) -> Any:
+    """None for an infinite or NaN number (JSON has neither); anything else as it is."""
+    if isinstance(value, float | int) and not isinstance(value, bool) and not np.isfinite(value):
+        return None
+    return value
 
 
 def probabilities_valid(p: np.ndarray) -> Check:
@@ -84,24 +90,72 @@ def not_constant(p: np.ndarray, min_std: float = MIN_STD) -> Check:
     )
 
 
-def positive_rate(p: np.ndarray, threshold: float, train_rate: float, tolerance: float) -> Check:
-    """Share predicted positive at `threshold` is within a relative `tolerance` of the
-    training positive rate."""
-    predicted = float((np.asarray(p, dtype=float) >= threshold).mean()) if len(p) else 0.0
-    deviation = abs(predicted - train_rate) / train_rate if train_rate > 0 else float("inf")
+def calibration(
+    p: np.ndarray,
+    y: np.ndarray,
+    tolerance: float,
+    decision_threshold: float,
+    details: dict[str, Any] | None = None,
+) -> Check:
+    """The mean prediction is within `tolerance` (absolute) of the observed positive rate.
+
+    The share predicted positive at `decision_threshold` is in the details for information
+    only: a well-calibrated model on 75 % positives puts far more than 75 % of rows above 0.5."""
+    p = np.asarray(p, dtype=float)
+    y = np.asarray(y, dtype=float)
+    mean = float(p.mean()) if len(p) else float("nan")
+    observed = float(y.mean()) if len(y) else float("nan")
+    gap = abs(mean - observed)
     return Check(
-        "positive_rate",
-        deviation,
+        "calibration",
+        gap if np.isfinite(gap) else float("inf"),
         tolerance,
-        bool(deviation <= tolerance),
-        "|predicted positive rate - training positive rate| / training positive rate "
-        "must not exceed the threshold",
+        bool(gap <= tolerance),
+        "|mean prediction - observed positive rate| on the eval rows must not exceed the "
+        "threshold",
         {
-            "predicted_positive_rate": predicted,
-            "training_positive_rate": train_rate,
-            "decision_threshold": threshold,
+            "mean_prediction": mean,
+            "observed_positive_rate": observed,
+            "predicted_positive_rate": float((p >= decision_threshold).mean()) if len(p) else 0.0,
+            "decision_threshold": decision_threshold,
+            **(details or {}),
         },
     )
+
+
+def roc_auc(p: np.ndarray, y: np.ndarray, min_auc: float) -> Check:
+    """The predictions rank the positives above the negatives: eval ROC AUC >= `min_auc`."""
+    p = np.asarray(p, dtype=float)
+    y = np.asarray(y)
+    # Undefined with one class or non-finite predictions (probabilities_valid names those).
+    defined = len(np.unique(y)) == 2 and bool(np.isfinite(p).all())
+    auc = float(roc_auc_score(y, p)) if defined else float("nan")
+    return Check(
+        "roc_auc",
+        auc,
+        min_auc,
+        bool(auc >= min_auc),
+        "ROC AUC on the eval rows must be at least the threshold (0.5 is a random ranking)",
+    )
+
+
+def prediction_checks(
+    p: np.ndarray,
+    y: np.ndarray,
+    n_rows: int,
+    calibration_tolerance: float,
+    min_roc_auc: float,
+    decision_threshold: float,
+    details: dict[str, Any] | None = None,
+) -> list[Check]:
+    """Every check of the eval predictions `p` against their targets `y` (all but the CV)."""
+    return [
+        probabilities_valid(p),
+        one_prediction_per_row(len(p), n_rows),
+        not_constant(p),
+        calibration(p, y, calibration_tolerance, decision_threshold, details),
+        roc_auc(p, y, min_roc_auc),
+    ]
 
 
 def cv_stable(

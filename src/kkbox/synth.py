@@ -383,10 +383,40 @@ def _row_choice(rng: np.random.Generator, probs: np.ndarray, rows: np.ndarray) -
     return count.clip(0, k - 1)
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def logit_offset(logit: np.ndarray, positive_rate: float) -> float:
+    """The shift of `logit` that makes the mean of sigmoid(logit + shift) `positive_rate`.
+
+    0.5 gives 0: the logit stays centred on its median, which keeps every seed's data byte for
+    byte as it was before this parameter (mean probability 0.497 to 0.507, seed 2017's scales)."""
+    if not 0.0 < positive_rate < 1.0:
+        raise ValueError(f"positive_rate must be in (0, 1), got {positive_rate}")
+    if positive_rate == 0.5:
+        return 0.0
+    # The mean probability grows with the shift: bisect, a fixed number of steps (deterministic).
+    lo, hi = -40.0, 40.0
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if _sigmoid(logit + mid).mean() < positive_rate:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
 def make_plays(
-    rng: np.random.Generator, members: dict, songs: dict, n_train: int, n_test: int
+    rng: np.random.Generator,
+    members: dict,
+    songs: dict,
+    n_train: int,
+    n_test: int,
+    positive_rate: float = 0.5,
 ) -> dict[str, np.ndarray]:
-    """Plays in time order: member, song, source and the true replay probability of each."""
+    """Plays in time order: member, song, source and the true replay probability of each; its
+    mean over the train rows is `positive_rate` (see logit_offset for 0.5)."""
     n = n_train + n_test
     n_members = len(members["bias"])
     n_songs = len(songs["appeal"])
@@ -457,12 +487,13 @@ def make_plays(
         - 0.20 * when
     )
     logit = 1.3 * (logit - np.median(logit[:n_train]))
+    logit += logit_offset(logit[:n_train], positive_rate)
     log.debug("plays: %d rows, %d members, %d songs", n, n_members, n_songs)
     return {
         "member": member,
         "song": song,
         "source": source,
-        "probability": 1.0 / (1.0 + np.exp(-logit)),
+        "probability": _sigmoid(logit),
         "n_train": n_train,
     }
 
@@ -471,14 +502,19 @@ def _rows(values: pa.Array | np.ndarray, keep: np.ndarray) -> pa.Array | np.ndar
     return values.filter(pa.array(keep)) if isinstance(values, pa.Array) else values[keep]
 
 
-def generate(scale: Scale, seed: int) -> dict[str, dict[str, np.ndarray]]:
-    """All Kaggle tables (as column arrays) plus the truth file, from one seed."""
+def generate(
+    scale: Scale, seed: int, positive_rate: float = 0.5
+) -> dict[str, dict[str, np.ndarray]]:
+    """All Kaggle tables (as column arrays) plus the truth file, from one seed; the train rows'
+    mean true replay probability is `positive_rate`."""
     rng = np.random.default_rng(seed)
     members, member_traits = make_members(rng, scale.members)
     log.info("members: %d rows", scale.members)
     songs, extra, song_traits = make_songs(rng, scale.songs)
     log.info("songs: %d rows (%d artists)", scale.songs, song_traits["n_artists"])
-    plays = make_plays(rng, member_traits, song_traits, scale.train, scale.test)
+    plays = make_plays(
+        rng, member_traits, song_traits, scale.train, scale.test, positive_rate=positive_rate
+    )
     log.info("plays: %d train + %d test rows", scale.train, scale.test)
 
     source = plays["source"]

@@ -1,11 +1,13 @@
 """Data validation of the raw tables: the declared contract, run vectorised on Arrow, and drift.
 
-Three layers, from the cheapest:
+The layers, from the cheapest:
 - the contract (`kkbox.schema.COLUMNS`): dtypes, nullability, keys, value domains. Hard rules
   fail the stage; soft ones (the real data's known quirks) are only counted. The rules run with
   pyarrow.compute on the Arrow tables, on the distinct values of categorical columns; pandas is
   never imported (pandera runs the same contract on pandas frames: `kkbox.schema.declared()`).
 - referential coverage: the share of train/test rows whose msno / song_id join members / songs.
+- table-wide rules: train.csv's target holds both classes (all 1 or all 0 cannot train a
+  model), the generator's truth file has one row per train row.
 - drift: a profile (row counts, missing rates, category mixes, positive rate) compared with a
   reference profile committed to git; anomalies warn or fail (validate.drift_severity).
 """
@@ -16,7 +18,7 @@ import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,53 +27,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kkbox import schema
-from kkbox.io import UserError, require
+from kkbox.io import UserError
+from kkbox.params import Validate
 from kkbox.schema import Column, Rule
 
 log = logging.getLogger(__name__)
 
-SEVERITIES = ("warn", "fail")
 EXAMPLES = 5
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The `validate` section of params.yaml."""
-
-    drift_severity: str = "warn"
-    max_missing_rate_change: float = 0.1
-    max_category_tvd: float = 0.15
-    max_new_category_share: float = 0.01
-    max_positive_rate_change: float = 0.05
-    min_join_coverage: float = 0.95
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> Settings:
-        """Read and check every key of the section; errors name the key."""
-        where = "validate"
-        severity = require(params, "drift_severity", str, where)
-        if severity not in SEVERITIES:
-            raise UserError(
-                f"params.yaml: validate.drift_severity must be one of {SEVERITIES}, "
-                f"got {severity!r}"
-            )
-        numbers = {}
-        for key in (
-            "max_missing_rate_change",
-            "max_category_tvd",
-            "max_new_category_share",
-            "max_positive_rate_change",
-            "min_join_coverage",
-        ):
-            value = float(require(params, key, (float, int), where))
-            if not 0.0 <= value <= 1.0:
-                raise UserError(f"params.yaml: validate.{key} must be in [0, 1], got {value}")
-            numbers[key] = value
-        return cls(drift_severity=severity, **numbers)
-
-    def thresholds(self) -> dict[str, float]:
-        """The numeric settings, as the report shows them."""
-        return {k: v for k, v in asdict(self).items() if k != "drift_severity"}
 
 
 @dataclass
@@ -331,6 +293,31 @@ def check_truth(tables: dict[str, pa.Table]) -> list[Finding]:
     ]
 
 
+def check_classes(tables: dict[str, pa.Table]) -> list[Finding]:
+    """train.csv's target must hold both classes: with one, no model can be trained."""
+    train = tables.get(schema.TRAIN)
+    if train is None or train.num_rows == 0:
+        return []
+    target = train["target"]
+    n_per_class = {k: _count(pc.equal(target, k)) for k in (0, 1)}
+    absent = [k for k, n in n_per_class.items() if n == 0]
+    if len(absent) != 1:
+        return []  # both classes present, or neither (the 0-or-1 rule reports that)
+    (missing,) = absent
+    present = 1 - missing
+    n, rows = n_per_class[present], train.num_rows
+    where = f"in all {rows} rows" if n == rows else f"in {n} of {rows} rows"
+    return [
+        Finding(
+            schema.TRAIN,
+            "target",
+            f"has only class {present} {where} (no {missing})",
+            rows,
+            counted="a model needs both; check the export or the ingested chunks",
+        )
+    ]
+
+
 # --- profile and drift ------------------------------------------------------------------------
 
 
@@ -363,7 +350,7 @@ def profile(tables: dict[str, pa.Table], counts: dict[str, dict[str, pa.StructAr
     return out
 
 
-def drift(current: dict, reference: dict, settings: Settings) -> list[dict[str, Any]]:
+def drift(current: dict, reference: dict, settings: Validate) -> list[dict[str, Any]]:
     """Anomalies of `current` against `reference` (two profiles), each with a message."""
     anomalies = []
 
@@ -461,7 +448,7 @@ def drift(current: dict, reference: dict, settings: Settings) -> list[dict[str, 
 
 def validate(
     tables: dict[str, pa.Table],
-    settings: Settings,
+    settings: Validate,
     reference: dict | None,
     timer: Callable[[str], None] | None = None,
 ) -> Outcome:
@@ -494,6 +481,7 @@ def validate(
         join_errors, coverage = joins.result()
     errors.extend(join_errors)
     errors.extend(check_truth(tables))
+    errors.extend(check_classes(tables))
     tick("coverage")
     current = profile(tables, counts)
     anomalies = drift(current, reference, settings) if reference is not None else []
