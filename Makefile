@@ -51,7 +51,7 @@ system-deps: ## Install the Debian packages and npm tools the test servers need
 ##@ Data
 .PHONY: data
 data: $(STAMP) ## Make data/ (SCALE=tiny|small|medium|full, SOURCE=synthetic|kaggle) and track it with DVC
-	$(PY) src/generate.py --source $(SOURCE) --scale $(SCALE) --params params.yaml --out data
+	$(PY) -m cd4ml.generate --source $(SOURCE) --scale $(SCALE) --params params.yaml --out data
 	$(DVC) add data --quiet
 
 data/train.csv:
@@ -61,13 +61,13 @@ data/train.csv:
 .PHONY: split-data ingest history demo-evolution
 INCOMING ?= incoming
 split-data: $(STAMP) data/train.csv ## Cut data/train.csv into CHUNKS=3 chunks in INCOMING (folder or s3://), restart data/ with the first
-	$(PY) src/make_chunks.py --chunks $(CHUNKS) --out $(INCOMING) --commit $(if $(PUSH),--push,)
+	$(PY) -m cd4ml.chunks --chunks $(CHUNKS) --out $(INCOMING) --commit $(if $(PUSH),--push,)
 
 ingest: $(STAMP) ## Append the next chunk from INCOMING to data/ as a new DVC version; dvc push (PUSH=1) and commit
-	$(PY) src/ingest.py --incoming $(INCOMING) --commit $(if $(PUSH),--push --git-push,)
+	$(PY) -m cd4ml.ingest --incoming $(INCOMING) --commit $(if $(PUSH),--push --git-push,)
 
 history: $(STAMP) ## Plot ROC AUC and rows per data version from git history (plots/history/)
-	$(PY) src/history.py --out plots/history
+	$(PY) -m cd4ml.history --out plots/history
 
 demo-evolution: $(STAMP) ## The whole data-evolution story in a temp clone (CHUNKS=3, SCALE=small)
 	CHUNKS=$(CHUNKS) SCALE=$(SCALE) scripts/demo-evolution.sh
@@ -102,14 +102,14 @@ sanity: $(STAMP) ## Run the pipeline up to the model sanity checks (metrics/sani
 	DVC=$(DVC) scripts/repro.sh sanity
 
 gate: $(STAMP) ## After `make repro`: show the metrics diff; roc_auc must beat baseline.txt
-	@$(PY) src/gate.py diff
-	$(PY) src/gate.py check $(GATE_FILES)
+	@$(PY) -m cd4ml.gate diff
+	$(PY) -m cd4ml.gate check $(GATE_FILES)
 
 promote: $(STAMP) ## Pass the gate, then write the new roc_auc into baseline.txt (commit it)
-	$(PY) src/gate.py promote $(GATE_FILES)
+	$(PY) -m cd4ml.gate promote $(GATE_FILES)
 
 metrics-diff: $(STAMP) ## Write reports/metrics_diff.md: dvc metrics diff --md against BASE_REV=HEAD
-	$(PY) src/gate.py diff --rev $(BASE_REV) --md reports/metrics_diff.md
+	$(PY) -m cd4ml.gate diff --rev $(BASE_REV) --md reports/metrics_diff.md
 
 ##@ Quality
 .PHONY: lint format test unit
@@ -124,19 +124,19 @@ format: $(STAMP) ## Format the code with ruff
 test: $(STAMP) system-deps ## Install what is missing and run the whole test suite
 	$(VENV)/bin/pytest $(ARGS)
 
-unit: $(STAMP) ## Run the fast tests only (no pipeline run, no servers)
+unit: $(STAMP) ## Run the fast tests only: tests/unit and tests/data (no pipeline run, no servers)
 	$(VENV)/bin/pytest -m "not slow and not s3 and not ci" $(ARGS)
 
 ##@ Remote
 .PHONY: push pull remote-check s3-start s3-stop
 push: $(STAMP) ## Push data, pipeline outputs and run cache to the remote (S3_BUCKET, S3_ENDPOINT)
-	$(PY) src/remote.py push $(ARGS)
+	$(PY) -m cd4ml.remote push $(ARGS)
 
 pull: $(STAMP) ## Pull data, pipeline outputs and run cache from the DVC remote
-	$(PY) src/remote.py pull $(ARGS)
+	$(PY) -m cd4ml.remote pull $(ARGS)
 
 remote-check: $(STAMP) ## Check that the remote answers, accepts the credentials, has the bucket
-	$(PY) src/remote.py check
+	$(PY) -m cd4ml.remote check
 
 s3-start: $(STAMP) ## Start the loopback S3 server (Ceph radosgw on 127.0.0.1:S3_PORT, 7480)
 	@scripts/s3-server.sh start
@@ -168,7 +168,7 @@ REPEAT ?= 3
 BENCH_WORK ?= bench/runs
 
 bench: $(STAMP) ## Time every stage, its read floor and dvc repro (BENCH_SCALE=full, REPEAT=3); writes bench/results.md
-	$(PY) src/bench.py --scale $(BENCH_SCALE) --repeat $(REPEAT) --work $(BENCH_WORK) $(ARGS)
+	$(PY) -m cd4ml.bench --scale $(BENCH_SCALE) --repeat $(REPEAT) --work $(BENCH_WORK) $(ARGS)
 
 ##@ Housekeeping
 .PHONY: clean

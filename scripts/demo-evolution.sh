@@ -23,19 +23,19 @@ ln -s "$ROOT/.venv" .venv
 echo 0.5 > baseline.txt && git commit -qm "demo: start from baseline 0.5" -- baseline.txt || true
 
 step "data: $SCALE scale, cut into $CHUNKS chunks; the history restarts with chunk 1"
-python src/generate.py --scale "$SCALE" --out data
+python -m cd4ml.generate --scale "$SCALE" --out data
 START=$(git rev-parse HEAD)
-python src/make_chunks.py --chunks "$CHUNKS" --out incoming --commit
+python -m cd4ml.chunks --chunks "$CHUNKS" --out incoming --commit
 
 for version in $(seq 1 "$CHUNKS"); do
   if ((version > 1)); then
     step "version $version: ingest the next chunk"
-    python src/ingest.py --incoming incoming --commit
+    python -m cd4ml.ingest --incoming incoming --commit
   fi
   step "version $version: dvc repro (only the stages whose inputs changed)"
   dvc repro 2>&1 | grep -E "^(Running stage|Stage '.*' didn't change)" || true
   step "version $version: gate"
-  if python src/gate.py promote; then
+  if python -m cd4ml.gate promote; then
     released="released"
   else
     released="not released"
@@ -45,7 +45,7 @@ for version in $(seq 1 "$CHUNKS"); do
 done
 
 step "metrics per data version"
-python src/history.py --out plots/history --since "$START"
+python -m cd4ml.history --out plots/history --since "$START"
 python - <<'EOF'
 import json
 rows = json.load(open("plots/history/data_versions.json"))

@@ -7,9 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-
-from kkbox import metrics, model, params
+from kkbox import metrics, model, params, plots
 from kkbox.features import FEATURES
 from kkbox.io import (
     atomic_dir,
@@ -33,97 +31,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def draw_pngs(
-    out: Path,
-    roc: list[dict],
-    oracle_roc: list[dict] | None,
-    pr: list[dict],
-    calibration: list[dict],
-    importance: dict[str, float],
-    scores: dict,
-) -> None:
-    """The same plots as pictures, for people and CI artifacts (no browser or CDN needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def save(fig: plt.Figure, name: str) -> None:
-        fig.tight_layout()
-        with atomic_path(out / name) as tmp:
-            fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-        plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot(
-        [r["fpr"] for r in roc],
-        [r["tpr"] for r in roc],
-        label=f"model (AUC {scores['roc_auc']:.4f})",
-    )
-    if oracle_roc:
-        ax.plot(
-            [r["fpr"] for r in oracle_roc],
-            [r["tpr"] for r in oracle_roc],
-            "--",
-            label=f"oracle (AUC {scores['oracle_roc_auc']:.4f})",
-        )
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (eval rows)")
-    ax.legend(loc="lower right")
-    save(fig, "roc.png")
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([r["recall"] for r in pr], [r["precision"] for r in pr])
-    ax.set(
-        xlabel="recall",
-        ylabel="precision",
-        ylim=(0, 1.02),
-        title=f"Precision-recall (AP {scores['pr_auc']:.4f})",
-    )
-    save(fig, "precision_recall.png")
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    ax.plot([c["predicted"] for c in calibration], [c["observed"] for c in calibration], "o-")
-    ax.plot([0, 1], [0, 1], ":", color="grey")
-    ax.set(
-        xlabel="mean predicted probability",
-        ylabel="observed replay rate",
-        title="Calibration (eval rows)",
-    )
-    save(fig, "calibration.png")
-
-    ranked = sorted(importance.items(), key=lambda kv: kv[1])
-    fig, ax = plt.subplots(figsize=(6, 7))
-    ax.barh([k for k, _ in ranked], [v for _, v in ranked])
-    ax.set(xlabel="share of importance", title="Feature importance")
-    save(fig, "feature_importance.png")
-
-    c = scores["confusion"]
-    grid = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    ax.imshow(grid, cmap="Blues")
-    for (i, j), v in np.ndenumerate(grid):
-        ax.text(
-            j,
-            i,
-            f"{v:,}",
-            ha="center",
-            va="center",
-            color="white" if v > grid.max() / 2 else "black",
-        )
-    ax.set(
-        xticks=[0, 1],
-        yticks=[0, 1],
-        xticklabels=["0", "1"],
-        yticklabels=["0", "1"],
-        xlabel="predicted",
-        ylabel="actual",
-        title="Confusion matrix",
-    )
-    save(fig, "confusion.png")
-
-
 def write_plot_data(out: Path, name: str, records: list[dict]) -> None:
+    """DVC plot data: a JSON list of records (one point each)."""
     with atomic_path(out / name) as tmp:
         tmp.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
 
@@ -167,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
                 for k, v in sorted(importance.items(), key=lambda kv: -kv[1])
             ],
         )
-        draw_pngs(
+        plots.evaluation(
             tmp / "images",
             roc,
             oracle_roc,

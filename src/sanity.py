@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from kkbox import model, params, sanity
+from kkbox import checks, model, params
 from kkbox.features import FEATURES
 from kkbox.io import UserError, read_parquet, run_main, write_json
 
@@ -33,43 +29,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--report", type=Path, required=True, help="sanity report (JSON)")
     parser.add_argument("--params", default="params.yaml")
     return parser.parse_args(argv)
-
-
-def cv_check(
-    train: pd.DataFrame, train_params: params.Train, settings: params.Sanity
-) -> sanity.Check:
-    """Cross-validate a fresh model (train params) on a capped sample of the training rows."""
-    rows = sanity.subsample(len(train), settings.cv_max_rows, settings.seed)
-    x = train[FEATURES].iloc[rows].reset_index(drop=True)
-    y = train["target"].to_numpy()[rows]
-
-    def fit_predict(x_fit: pd.DataFrame, y_fit: np.ndarray, x_test: pd.DataFrame) -> np.ndarray:
-        estimator = model.build(train_params)
-        model.fit(estimator, x_fit, y_fit, train_params.valid_fraction)
-        return model.predict_proba(estimator, x_test)
-
-    log.info(
-        "cross-validating a fresh %s: %d folds on %d of %d training rows",
-        train_params.model,
-        settings.cv_folds,
-        len(rows),
-        len(train),
-    )
-    started = time.perf_counter()
-    aucs = sanity.cross_validate(x, y, fit_predict, settings.cv_folds, settings.seed)
-    log.info("cross-validation took %.1f s", time.perf_counter() - started)
-    return sanity.cv_stable(
-        aucs,
-        settings.cv_max_deviation,
-        {
-            "folds": settings.cv_folds,
-            "rows": len(rows),
-            "training_rows": len(train),
-            "sampled": len(rows) < len(train),
-            # XGBoost stops early on the last train.valid_fraction of each fold's fit rows.
-            "early_stopping": train_params.model == "xgb",
-        },
-    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,8 +56,8 @@ def main(argv: list[str] | None = None) -> None:
         float(y.mean()),
     )
 
-    checks = [
-        *sanity.prediction_checks(
+    results = [
+        *checks.prediction_checks(
             p,
             y,
             n_eval_rows,
@@ -107,10 +66,10 @@ def main(argv: list[str] | None = None) -> None:
             config.evaluate.threshold,
             {"training_positive_rate": train_rate},
         ),
-        cv_check(train, config.train, settings),
+        checks.cv_check(train, config.train, settings),
     ]
-    write_json(sanity.report(checks), args.report)
-    for check in checks:
+    write_json(checks.report(results), args.report)
+    for check in results:
         log.info(
             "%-22s %s: value %s, threshold %s",
             check.name,
@@ -118,10 +77,10 @@ def main(argv: list[str] | None = None) -> None:
             check.value,
             check.threshold,
         )
-    message = sanity.failure_message(checks)
+    message = checks.failure_message(results)
     if message:
         raise UserError(f"{message}\nreport: {args.report}")
-    log.info("all %d sanity checks passed; report in %s", len(checks), args.report)
+    log.info("all %d sanity checks passed; report in %s", len(results), args.report)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
 
 from kkbox import params
-from kkbox.io import UserError, atomic_dir, lean_memory_pool, read_parquet, run_main, write_parquet
+from kkbox.io import UserError, lean_memory_pool, parquet_folder, read_parquet, run_main
 from kkbox.schema import SOURCE_COLUMNS
 
 log = logging.getLogger("split")
@@ -34,6 +33,18 @@ def split_point(n_rows: int, eval_fraction: float) -> int:
     return cut
 
 
+def split(train: pa.Table, truth: pa.ChunkedArray, eval_fraction: float) -> dict:
+    """The training part, the eval part (the last rows) and the eval rows' true probability
+    (null where unknown), by output file name."""
+    cut = split_point(train.num_rows, eval_fraction)
+    # The truth is kept apart from the features so that no stage can train on it.
+    return {
+        "train.parquet": train.slice(0, cut),
+        "eval.parquet": train.slice(cut),
+        "eval_truth.parquet": pa.table({"target_probability": truth.slice(cut)}),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     lean_memory_pool()
@@ -41,18 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     # The play-context columns have a few dozen values: read (and written back) as
     # dictionaries, they are never expanded to strings.
     train = read_parquet(args.validated / "train.parquet", read_dictionary=list(SOURCE_COLUMNS))
-    cut = split_point(train.num_rows, fraction)
-    truth_path = args.validated / "train_truth.parquet"
-    if truth_path.exists():
-        truth = read_parquet(truth_path)["target_probability"]
-    else:
-        truth = pa.nulls(train.num_rows, pa.float64())
-    # Kept apart from the features so that no stage can train on it.
-    parts = {
-        "train.parquet": train.slice(0, cut),
-        "eval.parquet": train.slice(cut),
-        "eval_truth.parquet": pa.table({"target_probability": truth.slice(cut)}),
-    }
+    truth = read_parquet(args.validated / "train_truth.parquet")["target_probability"]
+    parts = split(train, truth, fraction)
     # The three files are written at once (Parquet encoding releases the GIL); lz4 is the
     # fastest codec to write and to read back. Dictionary encoding where values repeat: msno
     # (34k members, a dictionary of 1.5 MB, hence the larger page limit) halves the file and
@@ -61,18 +62,14 @@ def main(argv: list[str] | None = None) -> None:
         "use_dictionary": ["msno", *SOURCE_COLUMNS, "target"],
         "dictionary_pagesize_limit": 8 << 20,
     }
-    with atomic_dir(args.out) as tmp, ThreadPoolExecutor(len(parts)) as pool:
-        jobs = [
-            pool.submit(write_parquet, table, tmp / name, "lz4", **options)
-            for name, table in parts.items()
-        ]
-        for job in jobs:
-            job.result()
+    with parquet_folder(args.out, workers=len(parts)) as out:
+        for name, table in parts.items():
+            out.write(table, name, "lz4", **options)
     log.info(
         "split %d rows: %d train, %d eval (last %.0f%%)",
         train.num_rows,
-        cut,
-        train.num_rows - cut,
+        parts["train.parquet"].num_rows,
+        parts["eval.parquet"].num_rows,
         100 * fraction,
     )
 

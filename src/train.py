@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import logging
-import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-import yaml
-
-from kkbox import model, params
+from kkbox import model, params, provenance
 from kkbox.features import FEATURES
 from kkbox.io import read_parquet, run_main, write_json
 
 log = logging.getLogger("train")
-
-LIBRARIES = ("xgboost", "scikit-learn", "pandas", "pyarrow", "numpy", "dvc")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,21 +29,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def data_version(path: Path) -> str | None:
+def _data_version(path: Path) -> str | None:
     """The md5 DVC recorded for data/, or None when data/ is not tracked."""
-    if not path.exists():
-        return None
-    with path.open(encoding="utf-8") as fh:
-        outs = (yaml.safe_load(fh) or {}).get("outs") or [{}]
-    return outs[0].get("md5")
-
-
-def _version(library: str) -> str | None:
-    """The installed version of a library, None where it is not installed (dvc on a GPU box)."""
-    try:
-        return importlib.metadata.version(library)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    return provenance.data_version(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,9 +53,9 @@ def main(argv: list[str] | None = None) -> None:
             "features": FEATURES,
             "n_train_rows": len(x),
             "fit": info,
-            "data_version": data_version(args.data_version),
-            "libraries": {lib: _version(lib) for lib in LIBRARIES},
-            "python": platform.python_version(),
+            "data_version": _data_version(args.data_version),
+            "libraries": provenance.library_versions(),
+            "python": provenance.python_version(),
         },
         args.out / "model.json",
     )

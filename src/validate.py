@@ -13,18 +13,18 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from kkbox import params, schema, validation
-from kkbox.io import UserError, atomic_dir, run_main, write_json, write_parquet
+from kkbox.io import UserError, parquet_folder, run_main, write_json
 from kkbox.raw import read_table
 
 log = logging.getLogger("validate")
+
+TRUTH_FILE = schema.TRUTH.replace(".csv", ".parquet")
 
 ABOUT = (
     "Reference profile of the raw tables for the drift check of stage validate "
@@ -70,38 +70,10 @@ def load_reference(path: Path) -> dict:
     return reference
 
 
-def fail_on_errors(errors: list[validation.Finding], data: Path) -> None:
-    """Raise one UserError: the first violation on the first line, all of them below."""
-    if not errors:
-        return
-    lines = [e.describe(data) for e in errors]
-    more = f" (+{len(lines) - 1} more problem(s), listed below)" if len(lines) > 1 else ""
-    raise UserError("\n".join([lines[0] + more, *lines[1:]]))
-
-
-def handle_drift(anomalies: list[dict], settings: params.Validate, reference: Path) -> None:
-    """Log every anomaly; with drift_severity: fail, raise on the first."""
-    for anomaly in anomalies:
-        log.warning("drift: %s", anomaly["message"])
-    if anomalies and settings.drift_severity == "fail":
-        n_more = len(anomalies) - 1
-        more = f" (+{n_more} more anomal{'y' if n_more == 1 else 'ies'})" if n_more else ""
-        raise UserError(
-            f"data drift against {reference}: {anomalies[0]['message']}{more}\n"
-            "if the change is expected, refresh the reference (`make reference`) or set "
-            "validate.drift_severity: warn in params.yaml"
-        )
-
-
 def read_tables(data: Path) -> dict[str, pa.Table]:
     """Every raw table of the folder, the optional truth file where it exists."""
     names = list(schema.REQUIRED) + [n for n in schema.OPTIONAL if (data / n).exists()]
     return {name: read_table(data / name, name) for name in names}
-
-
-def failure_report(partial: dict[str, Any], err: UserError) -> dict[str, Any]:
-    """The report of a rejected data set: what was measured before it failed, and why."""
-    return {**partial, "status": "failed", "errors": str(err).splitlines()}
 
 
 def validate_into(
@@ -109,61 +81,54 @@ def validate_into(
     tables: dict[str, pa.Table],
     settings: params.Validate,
     reference: dict,
-    judge: Callable[[validation.Outcome], None],
+    where: tuple[Path, Path],
     report: dict[str, Any],
-    timer: Callable[[str], None],
 ) -> validation.Outcome:
-    """Check the tables and write them as Parquet into `out`, all or nothing (`judge` raises
-    to reject). `report` is filled as soon as the checks have run, so a rejection has one."""
-    with atomic_dir(out) as tmp:
-        # Parquet encoding is single-threaded per file: write the tables side by side, and
-        # while the checks run. A failed check discards the temp folder (nothing is swapped in).
-        pool = ThreadPoolExecutor(max_workers=min(len(tables), os.cpu_count() or 1))
-        try:
-            by_size = sorted(tables.items(), key=lambda kv: -kv[1].nbytes)
-            writes = [
-                pool.submit(write_parquet, table, tmp / name.replace(".csv", ".parquet"))
-                for name, table in by_size
-            ]
-            outcome = validation.validate(tables, settings, reference, timer=timer)
-            report.update(outcome.report)
-            judge(outcome)
-            for write in writes:
-                write.result()
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    """Check the tables (read from `where` = (data folder, reference file)) and write them as
+    Parquet into `out`, all or nothing. `report` is filled as soon as the checks have run, so
+    that a rejection has one too."""
+    started = time.perf_counter()
+
+    def timer(step: str) -> None:
+        log.info("%s done at %.2f s", step, time.perf_counter() - started)
+
+    # One file's Parquet encoding uses one core: the tables are written side by side while the
+    # checks run, and a rejection discards them (nothing is swapped in).
+    with parquet_folder(out, workers=min(len(tables), os.cpu_count() or 1)) as folder:
+        for name, table in sorted(tables.items(), key=lambda kv: -kv[1].nbytes):
+            folder.write(table, name.replace(".csv", ".parquet"))
+        if schema.TRUTH not in tables:
+            # Real Kaggle data has no truth: an all-empty column keeps the outputs the same.
+            n_rows = tables[schema.TRAIN].num_rows
+            folder.write(
+                pa.table({"target_probability": pa.nulls(n_rows, pa.float64())}), TRUTH_FILE
+            )
+        outcome = validation.validate(tables, settings, reference, timer=timer)
+        report.update(outcome.report)
+        validation.judge(outcome, settings, *where)
     return outcome
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     settings = params.load(args.params).validate
-    started = time.perf_counter()
-
-    def timer(step: str) -> None:
-        log.info("%s done at %.2f s", step, time.perf_counter() - started)
-
     if args.update_reference:
-        outcome = validation.validate(read_tables(args.data), settings, None, timer=timer)
-        fail_on_errors(outcome.errors, args.data)
+        outcome = validation.validate(read_tables(args.data), settings, None)
+        validation.fail_on_errors(outcome.errors, args.data)
         write_json({"about": ABOUT, **outcome.profile}, args.reference)
         log.info("wrote the reference profile %s", args.reference)
         return
-
+    started = time.perf_counter()
     report: dict[str, Any] = {}
     try:
         reference = load_reference(args.reference)
         tables = read_tables(args.data)
         log.info("read %d tables in %.2f s", len(tables), time.perf_counter() - started)
-
-        def judge(outcome: validation.Outcome) -> None:
-            fail_on_errors(outcome.errors, args.data)
-            handle_drift(outcome.anomalies, settings, args.reference)
-
-        outcome = validate_into(args.out, tables, settings, reference, judge, report, timer)
+        where = (args.data, args.reference)
+        outcome = validate_into(args.out, tables, settings, reference, where, report)
     except UserError as err:
         # Written on failure too: the report is most useful exactly then.
-        write_json(failure_report(report, err), args.report)
+        write_json(validation.failure_report(report, err), args.report)
         raise
     write_json({**outcome.report, "errors": []}, args.report)
     log.info(

@@ -1,4 +1,5 @@
-"""Helpers for tests that need a throw-away copy of this repository (a real git + DVC project)."""
+"""Test helpers: the repository root, a params.yaml variant, and throw-away copies of this
+repository (a real git + DVC project) to run commands in."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
+
+from cd4ml import workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -53,30 +58,16 @@ def run(
 
 
 def copy_project(dest: Path, with_data: bool = False) -> Path:
-    """Copy the repository's files (tracked and new, not ignored) into a fresh git repo at dest.
-
-    The DVC cache, outputs and data/ are not copied: the copy starts as a fresh clone would.
-    """
-    listed = (
-        subprocess.run(
-            ["git", "ls-files", "-co", "--exclude-standard", "-z"],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
-        .stdout.decode()
-        .split("\0")
-    )
-    for rel in filter(None, listed):
-        src = ROOT / rel
-        if not src.is_file():
-            continue
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, target)
+    """A fresh git repo at dest with the repository's files (cd4ml.workspace.copy_project): no
+    DVC cache, outputs or data/, as a fresh clone; `with_data` copies data/ in (not committed)."""
+    workspace.copy_project(dest)
     if with_data and (ROOT / "data").is_dir():
         shutil.copytree(ROOT / "data", dest / "data")
-    run(["git", "init", "-q", "-b", "main"], dest)
-    run(["git", "add", "-A"], dest)
-    run(["git", "commit", "-qm", "copy of the project under test"], dest)
     return dest
+
+
+def write_params(path: Path, **generate: object) -> None:
+    """The project's params.yaml with these `generate` keys (every section is required)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params["generate"].update(generate)
+    path.write_text(yaml.safe_dump(params), encoding="utf-8")

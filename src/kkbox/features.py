@@ -141,6 +141,32 @@ def song_table(songs: pd.DataFrame, extra: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def attributes(
+    members: pa.Table, songs: pa.Table, extra: pa.Table
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Member and song attribute tables (categoricals factorized once) from the raw tables;
+    `extra` needs song_extra_info's song_id and isrc only."""
+    member_attrs = as_categories(member_table(members.to_pandas()))
+    song_attrs = as_categories(
+        song_table(
+            songs.to_pandas(types_mapper=pd.ArrowDtype),
+            extra.to_pandas(types_mapper=pd.ArrowDtype),
+        )
+    )
+    return member_attrs, song_attrs
+
+
+def keys_by_part(
+    ids: dict[str, pa.ChunkedArray], table_ids: pa.ChunkedArray
+) -> dict[str, np.ndarray]:
+    """keys_of for several parts at once (train, eval, test): one hash join for all of them."""
+    chunks = [chunk for part in ids.values() for chunk in part.chunks]
+    kind = next(iter(ids.values())).type
+    keys = keys_of(pa.chunked_array(chunks, kind), table_ids)
+    ends = np.cumsum([len(part) for part in ids.values()])
+    return dict(zip(ids, np.split(keys, ends[:-1]), strict=True))
+
+
 def keys_of(
     ids: pd.Series | pa.Array | pa.ChunkedArray, table_ids: pd.Series | pa.Array | pa.ChunkedArray
 ) -> np.ndarray:
@@ -315,10 +341,6 @@ class KeyStats:
         if self.index is not None:
             return self.index.get_indexer(key)
         return np.where((key >= 0) & (key < len(self.counts) - 1), key, -1)
-
-    def lookup(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Counts and target sums for keys (0 for keys never seen in training)."""
-        return self.at(self.slots(key))
 
     def at(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Counts and target sums at slots (slot -1: zeros)."""

@@ -9,7 +9,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,40 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class ParquetFolder:
+    """The temp folder of `parquet_folder`, and its background writer."""
+
+    def __init__(self, path: Path, pool: ThreadPoolExecutor) -> None:
+        self.path = path
+        self._pool = pool
+        self._jobs: list[Future] = []
+
+    def write(self, table: pa.Table, name: str, compression: str = "zstd", **options: Any) -> None:
+        """Start writing `table` as `name` on a background thread (see write_parquet)."""
+        job = self._pool.submit(write_parquet, table, self.path / name, compression, **options)
+        self._jobs.append(job)
+
+    def wait(self) -> None:
+        """Wait for every write; the first failure is raised."""
+        for job in self._jobs:
+            job.result()
+
+
+@contextlib.contextmanager
+def parquet_folder(path: str | Path, workers: int = 2) -> Iterator[ParquetFolder]:
+    """An output folder swapped in whole (atomic_dir) whose Parquet files are written on
+    background threads while the caller computes: Parquet encoding releases the GIL, and one
+    file's encoding uses one core. If the block fails, nothing is swapped in."""
+    with atomic_dir(path) as tmp:
+        pool = ThreadPoolExecutor(max_workers=workers)
+        try:
+            folder = ParquetFolder(tmp, pool)
+            yield folder
+            folder.wait()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def write_json(data: Any, path: str | Path) -> None:
@@ -190,9 +226,6 @@ def _csv_chunk(columns: list[Any]) -> pa.Buffer:
 def write_csv(columns: dict[str, Any], path: str | Path, chunk_rows: int = 1_000_000) -> int:
     """Write equal-length columns (numpy or Arrow arrays) as a Kaggle-style CSV, atomically:
     missing -> empty field, floats as numpy prints them; return the number of rows."""
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
     names = list(columns)
     n = len(columns[names[0]])
     # Arrow's kernels release the GIL: two chunks are formatted at once, at most two in memory.

@@ -4,21 +4,16 @@
 on top of it (what TFDV's schema is to TFX): nullability, keys, value domains and the known
 category sets, as plain data. Rules with a `quirk` label are the known quirks of the real data:
 counted in the report, never fatal. `kkbox.validation` runs the contract vectorised on the Arrow
-tables (no pandas); `declared()` renders it as pandera schemas, to check pandas frames.
+tables (no pandas): the declaration is the only place a rule is written.
 """
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-
-if TYPE_CHECKING:
-    import pandas as pd
-    import pandera.pandas as pdp
 
 TRAIN = "train.csv"
 TEST = "test.csv"
@@ -158,7 +153,7 @@ def is_yyyymmdd(values: np.ndarray, years: tuple[int, int] = DATE_YEARS) -> np.n
 
 @dataclass(frozen=True)
 class Rule:
-    """One check of a column's values, named and parametrised as pandera's checks are.
+    """One check of a column's values (names and statistics follow pandera's checks).
 
     A hard rule has an `error` (it fails the stage); a soft one a `quirk` label (it is counted).
     Missing values pass every rule but `not_missing`.
@@ -288,60 +283,3 @@ COLUMNS: dict[str, dict[str, Column]] = {
         "target_probability": Column(rules=(in_range(0, 1, error="must be in [0, 1]"),)),
     },
 }
-
-
-# --- the same contract as pandera schemas (pandas backend) -----------------------------------
-
-
-def _pandas_rule(kind: str, stats: dict[str, Any]) -> Any:
-    """The pandas version of a rule pandera does not have built in."""
-    import pandas as pd
-
-    if kind == "valid_yyyymmdd":
-        years = tuple(stats["years"])
-        return lambda s: pd.Series(is_yyyymmdd(s.to_numpy(dtype=np.int64), years), index=s.index)
-    if kind == "zero_or_in_range":
-        return lambda s: (s == 0) | s.between(stats["min_value"], stats["max_value"])
-    if kind == "not_missing":
-        return lambda s: s.notna()
-    raise ValueError(f"no pandas version of rule {kind!r}")
-
-
-def to_check(rule: Rule) -> pdp.Check:
-    """One rule as a pandera Check (same name and statistics)."""
-    import pandera.pandas as pdp
-
-    label = {"raise_warning": rule.soft}
-    label.update({k: v for k, v in (("error", rule.error), ("title", rule.quirk)) if v})
-    builtin = getattr(pdp.Check, rule.kind, None)
-    if builtin is not None:
-        return builtin(**rule.stats, **label)
-    return pdp.Check(
-        _pandas_rule(rule.kind, rule.stats),
-        name=rule.kind,
-        statistics=rule.stats,
-        ignore_na=rule.kind != "not_missing",
-        **label,
-    )
-
-
-@functools.cache
-def declared() -> dict[str, pdp.DataFrameSchema]:
-    """The contract as one pandera schema per raw table (imports pandas: tests, notebooks)."""
-    import pandas as pd
-    import pandera.pandas as pdp
-
-    def column(table: str, name: str, spec: Column) -> pdp.Column:
-        dtype: pd.ArrowDtype = pd.ArrowDtype(TABLES[table][name])
-        checks = [to_check(r) for r in spec.rules]
-        return pdp.Column(dtype, checks, nullable=spec.nullable, unique=spec.unique, name=name)
-
-    return {
-        table: pdp.DataFrameSchema(
-            {name: column(table, name, spec) for name, spec in columns.items()},
-            name=table,
-            strict=True,
-            ordered=True,
-        )
-        for table, columns in COLUMNS.items()
-    }

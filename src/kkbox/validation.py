@@ -4,7 +4,7 @@ The layers, from the cheapest:
 - the contract (`kkbox.schema.COLUMNS`): dtypes, nullability, keys, value domains. Hard rules
   fail the stage; soft ones (the real data's known quirks) are only counted. The rules run with
   pyarrow.compute on the Arrow tables, on the distinct values of categorical columns; pandas is
-  never imported (pandera runs the same contract on pandas frames: `kkbox.schema.declared()`).
+  never imported.
 - referential coverage: the share of train/test rows whose msno / song_id join members / songs.
 - table-wide rules: train.csv's target holds both classes (all 1 or all 0 cannot train a
   model), the generator's truth file has one row per train row.
@@ -501,3 +501,41 @@ def validate(
         "status": "failed" if errors else ("drift" if anomalies else "ok"),
     }
     return Outcome(errors=errors, anomalies=anomalies, report=report, profile=current)
+
+
+# --- the verdict ------------------------------------------------------------------------------
+
+
+def fail_on_errors(errors: list[Finding], data: Path) -> None:
+    """Raise one UserError: the first violation on the first line, all of them below."""
+    if not errors:
+        return
+    lines = [e.describe(data) for e in errors]
+    more = f" (+{len(lines) - 1} more problem(s), listed below)" if len(lines) > 1 else ""
+    raise UserError("\n".join([lines[0] + more, *lines[1:]]))
+
+
+def handle_drift(anomalies: list[dict], settings: Validate, reference: Path) -> None:
+    """Log every anomaly; with drift_severity: fail, raise on the first."""
+    for anomaly in anomalies:
+        log.warning("drift: %s", anomaly["message"])
+    if anomalies and settings.drift_severity == "fail":
+        n_more = len(anomalies) - 1
+        more = f" (+{n_more} more anomal{'y' if n_more == 1 else 'ies'})" if n_more else ""
+        raise UserError(
+            f"data drift against {reference}: {anomalies[0]['message']}{more}\n"
+            "if the change is expected, refresh the reference (`make reference`) or set "
+            "validate.drift_severity: warn in params.yaml"
+        )
+
+
+def judge(outcome: Outcome, settings: Validate, data: Path, reference: Path) -> None:
+    """Raise one UserError when the data must be rejected: a hard violation, or drift with
+    validate.drift_severity: fail (drift is logged either way)."""
+    fail_on_errors(outcome.errors, data)
+    handle_drift(outcome.anomalies, settings, reference)
+
+
+def failure_report(partial: dict[str, Any], err: UserError) -> dict[str, Any]:
+    """The report of a rejected data set: what was measured before it failed, and why."""
+    return {**partial, "status": "failed", "errors": str(err).splitlines()}

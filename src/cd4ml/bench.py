@@ -1,0 +1,466 @@
+"""Benchmark the pipeline at one data scale: every stage of dvc.yaml, its read floor, dvc repro.
+
+In a throw-away copy of the project (in --work) it makes the data of the scale (once; timed),
+runs each stage's exact `cmd` from dvc.yaml and records its wall time, CPU time (user + sys)
+and peak RSS (from the child's own rusage, os.wait4), the rows it read and wrote; stages under
+a minute run --repeat times and the median counts. For the data stages it also times a bare
+multi-threaded pyarrow read of the data files among the stage's deps in dvc.yaml: the floor.
+Then `dvc add data`, a full `dvc repro` and no-op ones. Results: <out>/results.json and .md.
+
+GPU machine: `python -m cd4ml.bench --scale full --stages train --device cuda,cpu --out DIR`
+times train on each device, on the same data and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import pyarrow.parquet as pq
+import yaml
+from dvc.dependency.param import ParamsDependency
+from dvc.exceptions import DvcException
+from dvc.repo import Repo
+from dvc.stage import PipelineStage
+
+from cd4ml import synth, workspace
+from cd4ml.benchreport import check_targets, markdown
+from kkbox import io, params, provenance
+from kkbox.io import UserError, atomic_path, run_main, write_json
+
+log = logging.getLogger("bench")
+
+ROOT = workspace.ROOT
+DATA_SUFFIXES = (".csv", ".parquet")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line: scale, repeats, which stages and devices, where to work and write."""
+    parser = argparse.ArgumentParser(
+        prog="python -m cd4ml.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--scale", choices=sorted(synth.SCALES), default="full")
+    add(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each stage that takes under --once-over seconds",
+    )
+    add(
+        "--once-over",
+        type=float,
+        default=60.0,
+        help="a stage whose first run takes longer runs once",
+    )
+    add(
+        "--stages",
+        default="",
+        help="stages to time, comma-separated (default: all); the stages before them run once, "
+        "untimed",
+    )
+    add("--device", default="", help="train.xgb.device values to time train with, e.g. cuda,cpu")
+    add("--no-repro", action="store_true", help="skip the dvc add / repro timings")
+    add("--regenerate", action="store_true", help="make (and time) the data anew")
+    add(
+        "--work",
+        type=Path,
+        default=ROOT / "bench" / "runs",
+        help="folder for the data, the project copy and the logs",
+    )
+    add("--out", type=Path, default=ROOT / "bench", help="folder for results.json and results.md")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return args
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a command and measuring it
+
+
+# Linux hands a parent's peak RSS on to the children it spawns (fork copies the counters, exec
+# records them), so a stage started straight from this big process would report at least this
+# process's RSS. A small interpreter launches the stage and reports that child's own rusage.
+_LAUNCHER = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2], shell=True)
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as fh:
+    json.dump([usage.ru_utime, usage.ru_stime, usage.ru_maxrss], fh)
+sys.exit(os.waitstatus_to_exitcode(status) & 255)
+"""
+
+
+def measure(cmd: str, cwd: Path, log_path: Path) -> dict[str, Any]:
+    """Run a shell command; wall time, and the CPU time and peak RSS of that very command."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    usage_path = log_path.with_suffix(".rusage.json")
+    # The project's environment first on PATH (dvc.yaml runs `python ...`), no DVC analytics.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1"}
+    with log_path.open("wb") as out:
+        started = time.perf_counter()
+        launcher = [sys.executable, "-c", _LAUNCHER, str(usage_path), cmd]
+        returncode = subprocess.run(
+            launcher, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, check=False
+        ).returncode
+        wall = time.perf_counter() - started
+    if returncode != 0:
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise UserError(f"`{cmd}` failed with exit code {returncode} (log: {log_path})\n{tail}")
+    user, system, maxrss_kib = json.loads(usage_path.read_text())
+    return {
+        "wall_s": round(wall, 3),
+        "cpu_s": round(user + system, 3),
+        "user_s": round(user, 3),
+        "sys_s": round(system, 3),
+        "peak_rss_mib": round(maxrss_kib / 1024, 1),  # Linux: KiB
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline in dvc.yaml
+
+
+def load_stages(project: Path) -> dict[str, dict[str, Any]]:
+    """Stages of dvc.yaml (name -> cmd, deps, outs) in an order that runs each after the stages
+    it depends on: DVC's own graph, ties in dvc.yaml's order."""
+    # no_scm: DVC builds the graph in a copy without git too (--no-repro, a bare GPU machine).
+    with Repo(str(project), config={"core": {"no_scm": True}}) as repo:
+        try:
+            graph = repo.index.graph  # an edge runs from a stage to a stage it depends on
+        except DvcException as err:
+            raise UserError(f"{project / 'dvc.yaml'}: {err}") from err
+        position = {stage: i for i, stage in enumerate(repo.index.stages)}
+        order = nx.lexicographical_topological_sort(graph.reverse(), key=position.__getitem__)
+        return {
+            stage.name: {
+                "cmd": " ".join(str(stage.cmd).split()),
+                "deps": [d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)],
+                "outs": [o.def_path for o in stage.outs],  # metrics and plots too
+            }
+            for stage in order
+            if isinstance(stage, PipelineStage)  # not data.dvc
+        }
+
+
+def data_files(project: Path, paths: list[str]) -> list[Path]:
+    """The CSV and Parquet files among `paths` (relative to `project`) and in their folders."""
+    files: list[Path] = []
+    for rel in paths:
+        path = project / rel
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in DATA_SUFFIXES))
+        elif path.suffix in DATA_SUFFIXES and path.exists():
+            files.append(path)
+    return files
+
+
+def stage_inputs(project: Path, stage: dict[str, Any]) -> list[Path]:
+    """The data files a stage reads: those of its deps in dvc.yaml (a test keeps them exact)."""
+    return data_files(project, stage["deps"])
+
+
+def count_rows(path: Path) -> int:
+    """Rows of a Parquet file (its metadata) or a CSV file (lines after the header)."""
+    stat = path.stat()
+    return _count_rows(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _count_rows(path: str, mtime_ns: int, size: int) -> int:
+    """count_rows of one version of a file (the same file is counted once per version)."""
+    if path.endswith(".parquet"):
+        return pq.ParquetFile(path).metadata.num_rows
+    lines = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            lines += chunk.count(b"\n")
+    return max(lines - 1, 0)
+
+
+_FLOOR = """
+import sys, time
+import pyarrow.csv as pacsv, pyarrow.parquet as pq
+started = time.perf_counter()
+for path in sys.argv[1:]:
+    if path.endswith(".parquet"):
+        pq.read_table(path, use_threads=True)
+    else:
+        pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=True))
+print(time.perf_counter() - started)
+"""
+
+
+def read_floor(files: list[Path], repeat: int) -> float:
+    """Median seconds of a bare multi-threaded pyarrow read of the files (all columns), timed
+    inside a fresh process, as the stage itself runs."""
+    times = []
+    for _ in range(repeat):
+        cmd = [sys.executable, "-c", _FLOOR, *map(str, files)]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        times.append(float(result.stdout.strip().splitlines()[-1]))
+    return round(statistics.median(times), 3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and the project copy
+
+
+def _fingerprint(scale: str, seed: int) -> str:
+    """What the data of a scale depends on: scale, seed and the code that writes it."""
+    digest = hashlib.sha256(f"{scale}:{seed}".encode())
+    for path in (Path(__file__).with_name("generate.py"), Path(synth.__file__), Path(io.__file__)):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def ensure_data(work: Path, scale: str, seed: int, regenerate: bool) -> tuple[Path, dict]:
+    """The data of a scale in work/data-<scale>, made (and timed) unless the same code and seed
+    made it before."""
+    data = work / f"data-{scale}"
+    record_path = work / f"data-{scale}.json"
+    fingerprint = _fingerprint(scale, seed)
+    if not regenerate and data.is_dir() and record_path.exists():
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        if record.get("fingerprint") == fingerprint:
+            log.info("data: reusing %s (made in %.1f s)", data, record["wall_s"])
+            return data, {**record, "cached": True}
+    log.info("data: generating the %s scale into %s", scale, data)
+    out = shlex.quote(str(data))
+    cmd = f"python -m cd4ml.generate --scale {scale} --params params.yaml --out {out}"
+    record = measure(cmd, ROOT, work / "logs" / f"generate-{scale}.log")
+    size = sum(p.stat().st_size for p in data.iterdir())
+    record.update(fingerprint=fingerprint, seed=seed, cmd=cmd, bytes=size)
+    write_json(record, record_path)
+    wall, cpu, rss = record["wall_s"], record["cpu_s"], record["peak_rss_mib"]
+    log.info("data: %.1f s wall, %.1f s CPU, %.0f MiB peak", wall, cpu, rss)
+    return data, {**record, "cached": False}
+
+
+def copy_project(dest: Path, data: Path, with_dvc: bool = True) -> Path:
+    """A copy of the project (cd4ml.workspace; a git repository unless not `with_dvc`) with no
+    pipeline outputs and data/ hard-linked from the generated data."""
+    workspace.copy_project(dest, commit=with_dvc)
+    for stage in load_stages(dest).values():
+        for out in stage["outs"]:
+            target = dest / out
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+    shutil.rmtree(dest / "data", ignore_errors=True)
+    (dest / "data").mkdir()
+    for path in data.iterdir():
+        try:
+            os.link(path, dest / "data" / path.name)
+        except OSError:
+            shutil.copy2(path, dest / "data" / path.name)
+    return dest
+
+
+@contextlib.contextmanager
+def train_device(project: Path, device: str | None) -> Iterator[None]:
+    """params.yaml of the copy with train.xgb.device set (restored afterwards)."""
+    path = project / "params.yaml"
+    original = path.read_text(encoding="utf-8")
+    if device:
+        settings = yaml.safe_load(original)
+        settings["train"]["xgb"]["device"] = device
+        path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+    try:
+        yield
+    finally:
+        path.write_text(original, encoding="utf-8")
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def time_stage(
+    name: str,
+    stage: dict[str, Any],
+    project: Path,
+    logs: Path,
+    repeat: int,
+    once_over: float,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """Run one stage's cmd (repeated when fast); medians, inputs read, rows, floor."""
+    label = label or name
+    runs = [measure(stage["cmd"], project, logs / f"{label}-1.log")]
+    while len(runs) < repeat and runs[0]["wall_s"] < once_over:
+        runs.append(measure(stage["cmd"], project, logs / f"{label}-{len(runs) + 1}.log"))
+    inputs, outputs = stage_inputs(project, stage), data_files(project, stage["outs"])
+    result = {
+        "cmd": stage["cmd"],
+        "runs": runs,
+        "wall_s": round(statistics.median(r["wall_s"] for r in runs), 3),
+        "cpu_s": round(statistics.median(r["cpu_s"] for r in runs), 3),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "inputs": {str(p.relative_to(project)): count_rows(p) for p in inputs},
+        "outputs": {str(p.relative_to(project)): count_rows(p) for p in outputs},
+    }
+    result["rows_in"] = sum(result["inputs"].values())
+    result["rows_out"] = sum(result["outputs"].values())
+    # A data stage reads tables and writes tables: it is held to a bare read of its inputs.
+    result["data_stage"] = bool(inputs) and any(p.suffix == ".parquet" for p in outputs)
+    floor = ""
+    if result["data_stage"]:
+        result["floor_s"] = read_floor(inputs, repeat)
+        result["x_floor"] = round(result["wall_s"] / max(result["floor_s"], 1e-3), 2)
+        floor = f"  floor {result['floor_s']:.2f} s, x{result['x_floor']}"
+    log.info(
+        "%-12s %7.1f s wall %7.1f s CPU %7.0f MiB  (%d run%s)%s",
+        *(label, result["wall_s"], result["cpu_s"], result["peak_rss_mib"], len(runs)),
+        *("s" * (len(runs) > 1), floor),
+    )
+    return result
+
+
+def time_dvc(project: Path, logs: Path, repeat: int) -> dict[str, Any]:
+    """`dvc add data`, then a full `dvc repro`, then no-op ones (median)."""
+    add = measure("dvc add data --quiet", project, logs / "dvc-add.log")
+    log.info("dvc add data: %.1f s", add["wall_s"])
+    full = measure("dvc repro", project, logs / "dvc-repro.log")
+    log.info("dvc repro (all stages): %.1f s", full["wall_s"])
+    noop = [measure("dvc repro", project, logs / f"dvc-noop-{i + 1}.log") for i in range(repeat)]
+    if "Running stage" in (logs / "dvc-noop-1.log").read_text(errors="replace"):
+        raise UserError(f"a second `dvc repro` ran stages again; see {logs / 'dvc-noop-1.log'}")
+    noop_s = round(statistics.median(r["wall_s"] for r in noop), 3)
+    log.info("dvc repro (nothing to do): %.2f s", noop_s)
+    return {"add": add, "repro": full, "noop_runs": noop, "noop_s": noop_s}
+
+
+def _proc_value(path: str, key: str) -> str | None:
+    """The value after `key:` in a /proc file such as /proc/cpuinfo; None where it has none."""
+    with contextlib.suppress(OSError), open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+    return None
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    mem_kib = _proc_value("/proc/meminfo", "MemTotal")
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = None
+    if shutil.which("nvidia-smi"):
+        query = ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"]
+        gpu = subprocess.run(query, capture_output=True, text=True).stdout.strip() or None
+    libraries = provenance.library_versions()
+    return {
+        "cpu": _proc_value("/proc/cpuinfo", "model name") or "unknown",
+        "nproc": nproc,
+        "ram_gib": round(int(mem_kib.split()[0]) / 2**20, 1) if mem_kib else 0.0,
+        "gpu": gpu,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": provenance.python_version(),
+        "libraries": {name: version for name, version in libraries.items() if version},
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _chosen(args: argparse.Namespace, stages: dict[str, dict[str, Any]]) -> list[str]:
+    """The stages --stages names (default: all of them)."""
+    chosen = [s for s in args.stages.split(",") if s] or list(stages)
+    unknown = sorted(set(chosen) - set(stages))
+    if unknown:
+        raise UserError(f"--stages: no stage {unknown} in dvc.yaml; it has {list(stages)}")
+    return chosen
+
+
+def _time_stages(
+    args: argparse.Namespace,
+    stages: dict[str, dict[str, Any]],
+    chosen: list[str],
+    project: Path,
+    logs: Path,
+) -> dict[str, Any]:
+    """Time the chosen stages (train once per --device); the stages before them run untimed."""
+    devices = [d for d in args.device.split(",") if d]
+    last = max(list(stages).index(s) for s in chosen)
+    timed: dict[str, Any] = {}
+    for name, stage in list(stages.items())[: last + 1]:
+        if name not in chosen:  # an earlier stage the chosen ones need: run once, untimed
+            log.info("%-12s (setup run)", name)
+            measure(stage["cmd"], project, logs / f"{name}-setup.log")
+            continue
+        for device in devices if name == "train" and devices else [None]:
+            label = f"{name}[{device}]" if device else name
+            with train_device(project, device):
+                try:
+                    timed[label] = time_stage(
+                        name, stage, project, logs, args.repeat, args.once_over, label
+                    )
+                except UserError as err:
+                    if not device:
+                        raise
+                    # One device failing (no GPU) must not lose the other's timing.
+                    log.error("%s failed: %s", label, str(err).splitlines()[-1])
+                    timed[label] = {"error": str(err).splitlines()[-1]}
+    return timed
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Benchmark one scale and write results.json and results.md into --out."""
+    args = parse_args(argv)
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    seed = params.load(ROOT / "params.yaml").generate.seed
+    results: dict[str, Any] = {
+        "scale": args.scale,
+        "rows": vars(synth.SCALES[args.scale]),
+        "repeat": args.repeat,
+        "once_over": args.once_over,
+        "machine": machine(),
+    }
+    data, results["generate"] = ensure_data(work, args.scale, seed, args.regenerate)
+    project = copy_project(work / f"project-{args.scale}", data, with_dvc=not args.no_repro)
+    logs = work / "logs" / args.scale
+    shutil.rmtree(logs, ignore_errors=True)
+    stages = load_stages(project)
+    chosen = _chosen(args, stages)
+    results["stages"] = _time_stages(args, stages, chosen, project, logs)
+    metrics = project / "metrics" / "eval.json"
+    if metrics.exists():
+        scores = json.loads(metrics.read_text(encoding="utf-8"))
+        results["auc"] = {k: scores.get(k) for k in ("roc_auc", "oracle_roc_auc")}
+    if not args.no_repro and set(chosen) == set(stages):
+        results["dvc"] = time_dvc(project, logs, args.repeat)
+    results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["stage_order"] = list(results["stages"])  # results.json sorts its keys
+    results["machine"]["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
+    results["targets"] = check_targets(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(results, args.out / "results.json")
+    report = markdown(results)
+    with atomic_path(args.out / "results.md") as tmp:
+        tmp.write_text(report, encoding="utf-8")
+    sys.stdout.write(report)
+    log.info("wrote %s and %s", args.out / "results.json", args.out / "results.md")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,149 @@
+"""The benchmark's report: targets met or not, and results.md, both from a results dict."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+# Targets of the pipeline at Kaggle's full scale on a 2-core machine (issue 6).
+TARGETS = {
+    "generate_s": 90.0,
+    "split_x_floor": 2.0,
+    "preprocess_x_floor": 3.0,
+    "data_stage_rss_gib": 4.0,
+    "train_s": 300.0,
+    "evaluate_sanity_predict_s": 90.0,
+    "dvc_repro_s": 480.0,
+    "dvc_noop_s": 2.0,
+    "auc_gap": 0.02,
+}
+
+
+def _measured(results: dict[str, Any]) -> list[tuple[str, float | None, str, str]]:
+    """(target, value, TARGETS key, unit) of every target the results have a value for."""
+    stages, dvc, auc = results["stages"], results.get("dvc"), results.get("auc") or {}
+    found: list[tuple[str, float | None, str, str]] = []
+    if not results["generate"].get("cached"):
+        found.append(("generate data", results["generate"]["wall_s"], "generate_s", "s"))
+    for name in ("split", "preprocess"):
+        if "x_floor" in stages.get(name, {}):
+            found.append((f"{name} / read floor", stages[name]["x_floor"], f"{name}_x_floor", "x"))
+    data_rss = [s["peak_rss_mib"] for s in stages.values() if s.get("data_stage")]
+    if data_rss:
+        found.append(
+            ("peak RSS of a data stage", max(data_rss) / 1024, "data_stage_rss_gib", "GiB")
+        )
+    for label, stage in stages.items():
+        if (label == "train" or label.startswith("train[")) and "wall_s" in stage:
+            found.append((label, stage["wall_s"], "train_s", "s"))
+    tail = [stages[s]["wall_s"] for s in ("evaluate", "sanity", "predict") if s in stages]
+    if tail:
+        found.append(("evaluate + sanity + predict", sum(tail), "evaluate_sanity_predict_s", "s"))
+    if dvc:
+        found.append(("dvc repro (all stages)", dvc["repro"]["wall_s"], "dvc_repro_s", "s"))
+        found.append(("dvc repro (nothing to do)", dvc["noop_s"], "dvc_noop_s", "s"))
+    if auc.get("oracle_roc_auc") is not None:
+        gap = auc["oracle_roc_auc"] - auc["roc_auc"]
+        found.append(("ROC AUC gap to the oracle", gap, "auc_gap", ""))
+    return found
+
+
+def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue 6 with the measured value and whether it is met."""
+    return [
+        {
+            "target": name,
+            "value": round(value, 4),
+            "limit": TARGETS[key],
+            "unit": unit,
+            "met": value <= TARGETS[key],
+        }
+        for name, value, key, unit in _measured(results)
+        if value is not None
+    ]
+
+
+def _rows(n: int) -> str:
+    """A row count for the table: millions from 100,000 up."""
+    return f"{n / 1e6:.2f}M" if n >= 100_000 else f"{n:,}"
+
+
+def _intro(results: dict[str, Any]) -> list[str]:
+    """The heading, the machine and how the stages were timed."""
+    rows, m = results["rows"], results["machine"]
+    gpu = f", GPU {m['gpu']}" if m["gpu"] else ""
+    libraries = ", ".join(f"{k} {v}" for k, v in m["libraries"].items())
+    return [
+        f"### Benchmark: {results['scale']} scale ({_rows(rows['train'])} train rows, "
+        f"{_rows(rows['test'])} test rows, {_rows(rows['songs'])} songs, "
+        f"{rows['members']:,} members)",
+        "",
+        f"Machine: {m['cpu']}, `nproc` {m['nproc']}, {m['ram_gib']} GiB RAM{gpu}; {m['os']}, "
+        f"Python {m['python']}, {libraries}. Load average (other work on the machine) at start "
+        f"{m['load_average_start']}, at end {m.get('load_average_end')}; "
+        f"OMP_WAIT_POLICY={m.get('omp_wait_policy')}.",
+        "",
+        f"Stages run as `dvc.yaml` runs them; median of up to {results['repeat']} runs (stages "
+        f"over {results['once_over']:.0f} s run once). CPU = user + sys of the stage's process; "
+        "floor = a bare multi-threaded pyarrow read of the files the stage read.",
+        "",
+    ]
+
+
+def _step_rows(results: dict[str, Any]) -> list[str]:
+    """The table of steps: generate, each stage, then the dvc commands."""
+    gen = results["generate"]
+    cached = " (cached)" if gen.get("cached") else ""
+    lines = [
+        "| step | wall s | CPU s | peak RSS MiB | rows in → out | read floor s | × floor |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| generate data{cached} | {gen['wall_s']:.1f} | {gen['cpu_s']:.1f} "
+        f"| {gen['peak_rss_mib']:.0f} | → {gen.get('bytes', 0) / 2**30:.2f} GiB CSV | | |",
+    ]
+    for label in results.get("stage_order", results["stages"]):
+        s = results["stages"][label]
+        if "error" in s:
+            lines.append(f"| {label} | failed: {s['error']} | | | | | |")
+            continue
+        floor = f"{s['floor_s']:.2f} | {s['x_floor']:.1f}" if "floor_s" in s else " | "
+        lines.append(
+            f"| {label} ({len(s['runs'])}×) | {s['wall_s']:.1f} | {s['cpu_s']:.1f} "
+            f"| {s['peak_rss_mib']:.0f} | {_rows(s['rows_in'])} → {_rows(s['rows_out'])} "
+            f"| {floor} |"
+        )
+    if d := results.get("dvc"):
+        for step, run in (("`dvc add data`", d["add"]), ("`dvc repro` (all stages)", d["repro"])):
+            lines.append(
+                f"| {step} | {run['wall_s']:.1f} | {run['cpu_s']:.1f} "
+                f"| {run['peak_rss_mib']:.0f} | | | |"
+            )
+        noop_cpu = statistics.median(r["cpu_s"] for r in d["noop_runs"])
+        lines.append(
+            f"| `dvc repro` (nothing to do, {len(d['noop_runs'])}×) | {d['noop_s']:.2f} "
+            f"| {noop_cpu:.1f} | | | | |"
+        )
+    return lines
+
+
+def _outcome(results: dict[str, Any]) -> list[str]:
+    """The model's ROC AUC and the table of targets, where the results have them."""
+    lines = []
+    auc = results.get("auc") or {}
+    if auc.get("roc_auc") is not None:
+        oracle = auc.get("oracle_roc_auc")
+        gap = f", oracle {oracle:.4f} (gap {oracle - auc['roc_auc']:.4f})" if oracle else ""
+        lines += ["", f"Eval ROC AUC {auc['roc_auc']:.4f}{gap}"]
+    if results["targets"]:
+        lines += ["", "| target (full scale, 2 cores) | measured | limit | met |"]
+        lines.append("|---|---:|---:|:---:|")
+    for t in results["targets"]:
+        lines.append(
+            f"| {t['target']} | {t['value']:g} {t['unit']} | {t['limit']:g} {t['unit']} "
+            f"| {'yes' if t['met'] else '**no**'} |"
+        )
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """A README-ready report: machine, per-stage table, dvc, targets."""
+    return "\n".join(_intro(results) + _step_rows(results) + _outcome(results)) + "\n"

@@ -1,0 +1,80 @@
+"""Cut data/train.csv into time-ordered chunks for the incoming area (each with the header),
+then restart the data history with the first chunk only."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+from pathlib import Path
+
+from cd4ml import ingestion
+from cd4ml.incoming import chunk_name, open_incoming, truth_name
+from kkbox import schema
+from kkbox.io import UserError, run_main
+from kkbox.raw import read_header
+
+log = logging.getLogger("chunks")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=Path("data"))
+    parser.add_argument("--chunks", type=int, default=3)
+    parser.add_argument("--out", default="incoming", help="local folder or s3://bucket/prefix")
+    parser.add_argument("--commit", action="store_true", help="record the first version in git")
+    parser.add_argument("--push", action="store_true", help="dvc push the first version")
+    return parser.parse_args(argv)
+
+
+def cut_points(n_rows: int, n_chunks: int) -> list[int]:
+    """Row boundaries of n_chunks near-equal contiguous parts (time order is kept)."""
+    if n_chunks < 1 or n_chunks > n_rows:
+        raise UserError(f"CHUNKS={n_chunks}: must be between 1 and the {n_rows} train rows")
+    return [round(i * n_rows / n_chunks) for i in range(n_chunks + 1)]
+
+
+def write_chunks(src: Path, folder: Path, n_chunks: int, suffix: str = ".csv") -> list[Path]:
+    """Split a CSV by lines into n_chunks files, each starting with the header row."""
+    with src.open("rb") as fh:
+        header = fh.readline()
+        lines = fh.read().splitlines(keepends=True)
+    bounds = cut_points(len(lines), n_chunks)
+    paths = []
+    for i in range(n_chunks):
+        path = folder / chunk_name(i + 1).replace(".csv", suffix)
+        with path.open("wb") as out:
+            out.write(header)
+            out.writelines(lines[bounds[i] : bounds[i + 1]])
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    train = args.data / schema.TRAIN
+    read_header(train)
+    incoming = open_incoming(args.out)
+    with tempfile.TemporaryDirectory() as tmp:
+        chunks = write_chunks(train, Path(tmp), args.chunks)
+        truth_file = args.data / schema.TRUTH
+        truths = (
+            write_chunks(truth_file, Path(tmp), args.chunks, ".truth.csv")
+            if truth_file.exists()
+            else [None] * args.chunks
+        )
+        for chunk, truth in zip(chunks, truths, strict=True):
+            incoming.put(chunk, chunk.name)
+            if truth is not None:
+                incoming.put(truth, truth_name(chunk.name))
+        log.info("wrote %d chunks of %s to %s", args.chunks, train, args.out)
+        first = chunk_name(1)
+        ingestion.new_version(args.data, chunks[0], truths[0], first, restart=True)
+    if args.commit:
+        ingestion.record(
+            Path.cwd(), f"data: restart the history with {first}", push=args.push, git_push=False
+        )
+
+
+if __name__ == "__main__":
+    run_main(main)

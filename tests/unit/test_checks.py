@@ -1,0 +1,151 @@
+"""kkbox.checks: the model sanity checks, on tiny arrays."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kkbox import checks as S
+
+
+def test_valid_probabilities_pass():
+    check = S.probabilities_valid(np.array([0.0, 0.3, 1.0]))
+    assert check.passed and check.value == 0 and check.threshold == 0
+
+
+@pytest.mark.parametrize(
+    "p, bad", [([0.2, np.nan, 0.4], 1), ([0.2, np.inf, -np.inf], 2), ([-0.01, 0.5, 1.2], 2)]
+)
+def test_nan_infinite_and_out_of_range_probabilities_fail(p, bad):
+    check = S.probabilities_valid(np.array(p))
+    assert not check.passed and check.value == bad
+
+
+def test_one_prediction_per_row():
+    assert S.one_prediction_per_row(3, 3).passed
+    wrong = S.one_prediction_per_row(4, 3)
+    assert not wrong.passed and (wrong.value, wrong.threshold) == (4, 3)
+
+
+def test_constant_predictions_fail():
+    assert not S.not_constant(np.full(5, 0.42)).passed
+    assert not S.not_constant(np.array([np.nan, np.nan])).passed
+    varied = S.not_constant(np.array([0.1, 0.9, np.nan]))
+    assert varied.passed and varied.value == pytest.approx(0.4)
+
+
+def test_calibration_compares_the_mean_prediction_with_the_observed_rate():
+    y = np.array([1, 1, 1, 0])  # 75 % positive
+    p = np.array([0.9, 0.8, 0.7, 0.6])  # mean 0.75, yet every row is above 0.5
+    check = S.calibration(p, y, tolerance=0.05, decision_threshold=0.5)
+    assert check.passed and check.value == pytest.approx(0.0)
+    assert check.details["mean_prediction"] == pytest.approx(0.75)
+    assert check.details["observed_positive_rate"] == 0.75
+    assert check.details["predicted_positive_rate"] == 1.0  # information only
+    assert check.details["decision_threshold"] == 0.5
+
+
+def test_miscalibrated_predictions_fail():
+    y = np.array([1, 0, 0, 0])
+    check = S.calibration(np.array([0.6, 0.5, 0.4, 0.5]), y, 0.05, decision_threshold=0.5)
+    assert not check.passed and check.value == pytest.approx(0.25)
+    within = S.calibration(np.array([0.3, 0.3, 0.2, 0.2]), y, 0.05, 0.5, {"training": 0.3})
+    assert within.passed and within.value == pytest.approx(0.0) and within.details["training"]
+
+
+def test_calibration_of_nan_predictions_fails_and_is_written_as_null():
+    check = S.calibration(np.array([0.2, np.nan]), np.array([0, 1]), 0.05, 0.5)
+    entry = check.as_dict()
+    assert entry["value"] is None and entry["passed"] is False
+    json.dumps(entry, allow_nan=False)
+
+
+def test_roc_auc_floor():
+    y = np.array([0, 0, 1, 1])
+    good = S.roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), y, min_auc=0.55)
+    assert good.passed and good.value == pytest.approx(0.75) and good.threshold == 0.55
+    inverted = S.roc_auc(np.array([0.9, 0.6, 0.65, 0.2]), y, min_auc=0.55)
+    assert not inverted.passed and inverted.value == pytest.approx(0.25)
+    assert not S.roc_auc(np.full(4, 0.5), y, min_auc=0.55).passed  # a tie everywhere: 0.5
+
+
+@pytest.mark.parametrize(
+    "p, y", [([0.2, np.nan, 0.4, 0.9], [0, 1, 0, 1]), ([0.2, 0.3, 0.4], [1, 1, 1])]
+)
+def test_undefined_roc_auc_fails(p, y):
+    check = S.roc_auc(np.array(p), np.array(y), min_auc=0.55)
+    assert not check.passed and check.as_dict()["value"] is None
+
+
+def test_prediction_checks_run_every_check_of_the_eval_rows_in_report_order():
+    p, y = np.array([0.2, 0.7, 0.4, 0.9]), np.array([0, 1, 0, 1])
+    checks = S.prediction_checks(p, y, 4, 0.05, 0.55, 0.5, {"training_positive_rate": 0.5})
+    assert [c.name for c in checks] == [
+        "probabilities_valid",
+        "one_prediction_per_row",
+        "not_constant",
+        "calibration",
+        "roc_auc",
+    ]
+    assert all(c.passed for c in checks)
+    assert checks[3].details["training_positive_rate"] == 0.5
+    wrong = S.prediction_checks(p, y, 5, 0.05, 0.55, 0.5)
+    assert [c.name for c in wrong if not c.passed] == ["one_prediction_per_row"]
+
+
+def test_cv_stability():
+    stable = S.cv_stable([0.74, 0.75, 0.76], max_deviation=0.02)
+    assert stable.passed and stable.value == pytest.approx(0.01)
+    assert stable.as_dict()["fold_auc"] == {"1": 0.74, "2": 0.75, "3": 0.76}
+    shaky = S.cv_stable([0.70, 0.75, 0.80], max_deviation=0.02)
+    assert not shaky.passed and shaky.value == pytest.approx(0.05)
+
+
+def test_subsample_is_capped_sorted_and_deterministic():
+    assert S.subsample(5, 10, seed=1).tolist() == [0, 1, 2, 3, 4]
+    rows = S.subsample(1000, 100, seed=1)
+    assert len(rows) == 100 == len(set(rows)) and (np.diff(rows) > 0).all()
+    assert rows.tolist() == S.subsample(1000, 100, seed=1).tolist()
+
+
+def test_cross_validate_gives_one_auc_per_fold():
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"signal": rng.random(400)})
+    y = (x["signal"] + rng.normal(0, 0.2, 400) > 0.5).astype(int).to_numpy()
+    seen = []
+
+    def fit_predict(x_fit, y_fit, x_test):
+        seen.append((len(x_fit), len(x_test)))
+        return x_test["signal"].to_numpy()
+
+    aucs = S.cross_validate(x, y, fit_predict, folds=4, seed=3)
+    assert len(aucs) == 4 and all(0.8 < a <= 1.0 for a in aucs)
+    assert seen == [(300, 100)] * 4
+    assert aucs == S.cross_validate(x, y, fit_predict, folds=4, seed=3)
+
+
+def test_report_and_failure_message_name_the_failed_checks():
+    checks = [S.one_prediction_per_row(3, 3), S.cv_stable([0.7, 0.8], 0.02), S.not_constant([1.0])]
+    report = S.report(checks)
+    assert report["passed"] is False
+    assert report["checks"]["one_prediction_per_row"] == {
+        "value": 3,
+        "threshold": 3,
+        "passed": True,
+    }
+    assert set(report["checks"]["cv_stable"]) >= {"value", "threshold", "passed", "fold_auc"}
+    message = S.failure_message(checks)
+    assert message.startswith("sanity check failed: cv_stable (value 0.05, threshold 0.02: ")
+    assert "; not_constant (value 0, threshold 1e-06: " in message
+    assert "one_prediction_per_row" not in message
+    assert S.failure_message(checks[:1]) is None
+
+
+def test_infinite_value_is_written_as_null():
+    # No eval rows give an infinite calibration gap; JSON has no inf.
+    entry = S.calibration(np.array([]), np.array([]), 0.05, 0.5).as_dict()
+    assert entry["value"] is None and entry["passed"] is False
+    json.dumps(entry, allow_nan=False)

@@ -1,0 +1,106 @@
+"""kkbox.raw: reading the raw CSVs with their declared dtypes, and errors that name the fix."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from kkbox import schema
+from kkbox.io import UserError
+from kkbox.raw import check_columns, read_header, read_table
+
+
+def test_renamed_column_is_named_as_such():
+    with pytest.raises(UserError) as err:
+        check_columns(Path("songs.csv"), ["song_id", "length"], ["song_id", "song_length"])
+    first = str(err.value).splitlines()[0]
+    assert first == (
+        "songs.csv: column 'song_length' is missing, 'length' is in its place: renamed? "
+        "rename it back to 'song_length'"
+    )
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "row"),
+    [
+        (
+            schema.SONGS,
+            "song_id,song_length,genre_ids,artist_name,composer,lyricist,language",
+            "s{i},1000,465,a,c,l,52.0",
+        ),
+        (schema.SONG_EXTRA, "song_id,name,isrc", "s{i},name {i},TW{i:08d}"),
+        (
+            schema.TRAIN,
+            "msno,song_id,source_system_tab,source_screen_name,source_type,target",
+            "m{i},s{i},radio,Radio,radio,1",
+        ),
+    ],
+)
+def test_repeated_header_line_names_its_row(tmp_path, name, header, row):
+    rows = [row.format(i=i) for i in range(1, 200)]
+    path = _write(tmp_path / name, [header, *rows[:119], header, *rows[119:]])
+    with pytest.raises(UserError) as err:
+        read_table(path, name)
+    first = str(err.value).splitlines()[0]
+    assert first == f"{path}: row 120 repeats the header line (concatenated files?); remove it"
+    assert read_table(_write(tmp_path / "ok.csv", [header, *rows]), name).num_rows == 199
+
+
+def test_a_value_equal_to_a_column_name_is_not_a_header(tmp_path):
+    path = _write(tmp_path / "extra.csv", ["song_id,name,isrc", "s1,a,b", "song_id,name,x"])
+    assert read_table(path, schema.SONG_EXTRA)["song_id"].to_pylist() == ["s1", "song_id"]
+
+
+def test_read_header_names_a_missing_an_empty_and_a_non_utf8_file(tmp_path):
+    with pytest.raises(UserError, match=r"nowhere.csv: file not found; run `make data`"):
+        read_header(tmp_path / "nowhere.csv")
+    (tmp_path / "empty.csv").write_bytes(b"")
+    with pytest.raises(UserError, match=r"empty.csv: file is empty \(0 bytes\)"):
+        read_header(tmp_path / "empty.csv")
+    (tmp_path / "latin1.csv").write_bytes("s\xe9ng_id,name\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"latin1.csv: header row is not UTF-8"):
+        read_header(tmp_path / "latin1.csv")
+    (tmp_path / "bom.csv").write_bytes("\ufeffsong_id,name\r\ns1,a\r\n".encode())
+    assert read_header(tmp_path / "bom.csv") == ["song_id", "name"]
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (["song_id", "name"], r"missing column\(s\) \['isrc'\]$"),
+        (["song_id", "title", "isrc", "x"], r"missing column\(s\) \['name'\], unexpected column"),
+        (["song_id", "name", "isrc", "x"], r"unexpected column\(s\) \['x'\]; remove them$"),
+        (["name", "song_id", "isrc"], r"columns are in the wrong order$"),
+    ],
+)
+def test_check_columns_names_missing_unexpected_and_misordered_columns(header, message):
+    expected = list(schema.TABLES[schema.SONG_EXTRA])
+    check_columns(Path("extra.csv"), expected, expected)
+    with pytest.raises(UserError) as err:
+        check_columns(Path("extra.csv"), header, expected)
+    lines = str(err.value).splitlines()
+    assert lines[0].startswith("extra.csv: ")
+    assert re.search(message, lines[0]), lines[0]
+    assert lines[1] == f"expected exactly these columns, in this order: {expected}"
+
+
+def test_a_bad_value_names_its_row_and_column(tmp_path):
+    header = "song_id,song_length,genre_ids,artist_name,composer,lyricist,language"
+    path = _write(
+        tmp_path / "songs.csv", [header, "s1,1000,465,a,c,l,52.0", "s2,long,465,a,c,l,3"]
+    )
+    with pytest.raises(UserError) as err:
+        read_table(path, schema.SONGS)
+    assert str(err.value).splitlines()[0] == (
+        f"{path}: row 2, column 'song_length': 'long' is not a valid int32"
+    )
+    empty = _write(tmp_path / "only_header.csv", [header])
+    with pytest.raises(UserError, match="has a header but no rows"):
+        read_table(empty, schema.SONGS)
