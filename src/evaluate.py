@@ -39,15 +39,32 @@ def write_plot_data(out: Path, name: str, records: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    threshold = params.load(args.params).evaluate.threshold
+    settings = params.load(args.params).evaluate
     estimator = model.load(args.model)
     frame = read_parquet(args.features / "eval.parquet").to_pandas()
-    n_train = read_parquet(args.features / "train.parquet", columns=["target"]).num_rows
+    valid = read_parquet(args.features / "valid.parquet").to_pandas()
+    n_fit = read_parquet(args.features / "train.parquet", columns=["target"]).num_rows
     y = frame["target"].to_numpy()
     p = model.predict_proba(estimator, frame[FEATURES])
-    scores = metrics.scores(y, p, threshold)
+    scores = metrics.scores(y, p, settings.threshold)
     confusion = scores.pop("confusion")
-    scores.update(n_train=n_train, n_eval=len(y))
+    # The early-stopping rows are featurised as eval is: their AUC should be close to eval's.
+    valid_auc = metrics.roc_auc(
+        valid["target"].to_numpy(), model.predict_proba(estimator, valid[FEATURES])
+    )
+    scores.update(n_train=n_fit + len(valid), n_eval=len(y), valid_roc_auc=valid_auc)
+    if abs(valid_auc - scores["roc_auc"]) > settings.max_valid_gap:
+        log.warning(
+            "early-stopping rows ROC AUC %.4f, eval %.4f: apart by more than "
+            "evaluate.max_valid_gap %.4f (does the early-stopping slice see its own period?)",
+            valid_auc,
+            scores["roc_auc"],
+            settings.max_valid_gap,
+        )
+    # member_plays / song_plays count the member's / song's rows in the training part.
+    scores["cold_start"] = metrics.cold_start(
+        y, p, frame["member_plays"].to_numpy() > 0, frame["song_plays"].to_numpy() > 0
+    )
 
     truth = read_parquet(args.split / "eval_truth.parquet")["target_probability"]
     oracle_roc = None
@@ -67,7 +84,12 @@ def main(argv: list[str] | None = None) -> None:
         write_plot_data(tmp, "roc.json", roc)
         write_plot_data(tmp, "precision_recall.json", pr)
         write_plot_data(tmp, "calibration.json", calibration)
-        write_plot_data(tmp, "confusion.json", metrics.confusion_sample(y, p, threshold))
+        write_plot_data(tmp, "confusion.json", metrics.confusion_sample(y, p, settings.threshold))
+        write_plot_data(
+            tmp,
+            "cold_start.json",
+            [{"group": g, **v} for g, v in scores["cold_start"].items()],
+        )
         write_plot_data(
             tmp,
             "feature_importance.json",
@@ -85,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             importance,
             {**scores, "confusion": confusion},
         )
+        plots.cold_start(tmp / "images" / "cold_start.png", scores["cold_start"])
     write_json(scores, args.metrics)
     oracle_text = f" (oracle {scores['oracle_roc_auc']:.4f})" if "oracle_roc_auc" in scores else ""
     log.info("eval rows %d: ROC AUC %.4f%s", len(y), scores["roc_auc"], oracle_text)

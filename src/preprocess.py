@@ -88,15 +88,24 @@ def main(argv: list[str] | None = None) -> None:
     log.info("attributes: %d members, %d songs", len(attrs[0]), len(attrs[1]))
 
     train = _joined(parts["train"], keys.pop("train"), attrs, "target")
-    encoder = features.fit(train, settings.min_category_count, settings.target_smoothing)
-    folds = features.assign_folds(len(train), settings.target_folds, settings.seed)
+    encoder, train_x, valid_x = features.fit_training(
+        train,
+        settings.min_category_count,
+        settings.target_smoothing,
+        (settings.target_folds, settings.seed),
+        settings.valid_fraction,
+    )
     # Each part is written on another thread while the next one is computed; lz4: the model
     # stages read these files, and they decompress fastest.
     with parquet_folder(args.out) as out:
-        train_x = features.transform(train, encoder, oof_folds=folds)
-        table = _table(train_x, "target", train["target"].to_numpy(), first=False)
-        out.write(table, "train.parquet", "lz4")
-        del train, train_x, table
+        target = train["target"].to_numpy()
+        for name, x, y in (
+            ("train", train_x, target[: len(train_x)]),
+            ("valid", valid_x, target[len(train_x) :]),
+        ):
+            out.write(_table(x, "target", y, first=False), f"{name}.parquet", "lz4")
+        cut = len(train_x)
+        del train, train_x, valid_x, target
         for part, extra_column in (("eval", "target"), ("test", "id")):
             frame = _joined(parts[part], keys.pop(part), attrs, extra_column)
             x = features.transform(frame, encoder)
@@ -104,7 +113,12 @@ def main(argv: list[str] | None = None) -> None:
             out.write(table, f"{part}.parquet", "lz4")
             del frame, x, table
         write_json(encoder.summary(), out.path / "encoder.json")
-    log.info("wrote %d features for train, eval and test to %s", len(features.FEATURES), args.out)
+    log.info(
+        "wrote %d features for train (%d rows), valid (early stopping), eval and test to %s",
+        len(features.FEATURES),
+        cut,
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
             config.evaluate.threshold,
             {"training_positive_rate": train_rate},
         ),
-        checks.cv_check(train, config.train, settings),
+        checks.cv_check(train, config.train, settings, config.preprocess.valid_fraction),
     ]
     write_json(checks.report(results), args.report)
     for check in results:

@@ -39,10 +39,17 @@ def main(argv: list[str] | None = None) -> None:
     settings = params.load(args.params).train
     estimator = model.build(settings)
     frame = read_parquet(args.features / "train.parquet").to_pandas()
+    valid = read_parquet(args.features / "valid.parquet").to_pandas()
     x, y = frame[FEATURES], frame["target"].to_numpy()
-    log.info("training %s on %d rows x %d features", settings.model, len(x), len(FEATURES))
+    log.info(
+        "training %s on %d rows x %d features, %d early-stopping rows",
+        settings.model,
+        len(x),
+        len(FEATURES),
+        len(valid),
+    )
     started = time.perf_counter()
-    info = model.fit(estimator, x, y, settings.valid_fraction)
+    info = model.fit(estimator, x, y, (valid[FEATURES], valid["target"].to_numpy()))
     seconds = time.perf_counter() - started
     log.info("trained in %.1f s %s", seconds, info)
     model.save(estimator, args.out / "model.joblib")
@@ -52,6 +59,7 @@ def main(argv: list[str] | None = None) -> None:
             "params": asdict(settings),
             "features": FEATURES,
             "n_train_rows": len(x),
+            "n_valid_rows": len(valid),
             "fit": info,
             "data_version": _data_version(args.data_version),
             "libraries": provenance.library_versions(),

@@ -29,10 +29,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def write_synthetic(out: Path, scale: str, seed: int, positive_rate: float = 0.5) -> None:
-    """Generate every table of one scale and write them into `out` (atomically, as a whole)."""
+def write_synthetic(
+    out: Path, scale: str, seed: int, positive_rate: float = 0.5, **effects: float
+) -> None:
+    """Generate every table of one scale and write them into `out` (atomically, as a whole);
+    `effects` are synth.TimeEffects' fields (its defaults where left out)."""
     started = time.perf_counter()
-    tables = synth.generate(synth.SCALES[scale], seed, positive_rate=positive_rate)
+    tables = synth.generate(synth.SCALES[scale], seed, positive_rate=positive_rate, **effects)
     with atomic_dir(out) as tmp:
         for name, columns in tables.items():
             rows = write_csv(columns, tmp / name)
@@ -88,7 +91,9 @@ def main(argv: list[str] | None = None) -> None:
         download_kaggle(args.out)
         return
     settings = params.load(args.params).generate
-    write_synthetic(args.out, args.scale, settings.seed, settings.positive_rate)
+    write_synthetic(
+        args.out, args.scale, settings.seed, settings.positive_rate, **settings.time_effects()
+    )
 
 
 if __name__ == "__main__":

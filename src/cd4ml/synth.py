@@ -127,6 +127,18 @@ LANGUAGES = [
 ]
 CITIES = [1, 13, 5, 4, 15, 22, 6, 14, 12, 8, 9, 11, 18, 21, 3, 10, 17, 7, 16, 20, 19]
 REGISTERED_VIA = [(7, 0.44), (9, 0.23), (4, 0.26), (3, 0.065), (13, 0.005)]
+# Shares of members who join and of songs released during the period (train and test).
+NEW_MEMBERS = 0.3
+NEW_SONGS = 0.12
+_ONLINE = (
+    "online-playlist",
+    "radio",
+    "listen-with",
+    "song-based-playlist",
+    "topic-article-playlist",
+    "my-daily-playlist",
+    "top-hits-for-artist",
+)
 ISRC_COUNTRIES = ["TW", "US", "GB", "JP", "KR", "HK", "CN", "DE", "FR", "SE", "QM", "QZ"]
 
 _FAMILY = "陳林黃張李王吳劉蔡楊許鄭謝郭洪曾邱廖賴周徐蘇葉莊呂江何蕭羅高"
@@ -282,7 +294,9 @@ def make_members(rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray
         "genres": rng.choice(len(GENRES), size=(n, 2), p=_zipf(len(GENRES), 0.9)),
         "language": _pick(rng, [3.0, 52.0, 31.0, 17.0, -1.0], [0.55, 0.25, 0.1, 0.05, 0.05], n),
         "source_mix": rng.dirichlet(np.array([s[3] for s in SOURCES]) * 20, size=n),
-        "new": rng.random(n) < 0.1,  # members who only show up in the test period
+        # Members who join during the period: when, as a share of it (0: there from the start).
+        "entry": np.where(rng.random(n) < NEW_MEMBERS, rng.random(n), 0.0),
+        "trend": rng.normal(0.0, 1.0, n),
     }
     return columns, traits
 
@@ -320,7 +334,8 @@ def make_songs(
     lyricist = _pipe_join(rng, people, n, 0.73, 0.08)
     length = np.clip(rng.lognormal(np.log(234_000), 0.32, n), 1_500, 3_600_000).astype(np.int64)
     popularity = artist_pop[artist] * rng.lognormal(0, 1.3, n) * lang_pop[lang_idx]
-    released = np.where(rng.random(n) < 0.12, rng.random(n) * 1.3, 0.0)
+    # Songs released during the period: when, as a share of it (0: in the catalogue already).
+    released = np.where(rng.random(n) < NEW_SONGS, rng.random(n), 0.0)
     year = np.where(released > 0, 17, rng.integers(0, 17, n))
     registrants = pa.array(["UM7", "A16", "B08", "G01", "H23", "SB1", "EM0", "W17"])
     isrc = _concat(
@@ -348,6 +363,7 @@ def make_songs(
         "language": language,
         "popularity": popularity,
         "released": released,
+        "trend": rng.normal(0.0, 1.0, n),
         "appeal": 0.45 * zpop + artist_appeal[artist] + rng.normal(0.0, 0.35, n),
         "n_artists": n_artists,
     }
@@ -407,6 +423,66 @@ def logit_offset(logit: np.ndarray, positive_rate: float) -> float:
     return 0.5 * (lo + hi)
 
 
+@dataclass(frozen=True)
+class TimeEffects:
+    """How the plays drift over the period (params.yaml's generate keys of the same names; these
+    defaults are params.yaml's, a test keeps them equal). Times are in train periods: train.csv
+    spans [0, 1), test.csv [1, 1 + test rows / train rows)."""
+
+    new_member_rows_eval: float = 0.03
+    new_member_rows_test: float = 0.08
+    new_song_rows_eval: float = 0.12
+    new_song_rows_test: float = 0.22
+    song_trend: float = 1.0
+    release_fade: float = 0.15
+    member_trend: float = 1.0
+    source_drift: float = 0.5
+
+
+# Plays are drawn epoch by epoch; members and songs enter in windows of ENTRY_WINDOW epochs
+# (a fifth of the train period: the eval split's length, split.eval_fraction) and the test
+# period is one more window, so each window's newcomers are unseen in every earlier row.
+EPOCH = 0.05
+ENTRY_WINDOW = 4
+TRAIN_EPOCHS = 20
+RELEASE_BOOST = 3.0  # a just-released song is played 1 + 3 times as often as later on
+# Sign of each source's drift: the own library loses share to online playlists and radio.
+SOURCE_DRIFT = np.array(
+    [
+        -1.0 if s[2] in ("local-library", "local-playlist") else 1.0 if s[2] in _ONLINE else 0.0
+        for s in SOURCES
+    ]
+)
+
+
+def _epoch_of(when: np.ndarray) -> np.ndarray:
+    """The epoch of each time: train times [0, 1) fill epochs 0..19, test times the rest."""
+    train = np.minimum((when * TRAIN_EPOCHS).astype(np.int64), TRAIN_EPOCHS - 1)
+    test = TRAIN_EPOCHS + ((when - 1.0).clip(0) * TRAIN_EPOCHS).astype(np.int64)
+    return np.where(when < 1.0, train, test)
+
+
+def _window_of(epoch: np.ndarray | int, n_windows: int) -> np.ndarray:
+    return np.minimum(np.asarray(epoch) // ENTRY_WINDOW, n_windows - 1)
+
+
+def _entry(share: np.ndarray, period_end: float, n_epochs: int) -> np.ndarray:
+    """Entry epoch of members / songs from their share of the period (0: there from the start)."""
+    epoch = np.minimum(_epoch_of(share * period_end), n_epochs - 1)
+    return np.where(share > 0, epoch, -1)
+
+
+def _entries(
+    share: np.ndarray, rows: np.ndarray, period_end: float, n_epochs: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Entry epoch and window of members / songs (-1: there from the start). Newcomers of a
+    window without newcomer rows are there from the start: a share of 0 means no newcomers."""
+    epoch = _entry(share, period_end, n_epochs)
+    window = np.where(epoch < 0, -1, _window_of(epoch, len(rows)))
+    keep = (window >= 0) & (rows[window.clip(0)] > 0)
+    return np.where(keep, epoch, -1), np.where(keep, window, -1)
+
+
 def make_plays(
     rng: np.random.Generator,
     members: dict,
@@ -414,71 +490,126 @@ def make_plays(
     n_train: int,
     n_test: int,
     positive_rate: float = 0.5,
+    effects: TimeEffects | None = None,
 ) -> dict[str, np.ndarray]:
     """Plays in time order: member, song, source and the true replay probability of each; its
-    mean over the train rows is `positive_rate` (see logit_offset for 0.5)."""
+    mean over the train rows is `positive_rate` (see logit_offset for 0.5). Songs and members
+    enter, trend and the source mix drifts as `effects` says."""
+    fx = effects or TimeEffects()
     n = n_train + n_test
     n_members = len(members["bias"])
     n_songs = len(songs["appeal"])
     period_end = 1.0 + n_test / n_train
+    # One random time in each 1/n of the period, in order: row k of n_train * k / 5 is the first
+    # of its entry window, so the eval split (the last fifth of train rows) is one window.
     when = np.r_[
-        np.sort(rng.random(n_train)), 1.0 + np.sort(rng.random(n_test)) * (n_test / n_train)
+        (np.arange(n_train) + rng.random(n_train)) / n_train,
+        1.0 + (np.arange(n_test) + rng.random(n_test)) / n_train,
     ]
-
-    active_train = members["activity"] * ~members["new"]
-    active_test = members["activity"] * np.where(members["new"], 3.0, 1.0)
-    member = np.r_[
-        _sample_weighted(rng, np.cumsum(active_train), n_train),
-        _sample_weighted(rng, np.cumsum(active_test), n_test),
-    ]
-
-    # Each play comes from the global charts, the member's favourite genres, or their artists.
-    route = rng.choice(3, size=n, p=[0.55, 0.30, 0.15])
-    song = np.full(n, -1, dtype=np.int64)
-    epochs = np.linspace(0.0, period_end, 15)
-    epoch = np.searchsorted(epochs, when, side="right") - 1
-    by_genre = np.argsort(songs["genre"], kind="stable")
-    genre_sorted = songs["genre"][by_genre]
-    taste_genre = members["genres"][member, rng.integers(0, 2, n)]
+    epoch = _epoch_of(when)
+    n_epochs = int(epoch[-1]) + 1
+    n_windows = TRAIN_EPOCHS // ENTRY_WINDOW + 1
+    window = _window_of(epoch, n_windows)
     # `when` is sorted, so each epoch is one contiguous range of rows.
-    bounds = np.searchsorted(epoch, np.arange(len(epochs)))
-    for e in range(len(epochs) - 1):
-        start, end = bounds[e], bounds[e + 1]
-        released = songs["released"] <= epochs[e + 1]
-        fresh = (songs["released"] > epochs[e + 1] - 0.3) & (songs["released"] > 0)
-        weight = songs["popularity"] * released * np.where(fresh, 3.0, 1.0)
-        rows = start + np.flatnonzero(route[start:end] != 1)
-        song[rows] = _sample_weighted(rng, np.cumsum(weight), len(rows))
-        w_sorted = weight[by_genre]
-        by_taste = start + np.flatnonzero(route[start:end] == 1)
-        by_taste = by_taste[np.argsort(taste_genre[by_taste], kind="stable")]
-        cuts = np.searchsorted(taste_genre[by_taste], np.arange(len(GENRES) + 1))
-        for g in range(len(GENRES)):
-            rows = by_taste[cuts[g] : cuts[g + 1]]
-            lo, hi = np.searchsorted(genre_sorted, [g, g + 1])
-            if len(rows) and hi > lo:
-                pick = _sample_weighted(rng, np.cumsum(w_sorted[lo:hi]), len(rows))
-                song[rows] = by_genre[lo + pick]
-
-    # A taste genre without any song (possible only with very few songs): the charts instead.
-    # No draw happens at the named scales, so their data stays as it was.
-    unset = np.flatnonzero((song < 0) & (route == 1))
-    if len(unset):
-        song[unset] = _sample_weighted(rng, np.cumsum(songs["popularity"]), len(unset))
+    bounds = np.searchsorted(epoch, np.arange(n_epochs + 1))
+    # The share of each window's rows that go to the members / songs entering in it.
+    newcomer_rows = {
+        "member": np.r_[np.full(n_windows - 1, fx.new_member_rows_eval), fx.new_member_rows_test],
+        "song": np.r_[np.full(n_windows - 1, fx.new_song_rows_eval), fx.new_song_rows_test],
+    }
+    member_entry, member_window = _entries(
+        members["entry"], newcomer_rows["member"], period_end, n_epochs
+    )
+    song_entry, song_window = _entries(
+        songs["released"], newcomer_rows["song"], period_end, n_epochs
+    )
+    released = np.flatnonzero(song_entry >= 0)
+    released_at = song_entry[released] * EPOCH
 
     # Favourite artists: three per member, drawn by artist popularity.
     artist_weight = np.bincount(
         songs["artist"], weights=songs["popularity"], minlength=songs["n_artists"]
     )
     favourites = _sample_weighted(rng, np.cumsum(artist_weight), n_members * 3).reshape(-1, 3)
-    by_artist = np.argsort(songs["artist"], kind="stable")
-    starts = np.searchsorted(songs["artist"][by_artist], np.arange(songs["n_artists"] + 1))
-    rows = np.flatnonzero(route == 2)
-    fav = favourites[member[rows], rng.integers(0, 3, len(rows))]
-    count = starts[fav + 1] - starts[fav]
-    song[rows] = by_artist[starts[fav] + (rng.random(len(rows)) * count).astype(np.int64)]
+    # Each artist's songs, those there from the start first, then by entry window.
+    by_artist = np.lexsort((song_window, songs["artist"]))
+    starts = np.r_[0, np.cumsum(np.bincount(songs["artist"], minlength=songs["n_artists"]))]
+    by_genre = np.argsort(songs["genre"], kind="stable")
+    genre_sorted = songs["genre"][by_genre]
+    genre_cuts = np.searchsorted(genre_sorted, np.arange(len(GENRES) + 1))
 
-    source = _row_choice(rng, members["source_mix"], member)
+    # Each play comes from the charts, the member's favourite genres or artists (routes 0-2), or
+    # from the songs entering in this window (3).
+    route = rng.choice(3, size=n, p=[0.55, 0.30, 0.15])
+    route[rng.random(n) < newcomer_rows["song"][window]] = 3
+    to_new_member = rng.random(n) < newcomer_rows["member"][window]
+    member = np.empty(n, dtype=np.int64)
+    song = np.full(n, -1, dtype=np.int64)
+    source = np.empty(n, dtype=np.int64)
+    taste_pick = rng.integers(0, 2, n)
+    favourite_pick = rng.integers(0, 3, n)
+    song_trend = fx.song_trend * songs["trend"]
+    member_trend = fx.member_trend * members["trend"]
+    catalogue_count = None
+    for e in range(n_epochs):
+        start, end = bounds[e], bounds[e + 1]
+        w = int(_window_of(e, n_windows))
+        t = min((e + 0.5) * EPOCH, period_end)
+
+        # Members: those there before this window, by their trending activity, and a share of
+        # rows for the ones that have entered in it.
+        activity = members["activity"] * np.exp(member_trend * (t - 0.5))
+        old = activity * (member_window < w)
+        new = activity * ((member_window == w) & (member_entry <= e))
+        rows = np.arange(start, end)
+        newcomer = to_new_member[start:end] & (new.sum() > 0)
+        member[rows[~newcomer]] = _sample_weighted(rng, np.cumsum(old), int((~newcomer).sum()))
+        member[rows[newcomer]] = _sample_weighted(rng, np.cumsum(new), int(newcomer.sum()))
+
+        # Songs: popularity trends (each song its own way) and a new release starts high, fades.
+        weight = songs["popularity"] * np.exp(song_trend * (t - 0.5))
+        age = np.maximum(t - released_at, 0.0)
+        weight[released] *= 1.0 + RELEASE_BOOST * np.exp(-age / fx.release_fade)
+        catalogue = weight * (song_window < w)
+        entering = weight * ((song_window == w) & (song_entry <= e))
+        r = route[start:end]
+
+        if e % ENTRY_WINDOW == 0 or catalogue_count is None or e == TRAIN_EPOCHS:
+            in_catalogue = song_window < w
+            catalogue_count = np.bincount(
+                songs["artist"][in_catalogue], minlength=songs["n_artists"]
+            )
+        rows = start + np.flatnonzero(r == 2)
+        fav = favourites[member[rows], favourite_pick[rows]]
+        count = catalogue_count[fav]
+        offset = (rng.random(len(rows)) * count).astype(np.int64)
+        has = count > 0
+        song[rows[has]] = by_artist[starts[fav[has]] + offset[has]]
+
+        w_sorted = catalogue[by_genre]
+        by_taste = start + np.flatnonzero(r == 1)
+        taste = members["genres"][member[by_taste], taste_pick[by_taste]]
+        by_taste = by_taste[np.argsort(taste, kind="stable")]
+        cuts = np.searchsorted(np.sort(taste, kind="stable"), np.arange(len(GENRES) + 1))
+        for g in range(len(GENRES)):
+            rows = by_taste[cuts[g] : cuts[g + 1]]
+            lo, hi = genre_cuts[g], genre_cuts[g + 1]
+            cum = np.cumsum(w_sorted[lo:hi])
+            if len(rows) and hi > lo and cum[-1] > 0:
+                song[rows] = by_genre[lo + _sample_weighted(rng, cum, len(rows))]
+
+        rows = start + np.flatnonzero(r == 3)
+        if len(rows) and entering.sum() > 0:
+            song[rows] = _sample_weighted(rng, np.cumsum(entering), len(rows))
+        # The charts, and every row the other routes left (no song there yet): catalogue songs.
+        rows = start + np.flatnonzero(song[start:end] < 0)
+        song[rows] = _sample_weighted(rng, np.cumsum(catalogue), len(rows))
+
+        # The source mix drifts from the own library towards online sources.
+        mix = members["source_mix"] * np.exp(fx.source_drift * SOURCE_DRIFT * (t - 0.5) / 2)
+        mix /= mix.sum(axis=1, keepdims=True)
+        source[start:end] = _row_choice(rng, mix, member[start:end])
+
     source_effect = np.array([s[4] for s in SOURCES])[source]
     genre_match = (songs["genre"][song][:, None] == members["genres"][member]).any(axis=1)
     artist_match = (songs["artist"][song][:, None] == favourites[member]).any(axis=1)
@@ -509,17 +640,23 @@ def _rows(values: pa.Array | np.ndarray, keep: np.ndarray) -> pa.Array | np.ndar
 
 
 def generate(
-    scale: Scale, seed: int, positive_rate: float = 0.5
+    scale: Scale, seed: int, positive_rate: float = 0.5, **effects: float
 ) -> dict[str, dict[str, np.ndarray]]:
     """All Kaggle tables (as column arrays) plus the truth file, from one seed; the train rows'
-    mean true replay probability is `positive_rate`."""
+    mean true replay probability is `positive_rate`, `effects` are TimeEffects' fields."""
     rng = np.random.default_rng(seed)
     members, member_traits = make_members(rng, scale.members)
     log.info("members: %d rows", scale.members)
     songs, extra, song_traits = make_songs(rng, scale.songs)
     log.info("songs: %d rows (%d artists)", scale.songs, song_traits["n_artists"])
     plays = make_plays(
-        rng, member_traits, song_traits, scale.train, scale.test, positive_rate=positive_rate
+        rng,
+        member_traits,
+        song_traits,
+        scale.train,
+        scale.test,
+        positive_rate=positive_rate,
+        effects=TimeEffects(**effects),
     )
     log.info("plays: %d train + %d test rows", scale.train, scale.test)
 

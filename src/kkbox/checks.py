@@ -236,15 +236,20 @@ def failure_message(checks: list[Check]) -> str | None:
     return f"sanity check failed: {'; '.join(parts)}"
 
 
-def cv_check(train: pd.DataFrame, train_params: Train, settings: Sanity) -> Check:
-    """Cross-validate a fresh model (train params) on a capped sample of the training rows."""
+def cv_check(
+    train: pd.DataFrame, train_params: Train, settings: Sanity, valid_fraction: float
+) -> Check:
+    """Cross-validate a fresh model (train params) on a capped sample of the training rows;
+    XGBoost stops early on the last `valid_fraction` of each fold's fit rows."""
     rows = subsample(len(train), settings.cv_max_rows, settings.seed)
     x = train[features.FEATURES].iloc[rows].reset_index(drop=True)
     y = train["target"].to_numpy()[rows]
 
     def fit_predict(x_fit: pd.DataFrame, y_fit: np.ndarray, x_test: pd.DataFrame) -> np.ndarray:
         estimator = model.build(train_params)
-        model.fit(estimator, x_fit, y_fit, train_params.valid_fraction)
+        cut = features.early_stopping_start(len(x_fit), valid_fraction)
+        valid = (x_fit.iloc[cut:], y_fit[cut:])
+        model.fit(estimator, x_fit.iloc[:cut], y_fit[:cut], valid)
         return model.predict_proba(estimator, x_test)
 
     log.info(
@@ -265,7 +270,6 @@ def cv_check(train: pd.DataFrame, train_params: Train, settings: Sanity) -> Chec
             "rows": len(rows),
             "training_rows": len(train),
             "sampled": len(rows) < len(train),
-            # XGBoost stops early on the last train.valid_fraction of each fold's fit rows.
             "early_stopping": train_params.model == "xgb",
         },
     )

@@ -470,6 +470,32 @@ def _out_of_fold(
     return counts - own_counts[cell], sums - own_sums[cell]
 
 
+def fit_training(
+    train: pd.DataFrame,
+    min_count: int,
+    smoothing: float,
+    folds: tuple[int, int],
+    valid_fraction: float,
+) -> tuple[Encoder, pd.DataFrame, pd.DataFrame]:
+    """The encoder of eval and test (fitted on every training row), and the training rows'
+    features in two parts: the rows before the early-stopping slice, out-of-fold (`folds` =
+    number, seed), and the slice (the last `valid_fraction`), with the statistics of the rows
+    before it only, as eval's come from the rows before eval: a row's own period never feeds
+    its encodings there, so early stopping sees what eval will see."""
+    cut = early_stopping_start(len(train), valid_fraction)
+    before, last = train.iloc[:cut], train.iloc[cut:]
+    past = fit(before, min_count, smoothing)
+    before_x = transform(before, past, oof_folds=assign_folds(cut, *folds))
+    last_x = transform(last, past)
+    return fit(train, min_count, smoothing), before_x, last_x
+
+
+def early_stopping_start(n_rows: int, valid_fraction: float) -> int:
+    """First row of the early-stopping slice: the last `valid_fraction` of the (time-ordered)
+    training rows, at least one row."""
+    return n_rows - max(1, round(n_rows * valid_fraction))
+
+
 def assign_folds(n_rows: int, n_folds: int, seed: int) -> np.ndarray:
     """Random fold number per training row, reproducible from the seed."""
     return np.random.default_rng(seed).integers(0, n_folds, n_rows).astype(np.int8)

@@ -82,3 +82,19 @@ def confusion_sample(
     counts records; the exact counts are in the metrics file)."""
     idx = np.unique(np.linspace(0, len(y) - 1, min(keep, len(y))).round().astype(int))
     return [{"actual": int(y[i]), "predicted": int(p[i] >= threshold)} for i in idx]
+
+
+def cold_start(
+    y: np.ndarray, p: np.ndarray, member_seen: np.ndarray, song_seen: np.ndarray
+) -> dict[str, dict[str, float | int | None]]:
+    """Rows and ROC AUC of the eval rows whose member and song the training part had (known),
+    only one of them (new_member, new_song) or neither (both_new); AUC None where a group
+    lacks a class."""
+    m, s = np.asarray(member_seen, dtype=bool), np.asarray(song_seen, dtype=bool)
+    groups = {"known": m & s, "new_member": ~m & s, "new_song": m & ~s, "both_new": ~m & ~s}
+    out: dict[str, dict[str, float | int | None]] = {}
+    for name, rows in groups.items():
+        both_classes = len(np.unique(y[rows])) == 2
+        auc = float(skm.roc_auc_score(y[rows], p[rows])) if both_classes else None
+        out[name] = {"rows": int(rows.sum()), "roc_auc": auc}
+    return out

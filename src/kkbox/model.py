@@ -86,15 +86,17 @@ def check_device(device: str) -> None:
         )
 
 
-def fit(model: Any, x: pd.DataFrame, y: np.ndarray, valid_fraction: float) -> dict[str, Any]:
-    """Fit; XGBoost stops early on the last `valid_fraction` of the (time-ordered) rows.
+def fit(
+    model: Any, x: pd.DataFrame, y: np.ndarray, valid: tuple[pd.DataFrame, np.ndarray]
+) -> dict[str, Any]:
+    """Fit on (x, y); XGBoost stops early on `valid` (the early-stopping rows), the random
+    forest, which does not stop early, learns from those rows too.
 
     A model trained on a GPU is saved set to predict on the CPU, so that it loads anywhere."""
     if type(model).__name__ != "XGBClassifier":
-        model.fit(x, y)
+        model.fit(pd.concat([x, valid[0]], ignore_index=True), np.concatenate([y, valid[1]]))
         return {}
-    cut = len(x) - max(1, round(len(x) * valid_fraction))
-    model.fit(x.iloc[:cut], y[:cut], eval_set=[(x.iloc[cut:], y[cut:])], verbose=False)
+    model.fit(x, y, eval_set=[valid], verbose=False)
     device = model.get_params()["device"]
     if device != "cpu":
         model.set_params(device="cpu")

@@ -92,6 +92,18 @@ class Generate:
 
     seed: int = _param(**SEED)
     positive_rate: float = _fraction(low_open=True, high_open=True)
+    new_member_rows_eval: float = _param(low=0, high=0.5)
+    new_member_rows_test: float = _param(low=0, high=0.5)
+    new_song_rows_eval: float = _param(low=0, high=0.5)
+    new_song_rows_test: float = _param(low=0, high=0.5)
+    song_trend: float = _param(low=0, high=3)
+    release_fade: float = _param(low=0, high=1, low_open=True)
+    member_trend: float = _param(low=0, high=3)
+    source_drift: float = _param(low=0, high=3)
+
+    def time_effects(self) -> dict[str, float]:
+        """The keys of cd4ml.synth.TimeEffects (every key but seed and positive_rate)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("seed", "positive_rate")}
 
 
 @dataclass(frozen=True)
@@ -125,6 +137,7 @@ class Preprocess:
     target_smoothing: float = _param(low=0)
     target_folds: int = _param(low=2, high=100)
     seed: int = _param(**SEED)
+    valid_fraction: float = _param(low=0, high=0.5, low_open=True, high_open=True)
 
 
 @dataclass(frozen=True)
@@ -161,7 +174,6 @@ class Train:
 
     model: str = _param(choices=("xgb", "rf"))
     seed: int = _param(**SEED)
-    valid_fraction: float = _param(low=0, high=0.5, low_open=True, high_open=True)
     xgb: XGB
     rf: RF
 
@@ -171,6 +183,7 @@ class Evaluate:
     """Stage evaluate."""
 
     threshold: float = _fraction(low_open=True, high_open=True)
+    max_valid_gap: float = _fraction()
 
 
 @dataclass(frozen=True)

@@ -124,3 +124,22 @@ def history(records: list[dict], path: Path) -> None:
     ax.patch.set_visible(False)
     ax.legend(loc="lower right")
     save(fig, path)
+
+
+def cold_start(path: Path, groups: dict[str, dict]) -> None:
+    """ROC AUC of the eval rows by whether their member and song were seen in training, with
+    each group's share of the rows (a group without both classes has no bar)."""
+    plt = _pyplot()
+    total = sum(g["rows"] for g in groups.values()) or 1
+    names = list(groups)[::-1]
+    aucs = [groups[n]["roc_auc"] or 0.0 for n in names]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bars = ax.barh(names, aucs)
+    for bar, name in zip(bars, names, strict=True):
+        g = groups[name]
+        text = f"{g['roc_auc']:.3f}" if g["roc_auc"] is not None else "n/a"
+        label = f" {text}, {g['rows']:,} rows ({g['rows'] / total:.0%})"
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, label, va="center")
+    ax.axvline(0.5, ls=":", color="grey")
+    ax.set(xlim=(0, 1.25), xlabel="ROC AUC (eval rows)", title="Cold start: seen in training?")
+    save(fig, path)

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from cd4ml import synth
-from kkbox import schema
+from kkbox import params, schema
 from kkbox.io import write_csv
 from tests.project import ROOT, write_params
 
@@ -176,13 +177,102 @@ def test_the_positive_rate_is_the_one_asked_for(rate):
     assert 0.75 <= oracle <= 0.85  # the signal is the same, only its centre moves
 
 
-def test_the_default_rate_keeps_the_data_made_before_it(tmp_path):
-    # sha256 of tiny data at seed 2017 made before generate.positive_rate existed: the default
-    # rate must not change a byte. Only the train tables depend on the replay probability.
+def test_the_default_data_is_pinned(tmp_path):
+    # sha256 of tiny data at seed 2017 with the default params. The time effects (issue 13:
+    # entering members and songs, trends, source drift) changed it; nothing else may.
     tables = synth.generate(synth.SCALES["tiny"], seed=2017)
     for name in ("train.csv", "train_truth.csv"):
         write_csv(tables[name], tmp_path / name)
     assert _digest(tmp_path) == {
-        "train.csv": "74e4be727992bc3ff4e11c7857f69affa1b8ff578b0db82d166a3da57c404fcf",
-        "train_truth.csv": "7e1a16145fc88e951f6f998cce98919f29964a405fe0768808975265111cae0e",
+        "train.csv": "6c7b3d6eb2b5b33726242d5690c65c10c5ca3a7dc13da0ebeaca8e8fa88533c5",
+        "train_truth.csv": "d41eabc8cdd1130429871f3e882187923ec5d00ca5f29fc4ee5af998c0593118",
     }
+
+
+# --- time effects (issue 13): the data is not stationary ------------------------------------
+
+STATIONARY = {
+    "new_member_rows_eval": 0.0,
+    "new_member_rows_test": 0.0,
+    "new_song_rows_eval": 0.0,
+    "new_song_rows_test": 0.0,
+    "song_trend": 0.0,
+    "member_trend": 0.0,
+    "source_drift": 0.0,
+}
+
+
+def _train(**effects: float) -> dict:
+    return synth.generate(synth.SCALES["tiny"], seed=2017, **effects)["train.csv"]
+
+
+def _fifths(ids: np.ndarray, n_ids: int) -> np.ndarray:
+    """Plays of each id in each fifth of the rows (5 x n_ids)."""
+    q = len(ids) // 5
+    return np.array([np.bincount(ids[i * q : (i + 1) * q], minlength=n_ids) for i in range(5)])
+
+
+def test_unseen_members_and_songs_in_eval_and_test_rows_are_the_configured_shares(tiny):
+    settings = params.load(ROOT / "params.yaml").generate
+    train, test = _read(tiny / "train.csv"), _read(tiny / "test.csv")
+    cut = int(len(train) * 0.8)  # the eval split: the last 20 % of train rows
+    for col, kind in (("msno", "member"), ("song_id", "song")):
+        eval_unseen = ~train[col].iloc[cut:].isin(set(train[col].iloc[:cut]))
+        test_unseen = ~test[col].isin(set(train[col]))
+        want_eval = getattr(settings, f"new_{kind}_rows_eval")
+        want_test = getattr(settings, f"new_{kind}_rows_test")
+        # Songs add the long tail: catalogue songs that happen to be played for the first time.
+        tail = 0.05 if kind == "song" else 0.015
+        assert want_eval - 0.015 <= eval_unseen.mean() <= want_eval + tail, col
+        assert want_test - 0.015 <= test_unseen.mean() <= want_test + tail, col
+
+
+def test_no_newcomer_rows_leave_eval_members_seen():
+    tables = synth.generate(synth.SCALES["tiny"], seed=2017, **STATIONARY)
+    member = tables["train.csv"]["msno"].indices.to_numpy()
+    cut = int(len(member) * 0.8)
+    assert np.isin(member[cut:], member[:cut]).mean() > 0.995
+
+
+def test_new_releases_rise_then_fade_and_song_popularity_trends():
+    def stats(train: dict) -> tuple[np.ndarray, float]:
+        song = train["song_id"].indices.to_numpy()
+        plays = _fifths(song, len(train["song_id"].dictionary))
+        entered = (plays[0] == 0) & (plays[1] > 0)  # first played in the second fifth
+        share = plays[:, entered].sum(axis=1) / plays.sum(axis=1)
+        early, late = plays[:2].sum(axis=0), plays[3:].sum(axis=0)
+        busy = early + late >= 20
+        return share, spearmanr(early[busy], late[busy])[0]
+
+    share, rank_corr = stats(_train())
+    assert share[1] > 0.12 and share[1] > 3 * share[4]  # big when new, a fraction of it later
+    _, stationary_corr = stats(_train(**STATIONARY))
+    # Each song's own trend reorders the charts between the first and the last 40 % of rows.
+    assert rank_corr < stationary_corr - 0.15
+
+
+def test_members_grow_more_active_or_fade():
+    def moved(train: dict) -> tuple[float, float]:
+        member = train["msno"].indices.to_numpy()
+        plays = _fifths(member, len(train["msno"].dictionary))
+        early, late = plays[:2].sum(axis=0), plays[3:].sum(axis=0)
+        both = (early > 0) & (late > 0)
+        ratio = late[both] / early[both] * early.sum() / late.sum()
+        return spearmanr(early[both], late[both])[0], ((ratio > 2) | (ratio < 0.5)).mean()
+
+    corr, share = moved(_train())
+    stationary_corr, stationary_share = moved(_train(**STATIONARY))
+    assert corr < stationary_corr - 0.1
+    assert share > 0.25 and share > 2 * stationary_share
+
+
+def test_the_source_mix_drifts_from_the_own_library_to_online_sources():
+    def library_share(train: dict) -> tuple[float, float]:
+        tab = np.asarray(train["source_system_tab"].dictionary_decode().to_pylist(), dtype=object)
+        q = len(tab) // 5
+        return (tab[:q] == "my library").mean(), (tab[-q:] == "my library").mean()
+
+    first, last = library_share(_train())
+    assert first - last > 0.03
+    first, last = library_share(_train(**STATIONARY))
+    assert abs(first - last) < 0.03

@@ -87,7 +87,8 @@ def _small_xgb(params: dict) -> XGBClassifier:
 
 def _fit_predict(params: dict, x: pd.DataFrame, y: np.ndarray, x_test: pd.DataFrame) -> np.ndarray:
     estimator = _small_xgb(params)
-    model.fit(estimator, x, y, params["train"]["valid_fraction"])
+    cut = features.early_stopping_start(len(x), params["preprocess"]["valid_fraction"])
+    model.fit(estimator, x.iloc[:cut], y[:cut], (x.iloc[cut:], y[cut:]))
     return model.predict_proba(estimator, x_test)
 
 

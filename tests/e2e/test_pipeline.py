@@ -35,19 +35,30 @@ def project(tmp_path_factory) -> Path:
 
 def test_repro_writes_metrics_with_oracle(project):
     scores = json.loads((project / "metrics/eval.json").read_text())
-    for key in ("roc_auc", "pr_auc", "log_loss", "accuracy", "n_train", "n_eval"):
+    for key in ("roc_auc", "valid_roc_auc", "pr_auc", "log_loss", "accuracy", "n_train", "n_eval"):
         assert key in scores
     assert scores["n_train"] + scores["n_eval"] == 30_000
     assert scores["n_eval"] == 6_000
     assert 0.6 < scores["roc_auc"] <= scores["oracle_roc_auc"] + 0.01
     assert 0.75 <= scores["oracle_roc_auc"] <= 0.85
+    groups = scores["cold_start"]
+    assert sum(g["rows"] for g in groups.values()) == 6_000
+    assert groups["new_song"]["rows"] > 0 and groups["new_member"]["rows"] > 0  # time effects
+    assert groups["new_song"]["roc_auc"] > 0.55  # better than the prior alone (0.5)
 
 
 def test_outputs_are_complete(project):
     submission = pd.read_csv(project / "predictions/submission.csv")
     assert list(submission.columns) == ["id", "target"]
     assert len(submission) == 8_000 and submission["target"].between(0, 1).all()
-    for name in ("roc", "precision_recall", "calibration", "feature_importance", "confusion"):
+    for name in (
+        "roc",
+        "precision_recall",
+        "calibration",
+        "feature_importance",
+        "confusion",
+        "cold_start",
+    ):
         assert (project / f"plots/eval/images/{name}.png").read_bytes()[:4] == b"\x89PNG"
         assert json.loads((project / f"plots/eval/{name}.json").read_text())
     model_info = json.loads((project / "models/model.json").read_text())

@@ -35,7 +35,8 @@ def test_a_failing_sanity_check_stops_dvc_repro(tmp_path):
     assert not report["checks"]["calibration"]["passed"]
     cv = report["checks"]["cv_stable"]
     assert not cv["passed"] and len(cv["fold_auc"]) == 5
-    assert cv["rows"] == 3000 and cv["training_rows"] == 24_000 and cv["sampled"]
+    # The CV samples the training rows before the early-stopping slice: 24,000 - 10 %.
+    assert cv["rows"] == 3000 and cv["training_rows"] == 21_600 and cv["sampled"]
     for name in ("probabilities_valid", "one_prediction_per_row", "not_constant", "roc_auc"):
         assert report["checks"][name]["passed"], name
     assert "sanity" in run(["dvc", "status"], project).stdout  # not recorded as done

@@ -121,3 +121,36 @@ def test_transform_returns_exactly_the_declared_features_and_no_row_index():
     out = F.transform(train, F.fit(train, 1, 2.0))
     assert list(out.columns) == F.FEATURES
     assert "index" not in out.columns and "target" not in out.columns
+
+
+def test_unknown_members_and_songs_get_the_prior_and_zero_counts():
+    train = _joined(4, [1, 1, 1, 0], [0, 0, 1, 1], [0, 1, 0, 1])
+    encoder = F.fit(train, min_count=1, smoothing=5.0)
+    cold = F.transform(_joined(2, [0, 0], [7, 0], [0, 9]), encoder)  # new member; new song
+    prior = encoder.prior
+    assert prior == 0.75
+    assert cold["member_plays"].tolist() == [0, 2] and cold["song_plays"].tolist() == [2, 0]
+    assert cold["te_member"][0] == pytest.approx(prior)  # nothing known: the prior
+    assert cold["te_song"][1] == pytest.approx(prior) and cold["te_artist"][1] == pytest.approx(
+        prior
+    )
+    assert cold["te_member_artist"][1] == pytest.approx(prior)
+    assert cold["member_artist_share"][1] == 0.0
+
+
+def test_the_early_stopping_slice_is_encoded_from_the_rows_before_it_only():
+    members = [0, 0, 0, 0, 1, 1, 1, 1, 0, 1]
+    train = _joined(10, [1, 1, 0, 1, 0, 0, 1, 0, 1, 1], members, list(range(10)))
+    encoder, before, last = F.fit_training(train, 1, 2.0, (2, 0), valid_fraction=0.2)
+    assert (len(before), len(last)) == (8, 2)
+    # The slice's encodings: the statistics of rows 0-7, never the slice's own rows.
+    past = F.fit(train.iloc[:8], 1, 2.0)
+    pd.testing.assert_frame_equal(last, F.transform(train.iloc[8:], past))
+    flipped = train.assign(target=[*train["target"][:8], 0, 0])
+    _, _, last_flipped = F.fit_training(flipped, 1, 2.0, (2, 0), valid_fraction=0.2)
+    pd.testing.assert_frame_equal(last, last_flipped)
+    # member 0 in rows 0-3: 3 of 4 replayed; smoothed towards the prior of rows 0-7 (0.5)
+    assert last["te_member"][0] == pytest.approx((3 + 0.5 * 2) / (4 + 2))
+    # Eval and test get the statistics of all 10 rows.
+    assert encoder.prior == pytest.approx(0.6) and past.prior == pytest.approx(0.5)
+    assert F.early_stopping_start(10, 0.2) == 8 and F.early_stopping_start(5, 0.01) == 4

@@ -50,3 +50,16 @@ def test_confusion_sample_is_evenly_spaced_and_capped():
     y = np.arange(100) % 2
     sample = metrics.confusion_sample(y, y.astype(float), 0.5, keep=10)
     assert len(sample) == 10 and all(s["actual"] == s["predicted"] for s in sample)
+
+
+def test_cold_start_groups_rows_by_what_training_had_seen():
+    y = np.array([0, 1, 0, 1, 1, 0, 1])
+    p = np.array([0.2, 0.8, 0.9, 0.1, 0.6, 0.3, 0.5])
+    member_seen = np.array([1, 1, 0, 0, 1, 1, 0], dtype=bool)
+    song_seen = np.array([1, 1, 1, 1, 0, 0, 0], dtype=bool)
+    groups = metrics.cold_start(y, p, member_seen, song_seen)
+    assert groups["known"] == {"rows": 2, "roc_auc": 1.0}
+    assert groups["new_member"] == {"rows": 2, "roc_auc": 0.0}  # inverted on these rows
+    assert groups["new_song"] == {"rows": 2, "roc_auc": 1.0}
+    assert groups["both_new"] == {"rows": 1, "roc_auc": None}  # one class only
+    assert sum(g["rows"] for g in groups.values()) == len(y)

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from kkbox import model, params
 from kkbox.io import UserError
@@ -33,7 +34,7 @@ def frame(n: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
 def test_fit_predict_save_load(tmp_path, kind):
     x, y = frame()
     estimator = model.build(small(kind))
-    info = model.fit(estimator, x, y, valid_fraction=0.2)
+    info = model.fit(estimator, x[:1600], y[:1600], (x[1600:], y[1600:]))
     p = model.predict_proba(estimator, x)
     assert p.shape == (len(x),) and ((p >= 0) & (p <= 1)).all()
     assert np.corrcoef(p, x["a"])[0, 1] > 0.5  # it learned the signal
@@ -54,16 +55,21 @@ def test_the_seed_makes_the_model_reproducible():
     runs = []
     for _ in range(2):
         estimator = model.build(small("xgb"))
-        model.fit(estimator, x, y, 0.2)
+        model.fit(estimator, x[:1600], y[:1600], (x[1600:], y[1600:]))
         runs.append(model.predict_proba(estimator, x))
     np.testing.assert_array_equal(*runs)
 
 
-def test_early_stopping_uses_the_last_rows():
+def test_xgboost_stops_early_on_the_given_rows_and_the_forest_learns_from_them_too():
     x, y = frame(1000)
     estimator = model.build(small("xgb"))
-    model.fit(estimator, x, y, valid_fraction=0.1)
+    info = model.fit(estimator, x[:900], y[:900], (x[900:], y[900:]))
     assert estimator.n_features_in_ == 2 and estimator.best_iteration is not None
+    valid_auc = roc_auc_score(y[900:], model.predict_proba(estimator, x[900:]))
+    assert info["best_valid_auc"] == pytest.approx(valid_auc, abs=1e-6)
+    forest = model.build(small("rf"))
+    model.fit(forest, x[:900], y[:900], (x[900:], y[900:]))
+    assert forest._n_samples == 1000  # fitted on the 900 rows and the 100 early-stopping rows
 
 
 def test_load_names_the_file_and_the_fix(tmp_path):

@@ -42,3 +42,14 @@ def test_history_picture(tmp_path):
     ]
     plots.history(records, tmp_path / "h.png")
     assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cold_start_picture_with_a_group_without_auc(tmp_path):
+    groups = {
+        "known": {"rows": 900, "roc_auc": 0.79},
+        "new_member": {"rows": 40, "roc_auc": 0.7},
+        "new_song": {"rows": 60, "roc_auc": 0.66},
+        "both_new": {"rows": 0, "roc_auc": None},
+    }
+    plots.cold_start(tmp_path / "c.png", groups)
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

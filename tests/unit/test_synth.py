@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import asdict
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from cd4ml import synth
-from kkbox import schema
+from kkbox import params, schema
+from tests.project import ROOT
 
 # Enough songs for every genre to have some: make_plays needs that (with 300 songs, seed 2
 # leaves a genre empty and its plays unset).
@@ -90,3 +92,20 @@ def _as_list(values: pa.Array | np.ndarray) -> list:
     if isinstance(values, pa.DictionaryArray):
         values = values.dictionary_decode()
     return values.to_pylist() if isinstance(values, pa.Array) else values.tolist()
+
+
+def test_the_time_effect_defaults_are_params_yamls():
+    settings = params.load(ROOT / "params.yaml").generate
+    assert settings.time_effects() == asdict(synth.TimeEffects())
+
+
+def test_an_unknown_time_effect_is_refused():
+    with pytest.raises(TypeError, match="song_trnd"):
+        synth.generate(TINY, seed=1, song_trnd=1.0)
+
+
+def test_rows_fall_in_epochs_and_windows_in_time_order():
+    when = np.array([0.0, 0.049, 0.05, 0.7999, 0.8, 0.999999, 1.0, 1.26])
+    epoch = synth._epoch_of(when)
+    assert epoch.tolist() == [0, 0, 1, 15, 16, 19, 20, 25]
+    assert synth._window_of(epoch, 6).tolist() == [0, 0, 0, 3, 4, 4, 5, 5]
