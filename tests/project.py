@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -71,3 +72,16 @@ def write_params(path: Path, **generate: object) -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["generate"].update(generate)
     path.write_text(yaml.safe_dump(params), encoding="utf-8")
+
+
+def out_of_range(kind: type, bounds: Any) -> Any:
+    """A value of the declared type that kkbox.params' declared bounds refuse (None where
+    every value is allowed): the bad-input corpus and the params tests share it."""
+    if bounds.exclude:
+        return bounds.exclude[0]
+    step = 1 if kind is int else 0.5
+    if bounds.low is not None:
+        return kind(bounds.low) if bounds.low_open else kind(bounds.low - step)
+    if bounds.high is not None:
+        return kind(bounds.high) if bounds.high_open else kind(bounds.high + step)
+    return None

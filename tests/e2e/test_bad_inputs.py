@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from kkbox import params
-from tests.project import copy_project, run
+from tests.project import copy_project, out_of_range, run
 
 pytestmark = pytest.mark.slow
 
@@ -390,19 +390,9 @@ TOOLS = {
 }
 
 
-def _out_of_range(kind: type, bounds: params.Bounds) -> object:
-    """A value of the declared type that the declared bounds refuse."""
-    if bounds.exclude:
-        return bounds.exclude[0]
-    step = 1 if kind is int else 0.5
-    if bounds.low is not None:
-        return kind(bounds.low) if bounds.low_open else kind(bounds.low - step)
-    return kind(bounds.high) if bounds.high_open else kind(bounds.high + step)
-
-
 def _param_case(key: str, kind: type, bounds: params.Bounds) -> Case:
     section, _, name = key.rpartition(".")
-    value = _out_of_range(kind, bounds)
+    value = out_of_range(kind, bounds)
     shown = repr(float(value) if kind is float else value)
     top = key.split(".")[0]
     return Case(

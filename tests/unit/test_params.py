@@ -11,21 +11,9 @@ import yaml
 
 from kkbox import params
 from kkbox.io import UserError
-from tests.project import ROOT
+from tests.project import ROOT, out_of_range
 
 COMMITTED = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-
-
-def out_of_range(kind: type, bounds: params.Bounds) -> Any:
-    """A value of the right type that the bounds refuse (None where every value is allowed)."""
-    if bounds.exclude:
-        return bounds.exclude[0]
-    step = 1 if kind is int else 0.5
-    if bounds.low is not None:
-        return kind(bounds.low) if bounds.low_open else kind(bounds.low - step)
-    if bounds.high is not None:
-        return kind(bounds.high) if bounds.high_open else kind(bounds.high + step)
-    return None
 
 
 def with_value(key: str, value: Any) -> dict:
