@@ -97,15 +97,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     # Each part is written on another thread while the next one is computed; lz4: the model
     # stages read these files, and they decompress fastest.
+    cut = len(train_x)
     with parquet_folder(args.out) as out:
         target = train["target"].to_numpy()
-        for name, x, y in (
-            ("train", train_x, target[: len(train_x)]),
-            ("valid", valid_x, target[len(train_x) :]),
-        ):
+        for name, x, y in (("train", train_x, target[:cut]), ("valid", valid_x, target[cut:])):
             out.write(_table(x, "target", y, first=False), f"{name}.parquet", "lz4")
-        cut = len(train_x)
-        del train, train_x, valid_x, target
+        del train, train_x, valid_x, target, x
         for part, extra_column in (("eval", "target"), ("test", "id")):
             frame = _joined(parts[part], keys.pop(part), attrs, extra_column)
             x = features.transform(frame, encoder)
