@@ -94,22 +94,34 @@ plots: $(STAMP) ## Render the DVC plots to plots/report/index.html (PNG images a
 	$(DVC) plots show --out plots/report
 
 ##@ Release
-.PHONY: sanity gate promote metrics-diff
+.PHONY: sanity champion gate promote compare metrics-diff registry release
 BASE_REV ?= HEAD
-GATE_FILES := --metrics metrics/eval.json --baseline baseline.txt --params params.yaml
+CHAMPION := models/champion
 
 sanity: $(STAMP) ## Run the pipeline up to the model sanity checks (metrics/sanity.json)
 	DVC=$(DVC) scripts/repro.sh sanity
 
-gate: $(STAMP) ## After `make repro`: show the metrics diff; roc_auc must beat baseline.txt
+champion: $(STAMP) ## Fetch the registry's prod bundle into models/champion (dvc artifacts get)
+	$(PY) -m cd4ml.registry fetch --stage prod --out $(CHAMPION)
+
+gate: $(STAMP) champion ## After `make repro`: the bundle must beat the prod one on the same rows (metrics/gate.json)
 	@$(PY) -m cd4ml.gate diff
-	$(PY) -m cd4ml.gate check $(GATE_FILES)
+	$(PY) -m cd4ml.gate check --champion $(CHAMPION)
 
 promote: $(STAMP) ## Pass the gate, then write the new roc_auc into baseline.txt (commit it)
-	$(PY) -m cd4ml.gate promote $(GATE_FILES)
+	$(PY) -m cd4ml.gate promote --champion $(CHAMPION)
 
-metrics-diff: $(STAMP) ## Write reports/metrics_diff.md: dvc metrics diff --md against BASE_REV=HEAD
-	$(PY) -m cd4ml.gate diff --rev $(BASE_REV) --md reports/metrics_diff.md
+compare: $(STAMP) ## Write metrics/gate.json: challenger vs champion, never failing on the verdict
+	$(PY) -m cd4ml.gate compare --champion $(CHAMPION)
+
+metrics-diff: $(STAMP) compare ## Write reports/metrics_diff.md: dvc metrics diff --md against BASE_REV=HEAD, and the gate
+	$(PY) -m cd4ml.gate diff --rev $(BASE_REV) --md reports/metrics_diff.md --gate metrics/gate.json
+
+registry: $(STAMP) ## List the registered versions of the bundle, their stages and roc_auc (GTO tags)
+	@$(PY) -m cd4ml.registry list
+
+release: $(STAMP) ## Register HEAD as the next version and assign it to prod (GTO tags; CI pushes them)
+	$(PY) -m cd4ml.registry release -m "$(or $(RELEASE_MESSAGE),Release of kkbox-recommender)"
 
 ##@ Quality
 .PHONY: lint format test unit

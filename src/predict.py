@@ -1,4 +1,5 @@
-"""Stage predict: score Kaggle's test.csv into a submission file (id, target probability)."""
+"""Stage predict: score Kaggle's test.csv through the release bundle into a submission file
+(id, target probability): raw rows in, so every submission proves the released artifact works."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kkbox import model
-from kkbox.features import FEATURES
+from kkbox import bundle
 from kkbox.io import read_parquet, run_main, write_csv
 
 log = logging.getLogger("predict")
@@ -17,19 +17,19 @@ log = logging.getLogger("predict")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--features", type=Path, required=True, help="holds test.parquet")
-    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--bundle", type=Path, required=True, help="the release bundle folder")
+    parser.add_argument("--test", type=Path, required=True, help="test.csv's rows (validated)")
     parser.add_argument("--out", type=Path, required=True, help="submission CSV")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    estimator = model.load(args.model)
-    frame = read_parquet(args.features / "test.parquet").to_pandas()
-    p = model.predict_proba(estimator, frame[FEATURES])
-    rows = write_csv({"id": frame["id"].to_numpy(), "target": np.round(p, 6)}, args.out)
-    log.info("wrote %s: %d predictions, mean %.4f", args.out, rows, float(p.mean()))
+    scorer = bundle.load(args.bundle)
+    rows = read_parquet(args.test, columns=["id", *bundle.INPUT])
+    p = scorer.predict_proba(rows)
+    written = write_csv({"id": rows["id"], "target": np.round(p, 6)}, args.out)
+    log.info("wrote %s: %d predictions, mean %.4f", args.out, written, float(p.mean()))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Stage preprocess: join plays with members and songs, clean, encode, write model features."""
+"""Stage preprocess: join plays with members and songs, clean, encode, write model features
+and the fitted featurizer (what the release bundle scores raw rows with)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from kkbox import features, params
-from kkbox.io import lean_memory_pool, parquet_folder, read_parquet, run_main, write_json
+from kkbox import features, featurizer, params
+from kkbox.io import lean_memory_pool, parquet_folder, read_parquet, run_main
 
 log = logging.getLogger("preprocess")
 
@@ -53,8 +54,13 @@ def _joined(
 
 def _keys_and_attributes(
     validated: Path, parts: dict[str, Path]
-) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], tuple[pd.DataFrame, pd.DataFrame]]:
-    """The (member, song) keys of every part's plays, and the member and song attributes."""
+) -> tuple[
+    dict[str, tuple[np.ndarray, np.ndarray]],
+    tuple[pd.DataFrame, pd.DataFrame],
+    tuple[pa.ChunkedArray, pa.ChunkedArray],
+]:
+    """The (member, song) keys of every part's plays, the member and song attributes, and the
+    ids (msno, song_id) that number the keys."""
     members = read_parquet(validated / "members.parquet")
     songs = read_parquet(validated / "songs.parquet")
     with ThreadPoolExecutor(1) as pool:
@@ -64,15 +70,14 @@ def _keys_and_attributes(
         extra = read_parquet(validated / "song_extra_info.parquet", ["song_id", "isrc"])
         attrs = features.attributes(members, songs, extra)
         keys = {part: (member_keys[part], song_keys.result()[part]) for part in parts}
-    return keys, attrs
+    return keys, attrs, (members["msno"], songs["song_id"])
 
 
-def _table(frame: pd.DataFrame, column: str, values: np.ndarray, first: bool) -> pa.Table:
-    """The features as Arrow, with the target (last) or test's id (first) added."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    if first:
-        return table.add_column(0, column, pa.array(values))
-    return table.append_column(column, pa.array(values))
+def _with_target(frame: pd.DataFrame, target: np.ndarray) -> pa.Table:
+    """The features as Arrow, the target as the last column."""
+    return pa.Table.from_pandas(frame, preserve_index=False).append_column(
+        "target", pa.array(target)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,9 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     parts = {
         "train": args.split / "train.parquet",
         "eval": args.split / "eval.parquet",
-        "test": args.validated / "test.parquet",
     }
-    keys, attrs = _keys_and_attributes(args.validated, parts)
+    keys, attrs, ids = _keys_and_attributes(args.validated, parts)
     log.info("attributes: %d members, %d songs", len(attrs[0]), len(attrs[1]))
 
     train = _joined(parts["train"], keys.pop("train"), attrs, "target")
@@ -101,17 +105,17 @@ def main(argv: list[str] | None = None) -> None:
     with parquet_folder(args.out) as out:
         target = train["target"].to_numpy()
         for name, x, y in (("train", train_x, target[:cut]), ("valid", valid_x, target[cut:])):
-            out.write(_table(x, "target", y, first=False), f"{name}.parquet", "lz4")
+            out.write(_with_target(x, y), f"{name}.parquet", "lz4")
         del train, train_x, valid_x, target, x
-        for part, extra_column in (("eval", "target"), ("test", "id")):
-            frame = _joined(parts[part], keys.pop(part), attrs, extra_column)
-            x = features.transform(frame, encoder)
-            table = _table(x, extra_column, frame[extra_column].to_numpy(), first=part == "test")
-            out.write(table, f"{part}.parquet", "lz4")
-            del frame, x, table
-        write_json(encoder.summary(), out.path / "encoder.json")
+        frame = _joined(parts["eval"], keys.pop("eval"), attrs, "target")
+        x = features.transform(frame, encoder)
+        out.write(_with_target(x, frame["target"].to_numpy()), "eval.parquet", "lz4")
+        del frame, x
+        # Test rows are scored by the predict stage through the release bundle, from raw rows.
+        featurizer.save(out.path / "featurizer", encoder, ids[0], attrs[0], ids[1], attrs[1])
     log.info(
-        "wrote %d features for train (%d rows), valid (early stopping), eval and test to %s",
+        "wrote %d features for train (%d rows), valid (early stopping) and eval, and the "
+        "featurizer, to %s",
         len(features.FEATURES),
         cut,
         args.out,

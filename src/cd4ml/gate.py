@@ -1,8 +1,14 @@
-"""Release gate: the new model must beat the released one (baseline.txt) before it is promoted.
+"""Release gate: the challenger (models/bundle) must beat the champion before it is promoted.
 
-    python -m cd4ml.gate check     # compare metrics/eval.json's roc_auc with baseline.txt
-    python -m cd4ml.gate promote   # check, then write the new roc_auc into baseline.txt
+    python -m cd4ml.gate check     # compare, write metrics/gate.json, fail unless it passes
+    python -m cd4ml.gate promote   # check, then write the challenger's roc_auc into baseline.txt
+    python -m cd4ml.gate compare   # write metrics/gate.json only (never fails on the verdict)
     python -m cd4ml.gate diff      # show what moved: `dvc metrics diff` against the last commit
+
+The champion is the released prod bundle in models/champion (`make champion` fetches it from
+the registry): both bundles score the same eval rows, from raw rows, and a paired bootstrap gives
+the interval of the difference. Without a released bundle the champion is baseline.txt's number
+(the released model's roc_auc) against metrics/eval.json's.
 
 Not a DVC stage on purpose: promoting rewrites baseline.txt, which would invalidate the pipeline.
 It runs after `dvc repro`.
@@ -18,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cd4ml.shell import dvc, git
-from kkbox import params
-from kkbox.io import UserError, atomic_path, run_main
+from kkbox import bundle, metrics, params
+from kkbox.io import UserError, atomic_path, read_parquet, run_main, write_json
 
 log = logging.getLogger("gate")
 
@@ -28,11 +34,16 @@ METRIC = "roc_auc"
 
 @dataclass
 class Verdict:
-    """The outcome of comparing a new score with the baseline."""
+    """The outcome of comparing the challenger's score with the champion's."""
 
     new: float
     baseline: float
     min_improvement: float
+    champion: str = "baseline.txt"
+    interval: tuple[float, float] | None = None  # of the difference, paired bootstrap
+    confidence: float = 0.95
+    n_rows: int | None = None
+    decide_on: str = "difference"
 
     @property
     def diff(self) -> float:
@@ -40,31 +51,76 @@ class Verdict:
         return round(self.new - self.baseline, 12)
 
     @property
+    def by_interval(self) -> bool:
+        """True when the interval's low end decides too (gate.decide_on: lower_bound)."""
+        return self.decide_on == "lower_bound" and self.interval is not None
+
+    @property
     def passed(self) -> bool:
+        if self.by_interval and not round(self.interval[0], 12) > self.min_improvement:
+            return False
         return self.diff > self.min_improvement
+
+    def _interval_text(self) -> str:
+        if self.interval is None:
+            return ""
+        low, high = self.interval
+        return (
+            f", {self.confidence:.0%} interval {_signed(low)} .. {_signed(high)} on "
+            f"{self.n_rows} eval rows"
+        )
 
     def message(self) -> str:
         """One line: pass, or fail with the values, the difference and what to do."""
+        against = f"{self.champion} {self.baseline:.4f}"
         if self.passed:
+            bound = "it and its interval's low end beat" if self.by_interval else "more than"
             return (
-                f"gate passed: {METRIC} {self.new:.4f} beats baseline {self.baseline:.4f} "
-                f"by {_signed(self.diff)} (more than gate.min_improvement "
-                f"{self.min_improvement:.4f})"
+                f"gate passed: {METRIC} {self.new:.4f} beats {against} by "
+                f"{_signed(self.diff)} ({bound} gate.min_improvement "
+                f"{self.min_improvement:.4f}{self._interval_text()})"
             )
         if self.diff == 0:
             hint = (
                 "it scores the same as the released model (already promoted?); improve the "
                 "model or data"
             )
+        elif self.diff > self.min_improvement:
+            hint = (
+                "the interval's low end does not: the gain may be noise (gate.decide_on: "
+                "lower_bound); improve the model or data, or decide on the difference"
+            )
         elif self.diff > 0:
             hint = "improve the model or data, or lower gate.min_improvement in params.yaml"
         else:
-            hint = "improve the model or data; baseline.txt holds the released model's score"
+            hint = "improve the model or data; the champion is the released model"
         return (
-            f"gate failed: {METRIC} {self.new:.4f} does not beat baseline "
-            f"{self.baseline:.4f} by more than {self.min_improvement:.4f} "
-            f"(diff {_signed(self.diff)}); {hint}"
+            f"gate failed: {METRIC} {self.new:.4f} does not beat {against} by more than "
+            f"{self.min_improvement:.4f} (diff {_signed(self.diff)}{self._interval_text()}); "
+            f"{hint}"
         )
+
+    def report(self) -> dict:
+        """metrics/gate.json: both scores, the difference, its interval, the verdict."""
+        return {
+            "metric": METRIC,
+            "challenger_roc_auc": self.new,
+            "champion_roc_auc": self.baseline,
+            "champion": self.champion,
+            "difference": self.diff,
+            "interval": None
+            if self.interval is None
+            else {
+                "low": self.interval[0],
+                "high": self.interval[1],
+                "confidence": self.confidence,
+            },
+            "n_rows": self.n_rows,
+            "min_improvement": self.min_improvement,
+            "decide_on": self.decide_on,
+            "passed": self.passed,
+            "message": self.message(),
+        }
 
 
 def _signed(x: float) -> str:
@@ -120,18 +176,58 @@ def read_baseline(path: Path) -> float:
     return score
 
 
-def read_min_improvement(params_path: str) -> float:
-    """gate.min_improvement from params.yaml: how much better a new model must be."""
-    return params.load(params_path).gate.min_improvement
+def _champion_name(champion: Path) -> str:
+    """How the champion is named in messages: its registry version when the fetch recorded it."""
+    try:
+        info = json.loads(champion.with_name(f"{champion.name}.json").read_text(encoding="utf-8"))
+        return f"{bundle.NAME}@{info['version']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"champion {champion}"
+
+
+def compare_bundles(
+    challenger: Path, champion: Path, rows_path: Path, settings: params.Gate
+) -> Verdict:
+    """Both bundles score the same raw eval rows; the paired bootstrap gives the interval."""
+    rows = read_parquet(rows_path, columns=[*bundle.INPUT, "target"])
+    y = rows["target"].to_numpy()
+    p_new = bundle.load(challenger).predict_proba(rows)
+    p_old = bundle.load(champion).predict_proba(rows)
+    result = metrics.paired_auc_difference(
+        y, p_new, p_old, settings.bootstrap_rounds, settings.confidence, settings.seed
+    )
+    return Verdict(
+        result["challenger_roc_auc"],
+        result["champion_roc_auc"],
+        settings.min_improvement,
+        _champion_name(champion),
+        (result["interval_low"], result["interval_high"]),
+        settings.confidence,
+        result["n_rows"],
+        settings.decide_on,
+    )
+
+
+def compare(args: argparse.Namespace) -> Verdict:
+    """The verdict against the champion bundle when there is one, else against baseline.txt;
+    written to the report file either way."""
+    settings = params.load(args.params).gate
+    if (args.champion / bundle.MANIFEST).exists():
+        verdict = compare_bundles(args.challenger, args.champion, args.rows, settings)
+    else:
+        verdict = Verdict(
+            read_new_score(args.metrics),
+            read_baseline(args.baseline),
+            settings.min_improvement,
+            decide_on=settings.decide_on,
+        )
+    write_json(verdict.report(), args.report)
+    return verdict
 
 
 def evaluate_gate(args: argparse.Namespace) -> Verdict:
-    """Read the three inputs and compare; raise a UserError with one line when it fails."""
-    verdict = Verdict(
-        read_new_score(args.metrics),
-        read_baseline(args.baseline),
-        read_min_improvement(args.params),
-    )
+    """Compare; raise a UserError with one line when the gate fails."""
+    verdict = compare(args)
     if not verdict.passed:
         raise UserError(verdict.message())
     print(verdict.message(), flush=True)
@@ -190,8 +286,30 @@ def show_diff(rev: str | None = None) -> None:
     print(shown.stdout.rstrip() or "(no metric changed)", flush=True)
 
 
-def write_markdown_diff(rev: str, out: Path) -> None:
-    """Write `dvc metrics diff --md <rev>` to `out` (atomically), with a heading."""
+def gate_markdown(report: dict) -> str:
+    """The gate's comparison (metrics/gate.json) as a Markdown section."""
+    interval = report.get("interval")
+    spread = (
+        f"{_signed(interval['low'])} .. {_signed(interval['high'])} "
+        f"({interval['confidence']:.0%}, paired bootstrap)"
+        if interval
+        else "none (no released bundle: baseline.txt's number)"
+    )
+    rows = [
+        ("challenger (this pipeline)", f"{report['challenger_roc_auc']:.4f}"),
+        (report["champion"], f"{report['champion_roc_auc']:.4f}"),
+        ("difference", _signed(report["difference"])),
+        ("interval of the difference", spread),
+        ("eval rows", str(report["n_rows"] or "-")),
+        ("verdict", "passed" if report["passed"] else "failed"),
+    ]
+    table = "\n".join(f"| {name} | {value} |" for name, value in rows)
+    return f"### Gate: challenger vs champion ({METRIC})\n\n| | |\n|---|---|\n{table}\n"
+
+
+def write_markdown_diff(rev: str, out: Path, gate_report: Path | None = None) -> None:
+    """Write `dvc metrics diff --md <rev>` to `out` (atomically), with a heading, and the gate's
+    comparison when `gate_report` (metrics/gate.json) exists."""
     if not _in_git_repo():
         body = "Not a git repository: no earlier metrics to compare with.\n"
     elif not _is_commit(rev):
@@ -204,9 +322,19 @@ def write_markdown_diff(rev: str, out: Path) -> None:
         if shown.returncode != 0:
             first = (shown.stderr.strip().splitlines() or ["no output"])[0]
             raise UserError(f"dvc metrics diff --md {rev} failed: {first}")
-        body = shown.stdout.strip() + "\n" if shown.stdout.strip() else "No metric changed.\n"
+        table = [line for line in shown.stdout.splitlines() if line.startswith("|")]
+        body = shown.stdout.strip() + "\n" if len(table) > 2 else "No metric changed.\n"
+    text = f"### Metrics vs `{rev}`\n\n{body}"
+    if gate_report is not None and gate_report.exists():
+        try:
+            text += "\n" + gate_markdown(json.loads(gate_report.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as err:
+            raise UserError(
+                f"{gate_report}: not a gate report ({type(err).__name__}); rerun "
+                "`python -m cd4ml.gate compare`"
+            ) from None
     with atomic_path(out) as tmp:
-        tmp.write_text(f"### Metrics vs `{rev}`\n\n{body}", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     log.info("wrote %s", out)
 
 
@@ -214,12 +342,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
-        ("check", "compare the new roc_auc with baseline.txt"),
-        ("promote", "check, then write the new roc_auc into baseline.txt"),
+        ("check", "compare the challenger with the champion; fail unless it is better"),
+        ("promote", "check, then write the challenger's roc_auc into baseline.txt"),
+        ("compare", "write the comparison to metrics/gate.json (never fails on the verdict)"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("--challenger", type=Path, default=Path("models/bundle"))
+        cmd.add_argument(
+            "--champion",
+            type=Path,
+            default=Path("models/champion"),
+            help="the released bundle (make champion); absent: baseline.txt decides",
+        )
+        cmd.add_argument(
+            "--rows", type=Path, default=Path("clean_data/split/eval.parquet"), help="eval rows"
+        )
         cmd.add_argument("--metrics", type=Path, default=Path("metrics/eval.json"))
         cmd.add_argument("--baseline", type=Path, default=Path("baseline.txt"))
+        cmd.add_argument("--report", type=Path, default=Path("metrics/gate.json"))
         cmd.add_argument("--params", default="params.yaml")
     diff = sub.add_parser("diff", help="show `dvc metrics diff` against the last commit")
     diff.add_argument(
@@ -227,6 +367,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="compare with this commit (default: HEAD, or HEAD~1 when the metrics equal HEAD's)",
     )
     diff.add_argument("--md", type=Path, help="write a Markdown table here instead of printing")
+    diff.add_argument(
+        "--gate",
+        type=Path,
+        default=Path("metrics/gate.json"),
+        help="add this gate report to the Markdown (when it exists)",
+    )
     return parser.parse_args(argv)
 
 
@@ -236,8 +382,10 @@ def main(argv: list[str] | None = None) -> None:
         evaluate_gate(args)
     elif args.command == "promote":
         promote(args)
+    elif args.command == "compare":
+        print(compare(args).message(), flush=True)
     elif args.md is not None:
-        write_markdown_diff(args.rev or "HEAD", args.md)
+        write_markdown_diff(args.rev or "HEAD", args.md, args.gate)
     else:
         show_diff(args.rev)
 

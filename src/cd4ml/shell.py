@@ -17,11 +17,28 @@ def dvc_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "dvc"]
 
 
-def dvc(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run DVC (analytics off) and capture its output; never raises."""
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+def dvc(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run DVC (analytics off) and capture its output; never raises. `env` adds to the
+    environment."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", **(env or {})}
     return subprocess.run(
         [*dvc_command(), *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def gto(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run GTO, the model registry on git tags, of this environment; never raises."""
+    script = Path(sys.executable).with_name("gto")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "gto.cli"]
+    return subprocess.run(
+        [*command, *args],
+        cwd=cwd,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -50,9 +67,9 @@ def checked(result: subprocess.CompletedProcess[str], what: str) -> str:
     output = f"{result.stdout}{result.stderr}".strip()
     reason = next(
         (
-            line.strip().removeprefix("error: ").removeprefix("ERROR: ")
+            line.strip().removeprefix("error: ").removeprefix("ERROR: ").removeprefix("❌ ")
             for line in output.splitlines()
-            if line.lower().startswith(("error:", "fatal:"))
+            if line.lower().startswith(("error:", "fatal:", "❌"))
         ),
         f"`{' '.join(map(str, result.args))}` exited {result.returncode}",
     )

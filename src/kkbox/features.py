@@ -369,16 +369,6 @@ class Encoder:
     smoothing: float
     stats: dict[str, KeyStats] = field(repr=False)
 
-    def summary(self) -> dict:
-        """A JSON-ready description of what was fitted."""
-        return {
-            "features": FEATURES,
-            "prior": self.prior,
-            "smoothing": self.smoothing,
-            "vocabularies": {k: [str(v) for v in vals] for k, vals in self.vocabularies.items()},
-            "keys_seen": {k: s.n_keys for k, s in self.stats.items()},
-        }
-
 
 def _coded(frame: pd.DataFrame, vocabularies: dict[str, list]) -> dict[str, np.ndarray]:
     """The key columns and the codes of the categorical columns (no copy of the frame)."""

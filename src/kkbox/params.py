@@ -207,9 +207,13 @@ class Sanity:
 
 @dataclass(frozen=True)
 class Gate:
-    """The release gate (make gate / promote)."""
+    """The release gate (make gate / promote): challenger against champion on the same rows."""
 
     min_improvement: float = _fraction(high_open=True)
+    bootstrap_rounds: int = _param(low=10, high=100_000)
+    confidence: float = _fraction(low_open=True, high_open=True)
+    decide_on: str = _param(choices=("difference", "lower_bound"))
+    seed: int = _param(**SEED)
 
 
 @dataclass(frozen=True)

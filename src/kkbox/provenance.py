@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import subprocess
 
 import yaml
 
@@ -33,3 +34,25 @@ def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str | None
 def python_version() -> str:
     """The running Python's version, e.g. 3.11.7."""
     return platform.python_version()
+
+
+# What decides a model besides the data: a change to these that is not committed yet makes
+# the recorded commit only the parent of the code that ran.
+CODE = ("src", "params.yaml", "dvc.yaml", "Pipfile.lock")
+
+
+def git_commit() -> dict[str, str | bool | None]:
+    """The commit of the working tree, and whether the code or params differ from it (a run
+    before its changes are committed); commit None outside a git repository."""
+
+    def git(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+
+    try:
+        head = git("rev-parse", "--verify", "--quiet", "HEAD")
+    except FileNotFoundError:  # no git on this machine
+        return {"commit": None, "dirty": None}
+    if head.returncode != 0:
+        return {"commit": None, "dirty": None}
+    status = git("status", "--porcelain", "--untracked-files=no", "--", *CODE)
+    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}

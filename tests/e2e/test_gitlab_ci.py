@@ -171,7 +171,8 @@ def _git_out(repo: Path, *args: str) -> str:
 @pytest.mark.s3
 @pytest.mark.timeout(600)
 def test_pipeline_end_to_end(tmp_path, s3_server, s3_bucket):
-    """A default-branch pipeline on an empty remote passes and releases; a high baseline fails."""
+    """A default-branch pipeline on an empty remote passes and releases a registry version; the
+    next pipeline's gate holds the same model against that prod bundle and fails."""
     installed = (ROOT / ".venv" / ".installed").stat().st_mtime
     if any((ROOT / f).stat().st_mtime > installed for f in ("Pipfile", "Pipfile.lock")):
         pytest.skip("the environment is older than Pipfile.lock: run make install")
@@ -198,19 +199,27 @@ def test_pipeline_end_to_end(tmp_path, s3_server, s3_bucket):
     project = tmp_path / "ci" / "project"
     assert "Metrics vs `origin/main`" in (project / "reports" / "metrics_diff.md").read_text()
     assert list((project / "plots").rglob("*.png"))
-    # release pushed a [skip ci] commit with the new baseline, and a model tag, to origin.
+    # No release yet: the gate held the model against baseline.txt.
+    assert "| baseline.txt | 0.5000 |" in (project / "reports" / "metrics_diff.md").read_text()
+    # release pushed a [skip ci] commit with the new baseline, and GTO's registry tags on it.
     origin = tmp_path / "ci" / "origin.git"
     assert "[skip ci]" in _git_out(origin, "log", "-1", "--format=%s", "main")
-    assert _git_out(origin, "tag", "--list", "model-v*")
+    released_commit = _git_out(origin, "rev-parse", "main")
+    for tag in ("kkbox-recommender@v0.0.1", "kkbox-recommender#prod#1"):
+        assert _git_out(origin, "rev-parse", f"{tag}^{{commit}}") == released_commit
     released = float(_git_out(origin, "show", "main:baseline.txt"))
     auc = json.loads((project / "metrics" / "eval.json").read_text())["roc_auc"]
     assert released == pytest.approx(auc)
 
-    # A baseline the model cannot beat stops the pipeline at the gate.
-    (project / "baseline.txt").write_text("0.99\n")
-    _git(project, "commit", "--quiet", "-am", "raise the baseline above the model")
+    # The next pipeline's champion is that prod bundle, fetched from the registry: the same
+    # model scores the same on the same rows, so the gate stops it.
+    (project / "README.md").write_text("a change that leaves the model as it is\n")
+    _git(project, "commit", "--quiet", "-am", "touch the README")
     second = _run([CI_LOCAL, "evaluate"], ROOT, timeout=300, CI_LOCAL_REUSE="1", **env)
     output = second.stdout + second.stderr
     assert second.returncode != 0, output[-6000:]
     assert _job_results(output) == {"evaluate": "FAIL"}
-    assert "gate failed" in output
+    assert "fetched kkbox-recommender@v0.0.1 (prod)" in output
+    assert "gate failed: roc_auc" in output and "kkbox-recommender@v0.0.1" in output
+    report = (project / "reports" / "metrics_diff.md").read_text()
+    assert "| kkbox-recommender@v0.0.1 |" in report and "paired bootstrap" in report

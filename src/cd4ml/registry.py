@@ -1,0 +1,160 @@
+"""The model registry: versions and stages of the release bundle as GTO's git tags.
+
+    python -m cd4ml.registry list                      # versions, stages, each version's AUC
+    python -m cd4ml.registry release                   # register HEAD, assign it to prod
+    python -m cd4ml.registry fetch --out models/champion   # the prod bundle, from the remote
+
+dvc.yaml declares the bundle as the artifact `kkbox-recommender`; GTO keeps its versions
+(`kkbox-recommender@v0.0.3`) and stage assignments (`kkbox-recommender#prod#4`) as annotated
+git tags, and `dvc artifacts get` downloads a version's bundle from the DVC remote. S3_ENDPOINT
+(when set) is the remote's endpoint, as for make push / pull.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from cd4ml.shell import checked, dvc, git, gto
+from kkbox import bundle
+from kkbox.io import UserError, atomic_path, run_main
+
+log = logging.getLogger("registry")
+
+NAME = bundle.NAME
+CREATED_TAG = re.compile(r"Created git tag '([^']+)'")
+
+
+def _quiet_studio(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    """DVC first tries DVC Studio (never configured here) and says so on an error line of its
+    own: drop that line, so that the real reason comes first."""
+    kept = "\n".join(line for line in result.stderr.splitlines() if "via Studio" not in line)
+    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout, kept)
+
+
+def versions() -> list[dict]:
+    """Every registered version, newest first (GTO's JSON); [] when none is registered."""
+    shown = gto("show", NAME, "--json")
+    if shown.returncode != 0 and "Cannot find artifact" in shown.stdout + shown.stderr:
+        return []
+    return json.loads(checked(shown, "gto show") or "[]")
+
+
+def stage_version(stage: str) -> str | None:
+    """The version assigned to `stage` (e.g. v0.0.3), or None when none is."""
+    shown = gto("show", f"{NAME}#{stage}", "--version")
+    if shown.returncode != 0 and "Cannot find artifact" in shown.stdout + shown.stderr:
+        return None
+    return checked(shown, f"gto show {NAME}#{stage}").strip() or None
+
+
+def _roc_auc_at(commit: str) -> float | None:
+    """The roc_auc a release commit recorded (metrics/eval.json, committed by the release)."""
+    shown = git("show", f"{commit}:metrics/eval.json")
+    try:
+        return float(json.loads(shown.stdout)["roc_auc"]) if shown.returncode == 0 else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def show() -> None:
+    """Print versions, stages and each version's ROC AUC, newest first."""
+    found = versions()
+    if not found:
+        print(f"no version of {NAME} registered yet: the release job (make release) registers one")
+        return
+    print("| version | stages | roc_auc | commit | registered |")
+    print("|---|---|---|---|---|")
+    for v in found:
+        stages = ", ".join(s["stage"] for s in v.get("stages", []) if s.get("is_active")) or "-"
+        auc = _roc_auc_at(v["commit_hexsha"])
+        print(
+            f"| {v['version']} | {stages} | {'-' if auc is None else f'{auc:.4f}'} "
+            f"| {v['commit_hexsha'][:8]} | {str(v.get('created_at', ''))[:19]} |"
+        )
+
+
+def release(stage: str, message: str) -> list[str]:
+    """Register HEAD as the next version and assign it to `stage`; return the two new tags
+    (the caller pushes them with the release commit)."""
+    registered = checked(gto("register", NAME, "HEAD", "-m", message), f"gto register {NAME}")
+    match = CREATED_TAG.search(registered)
+    if match is None:
+        raise UserError(f"gto register {NAME}: no tag in its output: {registered.strip()[:200]}")
+    version = match.group(1).split("@", 1)[1]
+    assigned = checked(
+        gto("assign", NAME, "--version", version, "--stage", stage, "-m", message),
+        f"gto assign {NAME} {version} to {stage}",
+    )
+    tags = [match.group(1)]
+    tags += CREATED_TAG.findall(assigned)
+    log.info("registered %s@%s and assigned it to %s: tags %s", NAME, version, stage, tags)
+    return tags
+
+
+def fetch(stage: str | None, version: str | None, out: Path, repo: str) -> str | None:
+    """Download a version's bundle (or the one in `stage`) into `out`, verified, with a
+    `<out>.json` naming the version; None when no version is in the stage (out is removed)."""
+    sidecar = out.with_name(f"{out.name}.json")
+    if version is None:
+        version = stage_version(stage or "prod")
+    if version is None:
+        shutil.rmtree(out, ignore_errors=True)
+        sidecar.unlink(missing_ok=True)
+        print(f"no version of {NAME} in stage {stage}: nothing to fetch", flush=True)
+        return None
+    tmp = out.with_name(f".{out.name}.fetch")
+    shutil.rmtree(tmp, ignore_errors=True)
+    args = ["artifacts", "get", repo, NAME, "--rev", version, "-o", str(tmp)]
+    if os.environ.get("S3_ENDPOINT"):
+        args += ["--remote-config", f"endpointurl={os.environ['S3_ENDPOINT']}"]
+    try:
+        checked(_quiet_studio(dvc(*args)), f"dvc artifacts get {NAME}@{version} from {repo}")
+        bundle.verify(tmp)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    commit = git("rev-parse", "--verify", "--quiet", f"{NAME}@{version}^{{commit}}").stdout
+    with atomic_path(sidecar) as path:
+        info = {"name": NAME, "version": version, "stage": stage, "commit": commit.strip() or None}
+        path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    print(f"fetched {NAME}@{version} ({stage or 'as asked'}) into {out}, verified", flush=True)
+    return version
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="versions, stages and each version's roc_auc")
+    rel = sub.add_parser("release", help="register HEAD as the next version, assign a stage")
+    rel.add_argument("--stage", default="prod")
+    rel.add_argument("-m", "--message", default=f"Release of {NAME}")
+    get = sub.add_parser("fetch", help="download a released bundle (verified) into --out")
+    which = get.add_mutually_exclusive_group()
+    which.add_argument("--stage", default="prod", help="the version in this stage (prod)")
+    which.add_argument("--version", help="this version, e.g. v0.0.3")
+    get.add_argument("--out", type=Path, default=Path("models/champion"))
+    get.add_argument("--repo", default=".", help="the git repository (URL or path)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.command == "list":
+        show()
+    elif args.command == "release":
+        for tag in release(args.stage, args.message):
+            print(tag, flush=True)
+    else:
+        fetch(None if args.version else args.stage, args.version, args.out, args.repo)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,262 @@
+"""The release bundle: a folder that scores raw play rows, with nothing loaded through pickle.
+
+    model.ubj | model.skops   the model in its library's own format (XGBoost UBJSON; the random
+                              forest through skops, which loads only the types listed here)
+    encoder.json, members.parquet, songs.parquet, stats.parquet   the featurizer (kkbox.featurizer)
+    schema.json               the input fields and their types, the feature names in order
+    manifest.json             sha256 of every other file, data version, git commit, params,
+                              eval metrics, library versions
+
+`load(path)` checks every hash before it reads anything and returns a Scorer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kkbox import featurizer
+from kkbox.features import FEATURES, SOURCE
+from kkbox.io import UserError, write_json
+
+log = logging.getLogger(__name__)
+
+NAME = "kkbox-recommender"  # the artifact's name in dvc.yaml and in the registry
+FORMAT = 1
+MANIFEST = "manifest.json"
+SCHEMA = "schema.json"
+MODEL_FILES = {"xgb": "model.ubj", "rf": "model.skops"}
+# Kaggle's columns of a play; the member and the song are required, a source may be empty.
+IDS = ("msno", "song_id")
+INPUT = (*IDS, *SOURCE)
+# Every type a random-forest bundle needs (skops.io.get_untrusted_types of one): a file that
+# holds any other type is refused before it is loaded.
+RF_TRUSTED = (
+    "numpy.dtype",
+    "sklearn.ensemble._forest.RandomForestClassifier",
+    "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._tree.Tree",
+)
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def schema() -> dict:
+    """What a caller sends and what the model sees."""
+    return {
+        "input": {
+            **{name: {"type": "string", "required": True} for name in IDS},
+            **{name: {"type": "string", "required": True, "nullable": True} for name in SOURCE},
+        },
+        "optional": {"id": {"type": "integer"}},
+        "features": FEATURES,
+        "output": "probability of a replay within a month (target = 1)",
+    }
+
+
+def _save_model(estimator: Any, kind: str, path: Path) -> None:
+    if kind == "xgb":
+        estimator.save_model(path)  # the sklearn wrapper keeps best_iteration in the file
+        return
+    import skops.io
+
+    skops.io.dump(estimator, path)
+
+
+def write(folder: Path, estimator: Any, kind: str, featurizer_dir: Path, about: dict) -> dict:
+    """Write a bundle into the (empty) `folder` and return its manifest; `about` adds the
+    provenance (data version, git commit, params, metrics, libraries)."""
+    if kind not in MODEL_FILES:
+        raise UserError(f"model kind {kind!r} has no bundle format; known: {sorted(MODEL_FILES)}")
+    _save_model(estimator, kind, folder / MODEL_FILES[kind])
+    for name in featurizer.FILES:
+        shutil.copyfile(featurizer_dir / name, folder / name)
+    write_json(schema(), folder / SCHEMA)
+    files = sorted(p.name for p in folder.iterdir() if p.name != MANIFEST)
+    manifest = {
+        **about,
+        "format": FORMAT,
+        "name": NAME,
+        "model": kind,
+        "files": {
+            name: {"sha256": sha256(folder / name), "bytes": (folder / name).stat().st_size}
+            for name in files
+        },
+    }
+    write_json(manifest, folder / MANIFEST)
+    return manifest
+
+
+def verify(path: Path) -> dict:
+    """The manifest, once every file is checked: none missing, none extra, every sha256 equal.
+    A mismatch is a UserError naming the file."""
+    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise UserError(f"{path}: no bundle folder; run `dvc repro bundle` or fetch a release")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+        expected = {name: entry["sha256"] for name, entry in files.items()}
+    except FileNotFoundError:
+        raise UserError(f"{manifest_path}: not found: not a release bundle") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(
+            f"{manifest_path}: not valid JSON ({err}): the bundle is damaged"
+        ) from None
+    except (KeyError, TypeError, AttributeError):
+        raise UserError(f"{manifest_path}: has no valid 'files' list of sha256 hashes") from None
+    if manifest.get("format") != FORMAT:
+        raise UserError(
+            f"{manifest_path}: bundle format {manifest.get('format')!r}, this code reads "
+            f"format {FORMAT}"
+        )
+    present = {p.name for p in path.iterdir()} - {MANIFEST}
+    for name in sorted(set(expected) - present):
+        raise UserError(f"{path / name}: listed in {MANIFEST} but missing from the bundle")
+    for name in sorted(present - set(expected)):
+        raise UserError(f"{path / name}: not listed in {MANIFEST}: an extra file (tampered?)")
+    for name in sorted(expected):
+        if sha256(path / name) != expected[name]:
+            raise UserError(
+                f"{path / name}: sha256 differs from {MANIFEST}: the file was changed or damaged"
+            )
+    return manifest
+
+
+def _load_model(path: Path, kind: Any) -> Any:
+    if kind not in MODEL_FILES:
+        raise UserError(
+            f"{path / MANIFEST}: model kind {kind!r} is not one of {sorted(MODEL_FILES)}"
+        )
+    file = path / MODEL_FILES[kind]
+    if not file.exists():
+        raise UserError(f"{file}: a {kind} bundle needs this file; the manifest does not match")
+    if kind == "xgb":
+        from xgboost import XGBClassifier
+        from xgboost.core import XGBoostError
+
+        model = XGBClassifier()
+        try:
+            model.load_model(file)
+        except XGBoostError as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
+            raise UserError(f"{file}: not an XGBoost model ({first[:160]})") from None
+        return model
+    import skops.io
+
+    try:
+        untrusted = skops.io.get_untrusted_types(file=file)
+    except Exception as err:  # skops raises zip, JSON and key errors for a foreign file
+        raise UserError(f"{file}: not a skops file ({type(err).__name__})") from None
+    refused = sorted(set(untrusted) - set(RF_TRUSTED))
+    if refused:
+        raise UserError(f"{file}: holds types a random-forest bundle never needs: {refused}")
+    return skops.io.load(file, trusted=list(RF_TRUSTED))
+
+
+@dataclass
+class Scorer:
+    """A verified bundle, ready to score raw play rows."""
+
+    path: Path
+    manifest: dict
+    featurizer: featurizer.Featurizer
+    model: Any
+
+    def features(self, rows: pa.Table | pd.DataFrame | Sequence[dict]) -> pd.DataFrame:
+        """The model features of raw play rows (checked first, see plays())."""
+        return self.featurizer.transform(plays(rows))
+
+    def predict_proba(self, rows: pa.Table | pd.DataFrame | Sequence[dict]) -> np.ndarray:
+        """Probability of a replay for each raw play row, in order."""
+        x = self.features(rows)
+        if not len(x):
+            return np.empty(0, dtype=np.float32)
+        return self.model.predict_proba(x)[:, 1]
+
+
+def load(path: str | Path) -> Scorer:
+    """Verify a bundle (every hash), then load its featurizer and model: never with pickle."""
+    path = Path(path)
+    manifest = verify(path)
+    return Scorer(path, manifest, featurizer.load(path), _load_model(path, manifest.get("model")))
+
+
+def _first_bad(values: Sequence[Any], column: str, nullable: bool) -> str:
+    """The one-line complaint about the first value of a column that is not a string."""
+    for i, value in enumerate(values):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            if not nullable:
+                return f"rows[{i}].{column} is missing: every play needs a member and a song"
+        elif not isinstance(value, str):
+            return f"rows[{i}].{column} must be a string, got {type(value).__name__} {value!r:.40}"
+    return f"column {column} must hold strings"
+
+
+def _empty_as_null(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """An empty source field is a missing one, as in Kaggle's CSV files."""
+    return pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
+
+
+def _column(values: Sequence[Any], column: str) -> pa.Array:
+    nullable = column not in IDS
+    try:
+        arr = pa.array(values, type=pa.string(), from_pandas=True)
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        raise UserError(_first_bad(values, column, nullable)) from None
+    if not nullable and arr.null_count:
+        raise UserError(_first_bad(values, column, nullable))
+    return _empty_as_null(arr) if nullable else arr
+
+
+def plays(rows: pa.Table | pd.DataFrame | Sequence[dict]) -> pa.Table:
+    """Raw play rows as an Arrow table of Kaggle's columns (INPUT), checked: a missing field,
+    a missing member or song, or a value that is not a string is a UserError naming the row
+    and the field."""
+    if isinstance(rows, pa.Table):
+        missing = [c for c in INPUT if c not in rows.column_names]
+        if missing:
+            raise UserError(f"rows lack the column(s) {missing}; a play has {list(INPUT)}")
+        columns = {}
+        for c in INPUT:
+            values = rows[c]
+            if pa.types.is_dictionary(values.type):
+                values = values.cast(values.type.value_type)
+            if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+                if not (pa.types.is_null(values.type) and c not in IDS):
+                    raise UserError(f"column {c} must hold strings, got {values.type}")
+                values = values.cast(pa.string())
+            if c in IDS and values.null_count:
+                raise UserError(_first_bad(values.to_pylist(), c, nullable=False))
+            columns[c] = values if c in IDS else _empty_as_null(values)
+        return pa.table(columns)
+    if isinstance(rows, pd.DataFrame):
+        missing = [c for c in INPUT if c not in rows.columns]
+        if missing:
+            raise UserError(f"rows lack the column(s) {missing}; a play has {list(INPUT)}")
+        return pa.table({c: _column(rows[c].to_numpy(dtype=object), c) for c in INPUT})
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise UserError(f"rows[{i}] must be an object of fields, got {type(row).__name__}")
+        missing = [c for c in INPUT if c not in row]
+        if missing:
+            raise UserError(f"rows[{i}] lacks the field(s) {missing}; a play has {list(INPUT)}")
+    return pa.table({c: _column([row[c] for row in rows], c) for c in INPUT})
