@@ -235,12 +235,14 @@ def evaluate_gate(args: argparse.Namespace) -> Verdict:
 
 
 def promote(args: argparse.Namespace) -> None:
-    """Pass the gate, then make the new score the baseline (atomically)."""
+    """Pass the gate, then make the new score the baseline (atomically): baseline.txt keeps
+    recording the released model's roc_auc on its own eval rows."""
     verdict = evaluate_gate(args)
+    before = read_baseline(args.baseline)
     with atomic_path(args.baseline) as tmp:
         tmp.write_text(f"{verdict.new!r}\n", encoding="utf-8")
     print(
-        f"promoted: {args.baseline} {verdict.baseline:.4f} -> {verdict.new:.4f}; "
+        f"promoted: {args.baseline} {before:.4f} -> {verdict.new:.4f}; "
         f"commit {args.baseline} to release this model",
         flush=True,
     )

@@ -40,8 +40,9 @@ MODEL_FILES = {"xgb": "model.ubj", "rf": "model.skops"}
 # Kaggle's columns of a play; the member and the song are required, a source may be empty.
 IDS = ("msno", "song_id")
 INPUT = (*IDS, *SOURCE)
-# Every type a random-forest bundle needs (skops.io.get_untrusted_types of one): a file that
-# holds any other type is refused before it is loaded.
+# The types a random-forest bundle needs beyond skops' defaults (skops.io.get_untrusted_types
+# of one): a file that needs any other type is refused before it is loaded, and what loads must
+# be a RandomForestClassifier.
 RF_TRUSTED = (
     "numpy.dtype",
     "sklearn.ensemble._forest.RandomForestClassifier",
@@ -159,6 +160,9 @@ def _load_model(path: Path, kind: Any) -> Any:
         except XGBoostError as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
             raise UserError(f"{file}: not an XGBoost model ({first[:160]})") from None
+        objective = json.loads(model.get_booster().save_config())["learner"]["objective"]
+        if objective["name"] != "binary:logistic":
+            raise UserError(f"{file}: an XGBoost {objective['name']} model, not binary:logistic")
         return model
     import skops.io
 
@@ -169,7 +173,12 @@ def _load_model(path: Path, kind: Any) -> Any:
     refused = sorted(set(untrusted) - set(RF_TRUSTED))
     if refused:
         raise UserError(f"{file}: holds types a random-forest bundle never needs: {refused}")
-    return skops.io.load(file, trusted=list(RF_TRUSTED))
+    model = skops.io.load(file, trusted=list(RF_TRUSTED))
+    from sklearn.ensemble import RandomForestClassifier
+
+    if not isinstance(model, RandomForestClassifier):
+        raise UserError(f"{file}: holds a {type(model).__name__}, not a RandomForestClassifier")
+    return model
 
 
 @dataclass

@@ -390,10 +390,11 @@ _COUNT_FEATURES = {
 }
 
 
-def _stat_keys() -> dict[str, tuple[str, ...]]:
-    keys = dict(TARGET_KEYS)
-    keys["member_language"] = ("member_key", "language")
-    return keys
+# Every statistic the encoder fits: the target encodings' keys and one more for a share.
+STAT_KEYS: dict[str, tuple[str, ...]] = {
+    **TARGET_KEYS,
+    "member_language": ("member_key", "language"),
+}
 
 
 def fit(train: pd.DataFrame, min_count: int, smoothing: float) -> Encoder:
@@ -403,8 +404,7 @@ def fit(train: pd.DataFrame, min_count: int, smoothing: float) -> Encoder:
     y = train["target"].to_numpy(dtype=np.float64)
     radix = _radix(vocabularies)
     stats = {
-        name: KeyStats.fit(_composite(coded, cols, radix), y)
-        for name, cols in _stat_keys().items()
+        name: KeyStats.fit(_composite(coded, cols, radix), y) for name, cols in STAT_KEYS.items()
     }
     return Encoder(vocabularies, float(y.mean()), smoothing, stats)
 
@@ -423,7 +423,7 @@ def transform(
     y = frame["target"].to_numpy(dtype=np.float64) if oof_folds is not None else None
     member_plays = None
     # One key at a time, its temporaries freed before the next: memory stays flat at scale.
-    for name, cols in _stat_keys().items():
+    for name, cols in STAT_KEYS.items():
         key = _composite(coded, cols, radix)
         slots = encoder.stats[name].slots(key)
         n, s = encoder.stats[name].at(slots)

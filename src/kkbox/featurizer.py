@@ -161,7 +161,7 @@ def _read_stats(path: Path, spec: dict) -> dict[str, features.KeyStats]:
         sums = np.append(columns["sum"][rows], 0.0)
         index = None if layout["dense"] else pd.Index(columns["key"][rows])
         stats[name] = features.KeyStats(index, counts, sums)
-    missing = set(features.TARGET_KEYS) - set(stats)
+    missing = set(features.STAT_KEYS) - set(stats)
     if missing:
         raise UserError(f"{path}: no statistics for {sorted(missing)}; rebuild it (dvc repro)")
     return stats

@@ -54,5 +54,6 @@ def git_commit() -> dict[str, str | bool | None]:
         return {"commit": None, "dirty": None}
     if head.returncode != 0:
         return {"commit": None, "dirty": None}
-    status = git("status", "--porcelain", "--untracked-files=no", "--", *CODE)
+    # ":/" makes each path relative to the repository's root, wherever this runs from.
+    status = git("status", "--porcelain", "--untracked-files=no", "--", *(f":/{p}" for p in CODE))
     return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}

@@ -1,26 +1,38 @@
-"""The release gate: compare metrics/eval.json's roc_auc with baseline.txt, promote, diff."""
+"""The release gate: the challenger bundle against the champion bundle on the same eval rows
+(paired bootstrap), or metrics/eval.json's roc_auc against baseline.txt without a champion;
+the report file, promote, diff."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from sklearn.metrics import roc_auc_score
 
 from cd4ml import gate
-from kkbox.io import run_main
-from tests.project import ROOT
+from kkbox import bundle, params
+from kkbox.io import run_main, write_parquet
+from tests.bundles import fit_featurizer, train, write_bundle
+from tests.project import ROOT, run
 
 
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
-    """eval.json with roc_auc 0.8, baseline.txt with 0.79, params with min_improvement 0."""
+    """eval.json with roc_auc 0.8, baseline.txt with 0.79, params with min_improvement 0, no
+    champion bundle (so baseline.txt decides), and the report in tmp_path."""
     paths = {
         "metrics": tmp_path / "metrics" / "eval.json",
         "baseline": tmp_path / "baseline.txt",
         "params": tmp_path / "params.yaml",
+        "champion": tmp_path / "models" / "champion",
+        "report": tmp_path / "metrics" / "gate.json",
     }
     paths["metrics"].parent.mkdir()
     set_score(paths, 0.8)
@@ -29,11 +41,15 @@ def files(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
+def set_gate(files: dict[str, Path], **gate_params: object) -> None:
+    """The project's params.yaml with these gate keys set (every section is required)."""
+    values = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    values["gate"].update(gate_params)
+    files["params"].write_text(yaml.safe_dump(values), encoding="utf-8")
+
+
 def set_min_improvement(files: dict[str, Path], value: object) -> None:
-    """The project's params.yaml with gate.min_improvement set (every section is required)."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    params["gate"]["min_improvement"] = value
-    files["params"].write_text(yaml.safe_dump(params), encoding="utf-8")
+    set_gate(files, min_improvement=value)
 
 
 def set_score(files: dict[str, Path], roc_auc: float) -> None:
@@ -58,7 +74,7 @@ def test_better_model_passes_and_says_so_on_stdout(files, capsys):
     gate.main(argv("check", files))
     out = capsys.readouterr().out
     assert out == (
-        "gate passed: roc_auc 0.8000 beats baseline 0.7900 by +0.0100 "
+        "gate passed: roc_auc 0.8000 beats baseline.txt 0.7900 by +0.0100 "
         "(more than gate.min_improvement 0.0000)\n"
     )
 
@@ -66,7 +82,7 @@ def test_better_model_passes_and_says_so_on_stdout(files, capsys):
 def test_equal_model_fails(files, capsys):
     set_score(files, 0.79)
     line = fails("check", files, capsys)
-    assert "gate failed: roc_auc 0.7900 does not beat baseline 0.7900" in line
+    assert "gate failed: roc_auc 0.7900 does not beat baseline.txt 0.7900" in line
     assert "(diff +0.0000)" in line and "already promoted?" in line
 
 
@@ -75,9 +91,8 @@ def test_worse_model_fails_with_values_difference_and_fix(files, capsys):
     files["baseline"].write_text("0.79\n")
     line = fails("check", files, capsys)
     assert line == (
-        "error: gate failed: roc_auc 0.7812 does not beat baseline 0.7900 by more than 0.0000 "
-        "(diff -0.0088); improve the model or data; baseline.txt holds the released model's "
-        "score"
+        "error: gate failed: roc_auc 0.7812 does not beat baseline.txt 0.7900 by more than "
+        "0.0000 (diff -0.0088); improve the model or data; the champion is the released model"
     )
 
 
@@ -144,13 +159,13 @@ def test_promote_writes_the_new_value_and_a_second_promote_fails(files, capsys):
     set_score(files, 0.8123456789)
     gate.main(argv("promote", files))
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("gate passed: roc_auc 0.8123 beats baseline 0.7900")
+    assert out[0].startswith("gate passed: roc_auc 0.8123 beats baseline.txt 0.7900")
     assert out[1].startswith(f"promoted: {files['baseline']} 0.7900 -> 0.8123")
     assert files["baseline"].read_text() == "0.8123456789\n"
     assert not list(files["baseline"].parent.glob(".baseline.txt.*"))  # no temp file left
 
     line = fails("promote", files, capsys)
-    assert "does not beat baseline 0.8123" in line and "already promoted?" in line
+    assert "does not beat baseline.txt 0.8123" in line and "already promoted?" in line
     assert files["baseline"].read_text() == "0.8123456789\n"
 
 
@@ -158,6 +173,89 @@ def test_failed_promote_leaves_the_baseline_alone(files, capsys):
     set_score(files, 0.5)
     fails("promote", files, capsys)
     assert files["baseline"].read_text() == "0.79\n"
+
+
+def test_report_of_the_baseline_comparison_has_both_scores_and_no_interval(files, capsys):
+    gate.main(argv("check", files))
+    message = capsys.readouterr().out.strip()
+    assert json.loads(files["report"].read_text()) == {
+        "metric": "roc_auc",
+        "challenger_roc_auc": 0.8,
+        "champion_roc_auc": 0.79,
+        "champion": "baseline.txt",
+        "difference": 0.01,
+        "interval": None,
+        "n_rows": None,
+        "min_improvement": 0.0,
+        "decide_on": "difference",
+        "passed": True,
+        "message": message,
+    }
+
+
+def test_compare_writes_a_failed_verdict_without_failing_and_check_fails_on_it(files, capsys):
+    set_score(files, 0.5)
+    gate.main(argv("compare", files))
+    out = capsys.readouterr().out
+    assert out.startswith("gate failed: roc_auc 0.5000 does not beat baseline.txt 0.7900")
+    report = json.loads(files["report"].read_text())
+    assert report["passed"] is False and report["message"] == out.strip()
+    files["report"].unlink()
+    line = fails("check", files, capsys)
+    assert line == f"error: {report['message']}"
+    assert json.loads(files["report"].read_text()) == report
+
+
+def test_lower_bound_without_an_interval_decides_on_the_difference(files, capsys):
+    set_gate(files, decide_on="lower_bound")
+    gate.main(argv("check", files))
+    assert capsys.readouterr().out.startswith("gate passed: roc_auc 0.8000 beats baseline.txt")
+    assert json.loads(files["report"].read_text())["decide_on"] == "lower_bound"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("decide_on", "upper_bound"), ("bootstrap_rounds", 1), ("confidence", 1.0)]
+)
+def test_bad_gate_params_are_a_clear_error(files, capsys, key, value):
+    set_gate(files, **{key: value})
+    assert f"params.yaml: gate.{key} must be" in fails("compare", files, capsys)
+    assert not files["report"].exists()
+
+
+# --- the interval decides: Verdict on its own ------------------------------------------------
+
+
+def verdict(low: float, high: float, decide_on: str = "lower_bound") -> gate.Verdict:
+    """A gain of +0.0100 over the champion with this interval on 1000 rows."""
+    return gate.Verdict(
+        0.8, 0.79, 0.0, "kkbox-recommender@v0.0.1", (low, high), 0.95, 1000, decide_on
+    )
+
+
+def test_lower_bound_fails_a_gain_whose_interval_includes_zero_as_maybe_noise():
+    noisy = verdict(-0.004, 0.024)
+    assert noisy.diff > noisy.min_improvement and not noisy.passed
+    assert noisy.message() == (
+        "gate failed: roc_auc 0.8000 does not beat kkbox-recommender@v0.0.1 0.7900 by more "
+        "than 0.0000 (diff +0.0100, 95% interval -0.0040 .. +0.0240 on 1000 eval rows); the "
+        "interval's low end does not: the gain may be noise (gate.decide_on: lower_bound); "
+        "improve the model or data, or decide on the difference"
+    )
+    assert noisy.report()["interval"] == {"low": -0.004, "high": 0.024, "confidence": 0.95}
+    assert verdict(-0.004, 0.024, decide_on="difference").passed
+
+
+def test_lower_bound_passes_a_gain_whose_low_end_beats_min_improvement():
+    sure = verdict(0.003, 0.017)
+    assert sure.passed
+    assert sure.message() == (
+        "gate passed: roc_auc 0.8000 beats kkbox-recommender@v0.0.1 0.7900 by +0.0100 (it and "
+        "its interval's low end beat gate.min_improvement 0.0000, 95% interval +0.0030 .. "
+        "+0.0170 on 1000 eval rows)"
+    )
+    stricter = dataclasses.replace(sure, min_improvement=0.005)
+    assert not stricter.passed and "may be noise" in stricter.message()
+    assert not verdict(0.0, 0.02).passed  # the low end must be above, not at, the minimum
 
 
 def test_diff_outside_git_is_skipped_with_a_note(tmp_path, monkeypatch, capsys):
@@ -180,6 +278,194 @@ def test_diff_without_a_commit_is_skipped_and_a_bad_base_rev_is_an_error(
         run_main(gate.main, ["diff", "--rev", "no-such-rev", "--md", "out.md"])
     assert "BASE_REV='no-such-rev' is not a commit" in capsys.readouterr().err
     assert not (tmp_path / "out.md").exists()
+
+
+def test_diff_md_says_no_metric_changed_and_adds_the_gate_report(tmp_path, monkeypatch):
+    repo = dvc_repo(tmp_path, {"auc": 0.7})
+    monkeypatch.chdir(repo)
+    report = gate.Verdict(0.81, 0.79, 0.0).report()
+    (repo / "gate.json").write_text(json.dumps(report))
+    gate.main(["diff", "--rev", "HEAD", "--md", "out.md", "--gate", "gate.json"])
+    text = (repo / "out.md").read_text()
+    assert text == ("### Metrics vs `HEAD`\n\nNo metric changed.\n\n" + gate.gate_markdown(report))
+    assert "| baseline.txt | 0.7900 |" in text and "| verdict | passed |" in text
+
+    (repo / "metrics.json").write_text(json.dumps({"auc": 0.8}))
+    (repo / "gate.json").unlink()
+    gate.main(["diff", "--rev", "HEAD", "--md", "out.md", "--gate", "gate.json"])
+    text = (repo / "out.md").read_text()
+    assert "| metrics.json | auc      | 0.7    | 0.8" in text
+    assert "No metric changed." not in text and "### Gate" not in text  # no report, no table
+
+
+def test_diff_md_with_a_damaged_gate_report_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
+    repo = dvc_repo(tmp_path, {"auc": 0.7})
+    monkeypatch.chdir(repo)
+    (repo / "gate.json").write_text('{"passed": true}')
+    with pytest.raises(SystemExit):
+        run_main(gate.main, ["diff", "--rev", "HEAD", "--md", "out.md", "--gate", "gate.json"])
+    err = capsys.readouterr().err
+    assert "error: gate.json: not a gate report (KeyError); rerun" in err
+    assert not (repo / "out.md").exists()
+
+
+def dvc_repo(path: Path, metrics: dict) -> Path:
+    """A committed git + DVC project whose dvc.yaml lists metrics.json."""
+    run(["git", "init", "-q"], path)
+    run(["dvc", "init", "-q"], path)
+    (path / "dvc.yaml").write_text("metrics:\n- metrics.json\n")
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    run(["git", "add", "-A"], path)
+    run(["git", "commit", "-qm", "metrics"], path)
+    return path
+
+
+def test_gate_markdown_of_the_baseline_comparison_says_there_is_no_interval():
+    text = gate.gate_markdown(gate.Verdict(0.7812, 0.79, 0.0).report())
+    assert text.startswith("### Gate: challenger vs champion (roc_auc)\n\n| | |\n|---|---|\n")
+    assert "| challenger (this pipeline) | 0.7812 |\n| baseline.txt | 0.7900 |\n" in text
+    assert "| difference | -0.0088 |" in text
+    assert "| interval of the difference | none (no released bundle" in text
+    assert "| eval rows | - |\n| verdict | failed |\n" in text
+
+
+# --- challenger bundle against champion bundle -----------------------------------------------
+
+
+@dataclass
+class Release:
+    challenger: Path
+    champion: Path
+    rows: Path  # raw eval rows with the target
+    y: np.ndarray
+    p_challenger: np.ndarray
+    p_champion: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
+    """A challenger bundle and a weaker champion (trained on shuffled targets), the raw eval
+    rows, and the registry's sidecar naming the champion's version."""
+    folder = tmp_path_factory.mktemp("release")
+    fitted = fit_featurizer(folder)
+    challenger = write_bundle(folder / "bundle", fitted, train(fitted, "xgb"), "xgb")
+    weak = train(fitted, "xgb", shuffle_targets=True)
+    champion = write_bundle(folder / "champion", fitted, weak, "xgb")
+    (folder / "champion.json").write_text(json.dumps({"version": "v0.0.1"}))
+    rows = folder / "eval.parquet"
+    write_parquet(fitted.eval_raw, rows)
+    return Release(
+        challenger,
+        champion,
+        rows,
+        fitted.eval_raw["target"].to_numpy(),
+        bundle.load(challenger).predict_proba(fitted.eval_raw),
+        bundle.load(champion).predict_proba(fitted.eval_raw),
+    )
+
+
+SETTINGS = params.Gate(
+    min_improvement=0.0, bootstrap_rounds=200, confidence=0.9, decide_on="difference", seed=11
+)
+
+
+def test_compare_bundles_scores_both_on_the_same_rows_with_an_interval(release):
+    v = gate.compare_bundles(release.challenger, release.champion, release.rows, SETTINGS)
+    assert v.new == pytest.approx(roc_auc_score(release.y, release.p_challenger), abs=1e-12)
+    assert v.baseline == pytest.approx(roc_auc_score(release.y, release.p_champion), abs=1e-12)
+    assert v.new > 0.65 and v.baseline < 0.55  # the champion learned nothing
+    assert v.champion == "kkbox-recommender@v0.0.1"
+    assert v.n_rows == len(release.y) and v.confidence == 0.9
+    low, high = v.interval
+    assert 0 < low < v.diff < high
+    assert v.passed and "90% interval" in v.message()
+
+
+def test_compare_bundles_is_reproducible_and_its_interval_widens_with_confidence(release):
+    first = gate.compare_bundles(release.challenger, release.champion, release.rows, SETTINGS)
+    again = gate.compare_bundles(release.challenger, release.champion, release.rows, SETTINGS)
+    assert again.report() == first.report()
+    wider = dataclasses.replace(SETTINGS, confidence=0.99)
+    interval = gate.compare_bundles(
+        release.challenger, release.champion, release.rows, wider
+    ).interval
+    assert interval[0] < first.interval[0] and interval[1] > first.interval[1]
+
+
+def test_the_champion_is_named_by_path_without_a_registry_sidecar(release, tmp_path):
+    champion = Path(shutil.copytree(release.champion, tmp_path / "champion"))
+    assert gate._champion_name(champion) == f"champion {champion}"
+    (tmp_path / "champion.json").write_text('{"stage": "prod"}')
+    assert gate._champion_name(champion) == f"champion {champion}"
+    (tmp_path / "champion.json").write_text('{"version": "v1.2.0"}')
+    assert gate._champion_name(champion) == "kkbox-recommender@v1.2.0"
+
+
+def bundle_files(files: dict[str, Path], release: Release) -> dict[str, Path]:
+    return {
+        **files,
+        "challenger": release.challenger,
+        "champion": release.champion,
+        "rows": release.rows,
+    }
+
+
+def test_compare_with_a_champion_bundle_writes_the_paired_report(files, release, capsys):
+    files["metrics"].unlink()  # eval.json and baseline.txt play no part now
+    files["baseline"].write_text("0.99\n")
+    gate.main(argv("compare", bundle_files(files, release)))
+    report = json.loads(files["report"].read_text())
+    auc_new = roc_auc_score(release.y, release.p_challenger)
+    auc_old = roc_auc_score(release.y, release.p_champion)
+    assert report["challenger_roc_auc"] == pytest.approx(auc_new, abs=1e-12)
+    assert report["champion_roc_auc"] == pytest.approx(auc_old, abs=1e-12)
+    assert report["champion"] == "kkbox-recommender@v0.0.1"
+    assert report["n_rows"] == len(release.y) and report["passed"] is True
+    interval = report["interval"]
+    assert interval["confidence"] == 0.95  # the project's params.yaml
+    assert 0 < interval["low"] < report["difference"] < interval["high"]
+    assert report["message"] == capsys.readouterr().out.strip()
+    assert report["message"].startswith(
+        f"gate passed: roc_auc {auc_new:.4f} beats kkbox-recommender@v0.0.1 {auc_old:.4f}"
+    )
+    assert f"interval {gate._signed(interval['low'])} .. " in report["message"]
+    assert f"on {len(release.y)} eval rows)" in report["message"]
+
+    text = gate.gate_markdown(report)
+    assert f"| kkbox-recommender@v0.0.1 | {auc_old:.4f} |" in text
+    assert f"| eval rows | {len(release.y)} |\n| verdict | passed |" in text
+    assert (
+        f"| interval of the difference | {gate._signed(interval['low'])} .. "
+        f"{gate._signed(interval['high'])} (95%, paired bootstrap) |"
+    ) in text
+
+
+def test_check_on_lower_bound_passes_a_sure_gain_and_promote_records_it(files, release, capsys):
+    set_gate(files, decide_on="lower_bound", min_improvement=0.05)
+    paths = bundle_files(files, release)
+    gate.main(argv("check", paths))
+    assert "(it and its interval's low end beat gate.min_improvement 0.0500" in (
+        capsys.readouterr().out
+    )
+    gate.main(argv("promote", paths))
+    promoted = float(files["baseline"].read_text())
+    assert promoted == pytest.approx(roc_auc_score(release.y, release.p_challenger), abs=1e-12)
+
+
+def test_a_champion_as_good_as_the_challenger_fails_the_gate(files, release, capsys):
+    paths = {**bundle_files(files, release), "champion": release.challenger}
+    line = fails("check", paths, capsys)
+    assert "(diff +0.0000, 95% interval +0.0000 .. +0.0000" in line
+    assert "already promoted?" in line
+    report = json.loads(files["report"].read_text())
+    assert report["difference"] == 0 and report["interval"]["low"] == 0
+    assert report["champion"] == f"champion {release.challenger}"
+
+
+def test_a_missing_challenger_bundle_is_an_error_naming_it(files, release, capsys, tmp_path):
+    paths = {**bundle_files(files, release), "challenger": tmp_path / "no-bundle"}
+    line = fails("check", paths, capsys)
+    assert f"{tmp_path / 'no-bundle'}: no bundle folder" in line
 
 
 def test_makefile_lists_the_release_targets():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from kkbox import metrics
 
@@ -63,3 +64,90 @@ def test_cold_start_groups_rows_by_what_training_had_seen():
     assert groups["new_song"] == {"rows": 2, "roc_auc": 1.0}
     assert groups["both_new"] == {"rows": 1, "roc_auc": None}  # one class only
     assert sum(g["rows"] for g in groups.values()) == len(y)
+
+
+def ranked_auc(y: np.ndarray, p: np.ndarray, w: np.ndarray | None = None) -> float:
+    weights = np.ones(len(y)) if w is None else w
+    return metrics._Ranked(y, p).auc(weights)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_ranked_auc_equals_sklearns_roc_auc(ties, weighted):
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 500)
+    p = rng.random(500) + 0.4 * y
+    if ties:
+        p = np.round(p, 1)  # about a dozen distinct scores
+        assert len(np.unique(p)) < 20
+    w = rng.integers(0, 4, 500).astype(float) if weighted else None
+    expected = roc_auc_score(y, p, sample_weight=w)
+    assert ranked_auc(y, p, w) == pytest.approx(expected, abs=1e-12)
+    assert 0.6 < expected < 0.9
+
+
+def test_ranked_auc_counts_a_tied_pair_half_and_a_weight_as_repeated_rows():
+    y = np.array([0, 1, 0, 1])
+    assert ranked_auc(y, np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
+    assert ranked_auc(y, np.array([0.1, 0.5, 0.5, 0.9])) == 0.875  # 3 ordered + a tie, of 4
+    w = np.array([1.0, 2.0, 1.0, 0.0])
+    repeated = ranked_auc(np.array([0, 1, 1, 0]), np.array([0.1, 0.4, 0.4, 0.6]))
+    assert ranked_auc(y, np.array([0.1, 0.4, 0.6, 0.9]), w) == repeated == 0.5
+    assert np.isnan(ranked_auc(np.array([1, 1]), np.array([0.2, 0.3])))  # one class only
+
+
+def two_models(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, a clearly better model's scores and a weak one's."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return y, y + rng.normal(0, 0.8, n), y + rng.normal(0, 3.0, n)
+
+
+def test_paired_auc_difference_of_a_clearly_better_model():
+    y, good, weak = two_models()
+    result = metrics.paired_auc_difference(y, good, weak, rounds=300, confidence=0.95, seed=1)
+    assert result["challenger_roc_auc"] == pytest.approx(roc_auc_score(y, good), abs=1e-12)
+    assert result["champion_roc_auc"] == pytest.approx(roc_auc_score(y, weak), abs=1e-12)
+    assert result["difference"] == result["challenger_roc_auc"] - result["champion_roc_auc"]
+    assert 0 < result["interval_low"] < result["difference"] < result["interval_high"]
+    assert (result["rounds"], result["confidence"], result["n_rows"]) == (300, 0.95, 600)
+    swapped = metrics.paired_auc_difference(y, weak, good, rounds=300, confidence=0.95, seed=1)
+    assert swapped["difference"] == pytest.approx(-result["difference"], abs=1e-12)
+    assert swapped["interval_high"] == pytest.approx(-result["interval_low"], abs=1e-12)
+
+
+def test_paired_auc_difference_interval_is_the_bootstraps_percentile_one():
+    y, good, weak = two_models()
+    result = metrics.paired_auc_difference(y, good, weak, rounds=400, confidence=0.9, seed=2)
+    rng = np.random.default_rng(99)  # another seed: the same interval, up to bootstrap noise
+    differences = []
+    for _ in range(400):
+        rows = rng.integers(0, len(y), len(y))
+        differences.append(roc_auc_score(y[rows], good[rows]) - roc_auc_score(y[rows], weak[rows]))
+    low, high = np.quantile(differences, [0.05, 0.95])
+    assert result["interval_low"] == pytest.approx(low, abs=0.01)
+    assert result["interval_high"] == pytest.approx(high, abs=0.01)
+
+
+def test_paired_auc_difference_is_reproducible_from_its_seed():
+    y, good, weak = two_models()
+    first = metrics.paired_auc_difference(y, good, weak, rounds=100, confidence=0.95, seed=5)
+    assert metrics.paired_auc_difference(y, good, weak, 100, 0.95, 5) == first
+    other = metrics.paired_auc_difference(y, good, weak, 100, 0.95, 6)
+    assert other["difference"] == first["difference"]
+    assert other["interval_low"] != first["interval_low"]
+
+
+def test_paired_auc_difference_interval_widens_with_confidence():
+    y, good, weak = two_models()
+    narrow = metrics.paired_auc_difference(y, good, weak, 300, 0.5, 1)
+    wide = metrics.paired_auc_difference(y, good, weak, 300, 0.99, 1)
+    assert wide["interval_low"] < narrow["interval_low"] < narrow["interval_high"]
+    assert narrow["interval_high"] < wide["interval_high"]
+
+
+def test_paired_auc_difference_of_identical_models_is_exactly_zero():
+    y, good, _ = two_models()
+    result = metrics.paired_auc_difference(y, good, good.copy(), 200, 0.95, 1)
+    assert result["difference"] == 0.0
+    assert (result["interval_low"], result["interval_high"]) == (0.0, 0.0)
