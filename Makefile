@@ -123,6 +123,15 @@ registry: $(STAMP) ## List the registered versions of the bundle, their stages a
 release: $(STAMP) ## Register HEAD as the next version and assign it to prod (GTO tags; CI pushes them)
 	$(PY) -m cd4ml.registry release -m "$(or $(RELEASE_MESSAGE),Release of kkbox-recommender)"
 
+##@ Serve
+.PHONY: serve
+BUNDLE ?= models/bundle
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+serve: $(STAMP) ## Serve BUNDLE=models/bundle over HTTP on HOST=127.0.0.1 PORT=8000 (OpenAPI page: /docs)
+	$(PY) -m cd4ml.serve --bundle $(BUNDLE) --host $(HOST) --port $(PORT) $(ARGS)
+
 ##@ Quality
 .PHONY: lint format test unit
 lint: $(STAMP) ## Check style with ruff
@@ -169,7 +178,7 @@ ci-local: $(STAMP) system-deps ## Run the CI jobs here with gitlab-ci-local and 
 	SCALE=$(CI_SCALE) scripts/ci-local.sh $(ARGS)
 
 ##@ Benchmark
-.PHONY: bench
+.PHONY: bench bench-serve
 # Full (Kaggle) scale unless SCALE is given: `make bench SCALE=medium` is the quicker run.
 ifneq ($(filter command line environment,$(origin SCALE)),)
 BENCH_SCALE ?= $(SCALE)
@@ -181,6 +190,9 @@ BENCH_WORK ?= bench/runs
 
 bench: $(STAMP) ## Time every stage, its read floor and dvc repro (BENCH_SCALE=full, REPEAT=3); writes bench/results.md
 	$(PY) -m cd4ml.bench --scale $(BENCH_SCALE) --repeat $(REPEAT) --work $(BENCH_WORK) $(ARGS)
+
+bench-serve: $(STAMP) ## Load-test the service on the BENCH_SCALE=full bundle (20 s a case); writes bench/serve.md
+	$(PY) -m cd4ml.benchserve --scale $(BENCH_SCALE) --work $(BENCH_WORK) --out bench $(ARGS)
 
 ##@ Housekeeping
 .PHONY: clean

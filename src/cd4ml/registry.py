@@ -2,6 +2,7 @@
 
     python -m cd4ml.registry list                      # versions, stages, each version's AUC
     python -m cd4ml.registry release                   # register HEAD, assign it to prod
+    python -m cd4ml.registry version --stage prod      # print the version in a stage
     python -m cd4ml.registry fetch --out models/champion   # the prod bundle, from the remote
 
 dvc.yaml declares the bundle as the artifact `kkbox-recommender`; GTO keeps its versions
@@ -136,6 +137,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     rel = sub.add_parser("release", help="register HEAD as the next version, assign a stage")
     rel.add_argument("--stage", default="prod")
     rel.add_argument("-m", "--message", default=f"Release of {NAME}")
+    ver = sub.add_parser("version", help="print the version in a stage (nothing if none)")
+    ver.add_argument("--stage", default="prod")
     get = sub.add_parser("fetch", help="download a released bundle (verified) into --out")
     which = get.add_mutually_exclusive_group()
     which.add_argument("--stage", default="prod", help="the version in this stage (prod)")
@@ -152,6 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "release":
         for tag in release(args.stage, args.message):
             print(tag, flush=True)
+    elif args.command == "version":
+        print(stage_version(args.stage) or "", flush=True)
     else:
         fetch(None if args.version else args.stage, args.version, args.out, args.repo)
 

@@ -219,34 +219,56 @@ def as_categories(attrs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+@dataclass(frozen=True)
+class Joinable:
+    """A member or song table made ready to be joined once, for any number of joins: every
+    column padded with one missing value at its end (key -1 reads it), categoricals as their
+    integer codes (-1 = missing) with the Categorical dtype they come back with."""
+
+    columns: dict[str, np.ndarray]
+    categories: dict[str, pd.CategoricalDtype]
+
+
+def joinable(attrs: pd.DataFrame | Joinable) -> Joinable:
+    """The padded columns of a member or song attribute table (see Joinable)."""
+    if isinstance(attrs, Joinable):
+        return attrs
+    attrs = as_categories(attrs)
+    columns, categories = {}, {}
+    for col in attrs.columns:
+        if col in CATEGORICAL:
+            cat = attrs[col].array
+            columns[col] = _padded(cat.codes.astype(np.int32))
+            categories[col] = cat.dtype
+        else:
+            columns[col] = _padded(attrs[col].to_numpy())
+    return Joinable(columns, categories)
+
+
 def join_plays(
     plays: pd.DataFrame,
     member_key: np.ndarray,
     song_key: np.ndarray,
-    member_attrs: pd.DataFrame,
-    song_attrs: pd.DataFrame,
+    member_attrs: pd.DataFrame | Joinable,
+    song_attrs: pd.DataFrame | Joinable,
 ) -> pd.DataFrame:
     """Plays joined with member and song attributes through integer keys (-1 = not found).
 
     Categorical attributes come out as pandas Categoricals (codes taken per row, categories
     factorized once per member or song, see as_categories): counting and encoding them is then
-    integer work."""
+    integer work. Pass Joinable tables to join many times (a service): each join then only
+    gathers its rows."""
     member_key = np.asarray(member_key, dtype=np.int32)
     song_key = np.asarray(song_key, dtype=np.int32)
     out: dict = {c: plays[c].array for c in SOURCE}
     out["member_key"] = member_key
     out["song_key"] = song_key
-    for attrs, key in (
-        (as_categories(member_attrs), member_key),
-        (as_categories(song_attrs), song_key),
-    ):
-        for col in attrs.columns:
-            if col in CATEGORICAL:
-                cat = attrs[col].array
-                codes = _take(cat.codes.astype(np.int32), key)
-                out[col] = pd.Categorical.from_codes(codes, dtype=cat.dtype)
-            else:
-                out[col] = _take(attrs[col].to_numpy(), key)
+    for attrs, key in ((joinable(member_attrs), member_key), (joinable(song_attrs), song_key)):
+        for col, values in attrs.columns.items():
+            taken = values[key]  # key -1 reads the padded missing value: one gather, no mask
+            if col in attrs.categories:
+                taken = pd.Categorical.from_codes(taken, dtype=attrs.categories[col])
+            out[col] = taken
     return pd.DataFrame(out, copy=False)
 
 
@@ -257,14 +279,13 @@ def _widen(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _take(values: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """values[key] with key -1 giving a missing value of the right kind (-1, NaN or None)."""
+def _padded(values: np.ndarray) -> np.ndarray:
+    """values with a missing value of the right kind (-1, NaN or None) appended."""
     values = _widen(values)
     missing = {"i": -1, "u": -1, "f": np.nan}.get(values.dtype.kind)
     if missing is None:
         values, missing = values.astype(object), None
-    # key -1 reads the appended missing value: one gather, no mask
-    return np.append(values, np.array([missing], dtype=values.dtype))[key]
+    return np.append(values, np.array([missing], dtype=values.dtype))
 
 
 def fit_vocabulary(values: pd.Series, min_count: int) -> list:
@@ -275,14 +296,16 @@ def fit_vocabulary(values: pd.Series, min_count: int) -> list:
     return [value.item() if hasattr(value, "item") else value for value, _ in ordered]
 
 
-def encode(values: pd.Series | np.ndarray, vocabulary: list) -> np.ndarray:
-    """Codes from a fitted vocabulary: unseen -> UNSEEN, missing -> MISSING."""
+def encode(values: pd.Series | np.ndarray, vocabulary: list | pd.Index) -> np.ndarray:
+    """Codes from a fitted vocabulary (a list, or its pd.Index): unseen -> UNSEEN, missing ->
+    MISSING."""
     values = pd.Series(values) if not isinstance(values, pd.Series) else values
     if isinstance(values.dtype, pd.CategoricalDtype):
         inverse, uniques = values.cat.codes.to_numpy(), values.cat.categories
     else:
         inverse, uniques = pd.factorize(values, use_na_sentinel=True)
-    found = pd.Index(vocabulary).get_indexer(pd.Index(uniques)) if len(uniques) else []
+    index = vocabulary if isinstance(vocabulary, pd.Index) else pd.Index(vocabulary)
+    found = index.get_indexer(pd.Index(uniques)) if len(uniques) else []
     mapped = np.where(np.asarray(found) >= 0, np.asarray(found) + FIRST_CODE, UNSEEN)
     return np.append(mapped, MISSING).astype(np.int16)[inverse]  # inverse -1 = missing
 
@@ -368,9 +391,18 @@ class Encoder:
     prior: float
     smoothing: float
     stats: dict[str, KeyStats] = field(repr=False)
+    _indexes: dict[str, pd.Index] = field(default_factory=dict, repr=False, compare=False)
+
+    def indexes(self) -> dict[str, pd.Index]:
+        """Each vocabulary as a pd.Index, made once (encoding then only looks values up)."""
+        if not self._indexes:
+            self._indexes.update({c: pd.Index(v) for c, v in self.vocabularies.items()})
+        return self._indexes
 
 
-def _coded(frame: pd.DataFrame, vocabularies: dict[str, list]) -> dict[str, np.ndarray]:
+def _coded(
+    frame: pd.DataFrame, vocabularies: dict[str, list] | dict[str, pd.Index]
+) -> dict[str, np.ndarray]:
     """The key columns and the codes of the categorical columns (no copy of the frame)."""
     out = {col: encode(frame[col], vocabularies[col]) for col in CATEGORICAL}
     for col in ("member_key", "song_key", "artist_key"):
@@ -415,7 +447,7 @@ def transform(
     """Model features for joined rows. For the training rows themselves pass `oof_folds`:
     their target encodings then come from the other folds only (out-of-fold), so a row's own
     target never feeds its features."""
-    coded = _coded(frame, encoder.vocabularies)
+    coded = _coded(frame, encoder.indexes())
     out = {col: coded[col] for col in CATEGORICAL}
     for col in NUMERIC:
         out[col] = np.asarray(frame[col], dtype=np.float32)

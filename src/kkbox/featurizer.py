@@ -11,7 +11,7 @@ same functions of kkbox.features that made the training features. Files (no pick
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,12 @@ ID_COLUMNS = {"members": "msno", "songs": "song_id"}
 FORMAT = 1
 
 
+# Up to this many rows a play's member and song are looked up in a hash index built once per
+# process (a served request: microseconds); larger batches use Arrow's hash join, which builds
+# its hash of the table for the call but never turns ids into Python strings (test.csv).
+SMALL_BATCH = 50_000
+
+
 @dataclass
 class Featurizer:
     """The encoder fitted on the training part and the member and song tables it joins."""
@@ -36,25 +42,52 @@ class Featurizer:
     member_attrs: pd.DataFrame
     song_ids: pa.Array
     song_attrs: pd.DataFrame
+    _indexes: dict[str, pd.Index] = field(default_factory=dict, repr=False)
+    _joinable: dict[str, features.Joinable] = field(default_factory=dict, repr=False)
+
+    def _tables(self) -> tuple[features.Joinable, features.Joinable]:
+        """The attribute tables ready to join, made once (a request then only gathers rows)."""
+        if not self._joinable:
+            self._joinable["members"] = features.joinable(self.member_attrs)
+            self._joinable["songs"] = features.joinable(self.song_attrs)
+        return self._joinable["members"], self._joinable["songs"]
+
+    def _index(self, name: str, ids: pa.Array) -> pd.Index:
+        if name not in self._indexes:
+            self._indexes[name] = pd.Index(ids.to_numpy(zero_copy_only=False))
+        return self._indexes[name]
+
+    def _lookup(self, name: str, ids: pa.ChunkedArray, table_ids: pa.Array) -> np.ndarray:
+        if len(ids) > SMALL_BATCH:
+            return features.keys_of(ids, table_ids)
+        values = ids.to_numpy() if isinstance(ids, pa.ChunkedArray) else np.asarray(ids)
+        return self._index(name, table_ids).get_indexer(values).astype(np.int32)
 
     def keys(self, plays: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         """Member and song key of each play (-1: not in the tables, a cold start)."""
         return (
-            features.keys_of(plays["msno"], self.member_ids),
-            features.keys_of(plays["song_id"], self.song_ids),
+            self._lookup("members", plays["msno"], self.member_ids),
+            self._lookup("songs", plays["song_id"], self.song_ids),
         )
 
-    def transform(self, plays: pa.Table) -> pd.DataFrame:
+    def warm_up(self) -> None:
+        """Build the lookup indexes and joinable tables now (a service does this before it
+        says it is ready)."""
+        self._index("members", self.member_ids)
+        self._index("songs", self.song_ids)
+        self._tables()
+
+    def transform(
+        self, plays: pa.Table, keys: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> pd.DataFrame:
         """Model features (features.FEATURES, in order) of raw play rows: Kaggle's columns
-        msno, song_id and the three source columns."""
-        member_key, song_key = self.keys(plays)
+        msno, song_id and the three source columns (`keys`: their keys, if known already)."""
+        member_key, song_key = keys if keys is not None else self.keys(plays)
         sources = plays.select(features.SOURCE)
         sources = pa.table(
             {c: _dictionary(sources[c]) for c in features.SOURCE}
         ).to_pandas()  # as preprocess reads them: Categoricals, no Python strings per row
-        frame = features.join_plays(
-            sources, member_key, song_key, self.member_attrs, self.song_attrs
-        )
+        frame = features.join_plays(sources, member_key, song_key, *self._tables())
         return features.transform(frame, self.encoder)
 
 
@@ -62,9 +95,19 @@ def _dictionary(values: pa.ChunkedArray) -> pa.ChunkedArray:
     return values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
 
 
+def _compact(values: np.ndarray) -> np.ndarray:
+    """Counts and sums of 0/1 targets are whole numbers: stored as uint32 (exact, half the
+    bytes of float64) where they fit, else as they are."""
+    whole = len(values) and values.min() >= 0 and values.max() < 2**32
+    if whole and np.array_equal(values, np.rint(values)):
+        return values.astype(np.uint32)
+    return values
+
+
 def _stats_table(stats: dict[str, features.KeyStats]) -> pa.Table:
-    """Every statistic's slots in one long table: name, key (the slot itself where the key is
-    its own slot), count and target sum. The last slot, always 0, is not stored."""
+    """Every statistic's slots in one long table, one statistic after the other: name, key (the
+    slot itself where the key is its own slot), count and target sum. The last slot, always 0,
+    is not stored."""
     sizes, keys, counts, sums = [], [], [], []
     for stat in stats.values():
         n = len(stat.counts) - 1
@@ -78,8 +121,8 @@ def _stats_table(stats: dict[str, features.KeyStats]) -> pa.Table:
         {
             "name": pa.DictionaryArray.from_arrays(codes, pa.array(list(stats))),
             "key": np.concatenate(keys),
-            "count": np.concatenate(counts),
-            "sum": np.concatenate(sums),
+            "count": _compact(np.concatenate(counts)),
+            "sum": _compact(np.concatenate(sums)),
         }
     )
 
@@ -151,15 +194,23 @@ def load(folder: Path) -> Featurizer:
 def _read_stats(path: Path, spec: dict) -> dict[str, features.KeyStats]:
     table = read_parquet(path, read_dictionary=["name"])
     names = table["name"].combine_chunks()
-    code = {name: i for i, name in enumerate(names.dictionary.to_pylist())}
-    per_row = names.indices.to_numpy()
-    columns = {c: table[c].to_numpy() for c in ("key", "count", "sum")}
+    codes = names.indices.to_numpy()
+    # Each statistic's rows are one run (see _stats_table): slices, no masks.
+    starts = (
+        np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]])) if len(codes) else []
+    )
+    runs = {
+        names.dictionary[codes[start]].as_py(): (int(start), int(end))
+        for start, end in zip(starts, [*starts[1:], len(codes)], strict=True)
+    }
     stats = {}
     for name, layout in spec.items():
-        rows = per_row == code.get(name, -1)
-        counts = np.append(columns["count"][rows], 0.0)
-        sums = np.append(columns["sum"][rows], 0.0)
-        index = None if layout["dense"] else pd.Index(columns["key"][rows])
+        start, end = runs.get(name, (0, 0))
+        rows = table.slice(start, end - start)
+        counts, sums = (np.zeros(end - start + 1) for _ in range(2))  # + the slot of unseen keys
+        counts[:-1] = rows["count"].to_numpy()
+        sums[:-1] = rows["sum"].to_numpy()
+        index = None if layout["dense"] else pd.Index(rows["key"].to_numpy())
         stats[name] = features.KeyStats(index, counts, sums)
     missing = set(features.STAT_KEYS) - set(stats)
     if missing:

@@ -217,6 +217,14 @@ class Gate:
 
 
 @dataclass(frozen=True)
+class Serve:
+    """The HTTP service of the release bundle (make serve)."""
+
+    max_batch_rows: int = _param(low=1, high=1_000_000)
+    workers: int = _param(low=1, high=64)
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole of params.yaml."""
 
@@ -228,6 +236,7 @@ class Params:
     evaluate: Evaluate
     sanity: Sanity
     gate: Gate
+    serve: Serve
 
 
 def load(path: str | Path = "params.yaml") -> Params:

@@ -356,10 +356,33 @@ CASES = [
         ("models/model.joblib: model file is empty (0 bytes)",),
     ),
     Case(
-        "0-byte model: predict",
+        "0-byte model: bundle",
         _edit_bytes("models/model.joblib", lambda _: b""),
-        ("predict",),
+        ("bundle",),
         ("models/model.joblib: model file is empty (0 bytes)",),
+    ),
+    Case(
+        "tampered bundle: predict",
+        _edit_bytes(
+            "models/bundle/stats.parquet", lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:]
+        ),
+        ("predict",),
+        (
+            "models/bundle/stats.parquet: sha256 differs from manifest.json: the file was "
+            "changed or damaged",
+        ),
+    ),
+    Case(
+        "extra file in the bundle: predict",
+        _edit_bytes("models/bundle/notes.txt", lambda _: b"hello"),
+        ("predict",),
+        ("models/bundle/notes.txt: not listed in manifest.json: an extra file (tampered?)",),
+    ),
+    Case(
+        "bundle manifest not JSON: predict",
+        _edit_bytes("models/bundle/manifest.json", lambda b: b[:-20]),
+        ("predict",),
+        ("models/bundle/manifest.json: not valid JSON",),
     ),
     Case(
         "corrupt Parquet in clean_data/",
@@ -387,6 +410,7 @@ CASES = [
 TOOLS = {
     "generate": "python -m cd4ml.generate --scale tiny --out data",
     "gate": "python -m cd4ml.gate check",
+    "serve": "python -m cd4ml.serve --port 1",
 }
 
 

@@ -110,11 +110,12 @@ def test_branch_pipeline_runs_test_train_evaluate(tmp_path):
 
 
 @needs_gcl
-def test_default_branch_pipeline_also_releases(tmp_path):
+def test_default_branch_pipeline_also_releases_and_deploys(tmp_path):
     jobs = _listed_jobs(_ci_repo(tmp_path, CI_YAML.read_text(), branch="main"))
-    assert list(jobs) == ["test", "train", "train-gpu", "evaluate", "release"]
+    assert list(jobs) == ["test", "train", "train-gpu", "evaluate", "release", "deploy"]
     assert jobs["release"]["stage"] == "release"
     assert jobs["release"]["needs"] == "[evaluate]"
+    assert jobs["deploy"]["stage"] == "deploy" and jobs["deploy"]["needs"] == "[release]"
 
 
 @needs_gcl
@@ -193,6 +194,7 @@ def test_pipeline_end_to_end(tmp_path, s3_server, s3_bucket):
         "train": "PASS",
         "evaluate": "PASS",
         "release": "PASS",
+        "deploy": "PASS",
     }
     # The remote was empty: train regenerated data/ and pushed it, evaluate pulled it.
     assert "data/ is not on the remote: regenerating it" in output
@@ -210,6 +212,10 @@ def test_pipeline_end_to_end(tmp_path, s3_server, s3_bucket):
     released = float(_git_out(origin, "show", "main:baseline.txt"))
     auc = json.loads((project / "metrics" / "eval.json").read_text())["roc_auc"]
     assert released == pytest.approx(auc)
+    # deploy fetched that version from the registry, served it and smoke-tested it.
+    assert "smoke test passed: http://127.0.0.1:" in output
+    assert "serves kkbox-recommender v0.0.1" in output
+    assert "hand-over skipped: DEPLOY_COMMAND is not set" in output
 
     # The next pipeline's champion is that prod bundle, fetched from the registry: the same
     # model scores the same on the same rows, so the gate stops it.

@@ -141,3 +141,13 @@ def test_a_damaged_parquet_file_is_a_user_error_naming_it(copy):
     with pytest.raises(UserError) as err:
         featurizer.load(copy)
     assert str(copy / "songs.parquet") in str(err.value)
+
+
+def test_small_and_large_batches_find_the_same_keys(fitted, monkeypatch):
+    # Small batches look ids up in a per-process hash index, large ones in Arrow's hash join.
+    loaded = featurizer.load(fitted.folder)
+    small = loaded.transform(fitted.eval_raw)
+    monkeypatch.setattr(featurizer, "SMALL_BATCH", 0)
+    large = featurizer.load(fitted.folder).transform(fitted.eval_raw)
+    pd.testing.assert_frame_equal(small, large)
+    assert (loaded.keys(fitted.eval_raw)[1] == -1).sum() > 0  # the cold rows are in the batch

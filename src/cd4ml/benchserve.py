@@ -1,0 +1,277 @@
+"""Benchmark the HTTP service on a bundle of one data scale (make bench-serve).
+
+Starts `python -m cd4ml.serve` on a free loopback port, measures its start-up (spawn to a ready
+/readyz: imports, hash verification, load, warm-up), then drives it from a bounded asyncio load
+generator (httpx2) for a fixed time per case, with request bodies made beforehand from the
+scale's raw test rows. The floor of each case is the bundle's own scoring of the same batches in
+this process, no HTTP. Writes <out>/serve.json and serve.md.
+
+The bundle is the one `make bench` left in <work>/project-<scale>; without one it is built there
+first (the scale's data, then `dvc repro bundle`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cd4ml import bench
+from cd4ml.shell import checked, dvc
+from kkbox import bundle, params
+from kkbox.io import UserError, atomic_path, read_parquet, run_main, write_json
+
+log = logging.getLogger("benchserve")
+
+# (name, rows per request, concurrent clients)
+CASES = (("1 row", 1, 1), ("1,000 rows", 1000, 1), ("1,000 rows, 4 clients", 1000, 4))
+TARGETS = {"p99_1_row_ms": 10.0, "p99_1000_rows_ms": 100.0, "rows_per_s": 50_000, "startup_s": 5.0}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m cd4ml.benchserve",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--scale", default="full", help="the data scale of the bundle")
+    parser.add_argument("--work", type=Path, default=Path("bench/runs"), help="make bench's work")
+    parser.add_argument("--bundle", type=Path, help="serve this bundle instead")
+    parser.add_argument("--rows", type=Path, help="raw rows to send (default: the test rows)")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per case")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers")
+    parser.add_argument("--out", type=Path, default=Path("bench"))
+    return parser.parse_args(argv)
+
+
+def summary(latencies_s: list[float], rows_per_request: int, wall_s: float) -> dict[str, float]:
+    """Latency percentiles (ms) and throughput of one case."""
+    ms = np.asarray(latencies_s) * 1000.0
+    if not len(ms):
+        raise UserError("no request completed: the service did not answer")
+    return {
+        "requests": len(ms),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+        "requests_per_s": len(ms) / wall_s,
+        "rows_per_s": len(ms) * rows_per_request / wall_s,
+    }
+
+
+def check_targets(results: dict) -> dict[str, dict]:
+    """Each target of the serving issue: the measured value and whether it holds."""
+    cases = results["cases"]
+    measured = {
+        "p99_1_row_ms": cases["1 row"]["p99_ms"],
+        "p99_1000_rows_ms": cases["1,000 rows"]["p99_ms"],
+        "rows_per_s": max(cases[name]["rows_per_s"] for name in cases if "1,000" in name),
+        "startup_s": results["startup_s"],
+    }
+    return {
+        key: {
+            "target": target,
+            "measured": measured[key],
+            "met": measured[key] >= target if key == "rows_per_s" else measured[key] <= target,
+        }
+        for key, target in TARGETS.items()
+    }
+
+
+def markdown(results: dict) -> str:
+    """The serve.md table."""
+    lines = [
+        f"### Serving benchmark: {results['scale']} scale bundle, {results['workers']} worker, "
+        f"{results['duration_s']:.0f} s per case",
+        "",
+        f"Bundle {results['bundle_mb']:.1f} MB; start-up (spawn to ready) "
+        f"{results['startup_s']:.2f} s, of which load + verify + warm-up "
+        f"{results['load_s']:.2f} s. Machine: {results['machine']['cpus']} CPUs.",
+        "",
+        "| case | requests | p50 ms | p99 ms | rows/s | floor p50 ms (in process) | p50 / floor |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, case in results["cases"].items():
+        floor = case["floor_p50_ms"]
+        lines.append(
+            f"| {name} | {case['requests']:,} | {case['p50_ms']:.2f} | {case['p99_ms']:.2f} "
+            f"| {case['rows_per_s']:,.0f} | {floor:.2f} | {case['p50_ms'] / floor:.1f} |"
+        )
+    lines += ["", "| target | measured | met |", "|---|---:|---|"]
+    for key, check in results["targets"].items():
+        lines.append(
+            f"| {key} ≤ {check['target']:g} | {check['measured']:,.2f} | "
+            f"{'yes' if check['met'] else 'NO'} |".replace("rows_per_s ≤", "rows_per_s ≥")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def ensure_bundle(work: Path, scale: str) -> tuple[Path, Path]:
+    """The bundle and raw test rows of `make bench`'s project of the scale; built if missing."""
+    project = work / f"project-{scale}"
+    path = project / "models" / "bundle"
+    if not (path / bundle.MANIFEST).exists():
+        log.info("no %s bundle in %s: making the data and running dvc repro bundle", scale, work)
+        seed = params.load(bench.ROOT / "params.yaml").generate.seed
+        data, _ = bench.ensure_data(work, scale, seed, regenerate=False)
+        bench.copy_project(project, data)
+        checked(dvc("repro", "--quiet", "bundle", cwd=project), f"dvc repro bundle in {project}")
+    return path, project / "clean_data" / "validated" / "test.parquet"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(path: Path, workers: int, log_path: Path) -> Iterator[tuple[str, float]]:
+    """The service on a free port; yields its URL and the seconds from spawn to ready."""
+    import httpx2
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "cd4ml.serve", "--bundle", str(path), "--port", str(port)]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [*command, "--workers", str(workers)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=bench.ROOT,
+        )
+        try:
+            while True:
+                if process.poll() is not None:
+                    raise UserError(
+                        f"the service exited with {process.returncode}; see {log_path}"
+                    )
+                with contextlib.suppress(httpx2.HTTPError):
+                    if httpx2.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                        break
+                if time.perf_counter() - started > 120:
+                    raise UserError(f"the service was not ready after 120 s; see {log_path}")
+                time.sleep(0.02)
+            yield url, time.perf_counter() - started
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def _drive(url: str, bodies: list[bytes], clients: int, duration: float) -> list[float]:
+    """`clients` loops, each sending one request after the other until the time is up."""
+    import httpx2
+
+    latencies: list[float] = []
+    deadline = time.perf_counter() + duration
+    limits = httpx2.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Content-Type": "application/json"}
+    async with httpx2.AsyncClient(base_url=url, limits=limits, timeout=30.0) as client:
+
+        async def loop(offset: int) -> None:
+            i = offset
+            while time.perf_counter() < deadline:
+                sent = time.perf_counter()
+                response = await client.post(
+                    "/predict", content=bodies[i % len(bodies)], headers=headers
+                )
+                if response.status_code != 200:
+                    raise UserError(
+                        f"POST /predict answered {response.status_code}: {response.text[:200]}"
+                    )
+                latencies.append(time.perf_counter() - sent)
+                i += clients
+
+        await asyncio.gather(*(loop(k) for k in range(clients)))
+    return latencies
+
+
+def _batches(rows: list[dict], size: int, count: int, rng: random.Random) -> list[list[dict]]:
+    return [rng.sample(rows, size) if size < len(rows) else rows for _ in range(count)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per request
+    if args.bundle is not None:
+        path, rows_path = args.bundle, args.rows
+        if rows_path is None:
+            raise UserError("--bundle needs --rows: a Parquet file of raw play rows to send")
+    else:
+        path, rows_path = ensure_bundle(args.work.resolve(), args.scale)
+    rows_path = args.rows or rows_path
+    pool = read_parquet(rows_path, columns=list(bundle.INPUT)).slice(0, 200_000).to_pylist()
+    rng = random.Random(0)
+    scorer = bundle.load(path)
+    results: dict[str, Any] = {
+        "scale": args.scale if args.bundle is None else str(args.bundle),
+        "bundle_mb": sum(e["bytes"] for e in scorer.manifest["files"].values()) / 1e6,
+        "workers": args.workers,
+        "duration_s": args.duration,
+        "machine": {"cpus": os.cpu_count()},
+        "cases": {},
+    }
+    logs = args.work / "logs" / "serve.log"
+    with running(path, args.workers, logs) as (url, startup):
+        results["startup_s"] = startup
+        for name, size, clients in CASES:
+            batches = _batches(pool, size, 200 if size == 1 else 20, rng)
+            bodies = [json.dumps({"rows": b}).encode() for b in batches]
+            floor = []
+            for batch in batches[:20]:
+                started = time.perf_counter()
+                scorer.score(batch)
+                floor.append(time.perf_counter() - started)
+            log.info("%s: %d client(s) for %.0f s", name, clients, args.duration)
+            started = time.perf_counter()
+            latencies = asyncio.run(_drive(url, bodies, clients, args.duration))
+            case = summary(latencies, size, time.perf_counter() - started)
+            case["floor_p50_ms"] = statistics.median(floor) * 1000.0
+            results["cases"][name] = case
+            log.info(
+                "%s: p50 %.2f ms, p99 %.2f ms, %.0f rows/s",
+                name,
+                case["p50_ms"],
+                case["p99_ms"],
+                case["rows_per_s"],
+            )
+    results["load_s"] = _load_seconds(logs)
+    results["targets"] = check_targets(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(results, args.out / "serve.json")
+    report = markdown(results)
+    with atomic_path(args.out / "serve.md") as tmp:
+        tmp.write_text(report, encoding="utf-8")
+    sys.stdout.write(report)
+
+
+def _load_seconds(log_path: Path) -> float:
+    """What the service logged for its own load + verify + warm-up."""
+    for line in log_path.read_text(encoding="utf-8").splitlines():
+        if "loaded, verified and warmed up in " in line:
+            return float(line.split("warmed up in ", 1)[1].split(" s", 1)[0])
+    return float("nan")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,295 @@
+"""Serve the release bundle over HTTP: FastAPI on uvicorn, the bundle's own scorer.
+
+    python -m cd4ml.serve --bundle models/bundle --host 127.0.0.1 --port 8000
+    python -m cd4ml.serve smoke --url http://127.0.0.1:8000 [--version v0.0.3]
+
+GET /healthz (alive), /readyz (bundle loaded, hashes verified, indexes built), /metadata,
+/docs (OpenAPI); POST /predict {"rows": [raw play rows]}. A bad request is the client's fault
+and says so (400 not JSON, 413 too many rows, 422 a missing or mistyped field, naming row and
+field); a missing or tampered bundle stops the start with one line. The registry version comes
+from `<bundle>.json`, which `python -m cd4ml.registry fetch` writes next to the folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from kkbox import bundle, params
+from kkbox.features import FEATURES
+from kkbox.io import UserError, run_main
+
+log = logging.getLogger("serve")
+
+BUNDLE_ENV = "CD4ML_SERVE_BUNDLE"  # how uvicorn's worker processes find the bundle
+PARAMS_ENV = "CD4ML_SERVE_PARAMS"
+
+
+class Play(BaseModel):
+    """One raw play row, Kaggle's columns: member and song required, a source may be null."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    msno: str = Field(min_length=1)
+    song_id: str = Field(min_length=1)
+    source_system_tab: str | None
+    source_screen_name: str | None
+    source_type: str | None
+    id: int | None = None
+
+
+class PredictRequest(BaseModel):
+    rows: list[Play]
+
+
+class PredictResponse(BaseModel):
+    model_version: str | None
+    rows: int
+    probabilities: list[float]
+    ids: list[int | None] | None
+    unknown_members: int
+    unknown_songs: int
+
+
+def registry_version(path: Path) -> str | None:
+    """The registry version of a fetched bundle (its sidecar), None for a local build."""
+    try:
+        return json.loads(path.with_name(f"{path.name}.json").read_text("utf-8"))["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _where(loc: tuple) -> str:
+    """rows[3].msno from pydantic's ("body", "rows", 3, "msno")."""
+    text = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "body"
+
+
+def _client_error(status: int, message: str, detail: Any = None) -> JSONResponse:
+    return JSONResponse({"error": message, "detail": detail}, status_code=status)
+
+
+def create_app(scorer: bundle.Scorer, max_batch_rows: int, version: str | None = None) -> FastAPI:
+    """The service of one loaded bundle."""
+    manifest = scorer.manifest
+    app = FastAPI(
+        title=bundle.NAME,
+        version=version or "unregistered",
+        description="Probability that a KKBox listener replays a song within a month.",
+    )
+    state = {"ready": False}
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next: Any) -> Any:
+        started = time.perf_counter()
+        request.state.rows = 0
+        response = await call_next(request)
+        log.info(
+            "%s %s %d rows=%d %.1fms",
+            request.method,
+            request.url.path,
+            response.status_code,
+            request.state.rows,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _client_error(400, "the body is not valid JSON", errors[0].get("msg"))
+        first = errors[0] if errors else {}
+        message = f"{_where(tuple(first.get('loc', ())))}: {first.get('msg', 'invalid')}"
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg")} for e in errors[:20]]
+        return _client_error(422, message, detail)
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "alive"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        if not state["ready"]:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ready", "bundle": str(scorer.path), "verified": True})
+
+    @app.get("/metadata")
+    def metadata() -> dict:
+        return {
+            "name": bundle.NAME,
+            "version": version,
+            "model": manifest.get("model"),
+            "data_version": manifest.get("data_version"),
+            "git": manifest.get("git"),
+            "metrics": manifest.get("metrics"),
+            "features": FEATURES,
+            "input": bundle.schema()["input"],
+            "max_batch_rows": max_batch_rows,
+        }
+
+    @app.post("/predict", response_model=PredictResponse)
+    def predict(body: PredictRequest, request: Request) -> Any:
+        rows = body.rows
+        request.state.rows = len(rows)
+        if len(rows) > max_batch_rows:
+            return _client_error(
+                413,
+                f"{len(rows)} rows in one request; at most serve.max_batch_rows "
+                f"{max_batch_rows}: split the batch",
+            )
+        columns = {c: [getattr(r, c) for r in rows] for c in bundle.INPUT}
+        table = pa.table(columns, schema=bundle.INPUT_SCHEMA)
+        try:
+            scored = scorer.score(table)
+        except UserError as err:  # a row the schema let through but the bundle refuses
+            return _client_error(422, str(err))
+        ids = [r.id for r in rows]
+        return {
+            "model_version": version,
+            "rows": len(rows),
+            "probabilities": scored.probabilities.tolist(),
+            "ids": ids if any(i is not None for i in ids) else None,
+            "unknown_members": scored.unknown_members,
+            "unknown_songs": scored.unknown_songs,
+        }
+
+    # Ready once the lookup indexes exist and a first row has gone through every step.
+    scorer.featurizer.warm_up()
+    first: dict[str, list] = {c: [None] for c in bundle.INPUT}
+    first["msno"] = [scorer.featurizer.member_ids[0].as_py()]
+    first["song_id"] = [scorer.featurizer.song_ids[0].as_py()]
+    scorer.score(pa.table(first, schema=bundle.INPUT_SCHEMA))
+    state["ready"] = True
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of a uvicorn worker process (workers > 1): bundle and params from the env."""
+    path = Path(os.environ[BUNDLE_ENV])
+    settings = params.load(os.environ.get(PARAMS_ENV, "params.yaml")).serve
+    return create_app(bundle.load(path), settings.max_batch_rows, registry_version(path))
+
+
+def serve(args: argparse.Namespace) -> None:
+    """Load and verify the bundle (one line and exit 1 when it is bad), then serve it."""
+    import uvicorn
+
+    settings = params.load(args.params).serve
+    workers = args.workers or settings.workers
+    started = time.perf_counter()
+    scorer = bundle.load(args.bundle)
+    version = registry_version(args.bundle)
+    app = create_app(scorer, settings.max_batch_rows, version)
+    log.info(
+        "%s %s from %s: loaded, verified and warmed up in %.2f s; serving on http://%s:%d "
+        "(%d worker%s)",
+        bundle.NAME,
+        version or "(unregistered)",
+        args.bundle,
+        time.perf_counter() - started,
+        args.host,
+        args.port,
+        workers,
+        "s" if workers > 1 else "",
+    )
+    common = {"host": args.host, "port": args.port, "access_log": False, "log_level": "info"}
+    if workers == 1:
+        uvicorn.run(app, **common)
+        return
+    os.environ[BUNDLE_ENV] = str(args.bundle.resolve())
+    os.environ[PARAMS_ENV] = str(Path(args.params).resolve())
+    uvicorn.run("cd4ml.serve:app_from_env", factory=True, workers=workers, **common)
+
+
+def _get(url: str, body: dict | None = None, timeout: float = 10.0) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        raise UserError(f"{url}: HTTP {err.code}: {err.read()[:200]!r}") from None
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        raise UserError(
+            f"{url}: no answer ({getattr(err, 'reason', err)}); is it running?"
+        ) from None
+
+
+def smoke(url: str, version: str | None, wait_s: float) -> None:
+    """Check a running service: ready, the expected version, one prediction in [0, 1]."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            _get(f"{url}/readyz", timeout=2.0)
+            break
+        except UserError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    meta = _get(f"{url}/metadata")
+    if version is not None and meta.get("version") != version:
+        raise UserError(f"{url}: serves version {meta.get('version')!r}, expected {version!r}")
+    row = {
+        "msno": "smoke-test",
+        "song_id": "smoke-test",
+        "source_system_tab": None,
+        "source_screen_name": None,
+        "source_type": None,
+    }
+    answer = _get(f"{url}/predict", {"rows": [row]})
+    p = answer.get("probabilities") or [None]
+    if not (isinstance(p[0], float) and 0.0 <= p[0] <= 1.0):
+        raise UserError(f"{url}/predict: expected one probability, got {answer!r:.200}")
+    print(
+        f"smoke test passed: {url} serves {bundle.NAME} {meta.get('version')} "
+        f"(data {meta.get('data_version')}); a cold-start row scores {p[0]:.4f}",
+        flush=True,
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["smoke"]:
+        parser.add_argument("command")
+        parser.add_argument("--url", default="http://127.0.0.1:8000")
+        parser.add_argument("--version", help="fail unless /metadata names this version")
+        parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for /readyz")
+        return parser.parse_args(argv)
+    parser.add_argument("--bundle", type=Path, default=Path("models/bundle"))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, help="default: serve.workers of params.yaml")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args(argv)
+    args.command = "serve"
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.command == "smoke":
+        smoke(args.url.rstrip("/"), args.version, args.wait)
+    else:
+        serve(args)
+
+
+if __name__ == "__main__":
+    run_main(main)

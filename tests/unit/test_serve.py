@@ -1,0 +1,194 @@
+"""cd4ml.serve in process (FastAPI's test client): every endpoint, every bad request, and a
+bad bundle that stops the start. The real server on a loopback port: tests/e2e/test_serve.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from cd4ml import serve
+from kkbox import bundle
+from kkbox.features import FEATURES
+from kkbox.io import run_main
+from tests.bundles import COLD, fit_featurizer, train, write_bundle
+
+MAX_ROWS = 50
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> tuple[TestClient, bundle.Scorer, list[dict]]:
+    """A client of the service of a small xgb bundle (registry version v0.0.7), its scorer and
+    the raw eval rows as a client sends them."""
+    folder = tmp_path_factory.mktemp("serve")
+    fitted = fit_featurizer(folder)
+    path = write_bundle(folder / "bundle", fitted, train(fitted, "xgb"), "xgb")
+    path.with_name("bundle.json").write_text(json.dumps({"version": "v0.0.7"}))
+    scorer = bundle.load(path)
+    rows = fitted.eval_raw.select(bundle.INPUT).to_pylist()
+    app = serve.create_app(scorer, MAX_ROWS, serve.registry_version(path))
+    return TestClient(app), scorer, rows
+
+
+def test_health_readiness_and_metadata(served):
+    client, _, _ = served
+    assert client.get("/healthz").json() == {"status": "alive"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["verified"] is True
+    meta = client.get("/metadata").json()
+    assert meta["version"] == "v0.0.7" and meta["name"] == bundle.NAME
+    assert meta["features"] == FEATURES and meta["data_version"] == "x"
+    assert meta["max_batch_rows"] == MAX_ROWS
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_predict_returns_the_bundles_probabilities_in_order(served):
+    client, scorer, rows = served
+    batch = rows[:MAX_ROWS]
+    answer = client.post("/predict", json={"rows": batch})
+    assert answer.status_code == 200
+    body = answer.json()
+    expected = scorer.predict_proba(batch)
+    assert body["rows"] == len(batch) and body["model_version"] == "v0.0.7"
+    assert np.max(np.abs(np.array(body["probabilities"]) - expected)) <= 1e-6
+    assert body["ids"] is None
+    reversed_body = client.post("/predict", json={"rows": batch[::-1]}).json()
+    assert reversed_body["probabilities"] == body["probabilities"][::-1]
+
+
+def test_unknown_members_and_songs_are_counted_and_ids_echoed(served):
+    client, _, _ = served
+    rows = [
+        {
+            "msno": m,
+            "song_id": s,
+            "source_system_tab": None,
+            "source_screen_name": None,
+            "source_type": "radio",
+            "id": i,
+        }
+        for i, (m, s) in enumerate([*COLD, ("m000", "s000")])
+    ]
+    body = client.post("/predict", json={"rows": rows}).json()
+    assert body["ids"] == [0, 1, 2]
+    # m-new / s-new are in no table; m-idle / s-idle are (never played), m000 / s000 too.
+    assert body["unknown_members"] == 1 and body["unknown_songs"] == 1
+    assert all(0.0 <= p <= 1.0 for p in body["probabilities"])
+
+
+def test_an_empty_batch_scores_nothing(served):
+    client, _, _ = served
+    body = client.post("/predict", json={"rows": []}).json()
+    assert body["rows"] == 0 and body["probabilities"] == []
+
+
+@pytest.mark.parametrize(
+    ("row_change", "says"),
+    [
+        ({"msno": None}, "rows[1].msno: Input should be a valid string"),
+        ({"msno": 12}, "rows[1].msno: Input should be a valid string"),
+        ({"msno": ""}, "rows[1].msno: String should have at least 1 character"),
+        ({"source_type": 3}, "rows[1].source_type: Input should be a valid string"),
+        ({"id": "seven"}, "rows[1].id: Input should be a valid integer"),
+    ],
+)
+def test_a_mistyped_field_is_422_naming_row_and_field(served, row_change, says):
+    client, _, rows = served
+    batch = [rows[0], {**rows[1], **row_change}]
+    answer = client.post("/predict", json={"rows": batch})
+    assert answer.status_code == 422
+    assert answer.json()["error"].startswith(says)
+
+
+def test_a_missing_field_is_422_naming_row_and_field(served):
+    client, _, rows = served
+    row = dict(rows[2])
+    del row["source_screen_name"]  # nullable, but Kaggle's rows always have the column
+    answer = client.post("/predict", json={"rows": [rows[0], rows[1], row]})
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "rows[2].source_screen_name: Field required"
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ({"plays": []}, "rows: Field required"),
+        ({"rows": {"msno": "a"}}, "rows: Input should be a valid list"),
+        ([1, 2], "body: Input should be a valid dictionary or object"),
+    ],
+)
+def test_a_body_of_the_wrong_shape_is_422(served, body, says):
+    client, _, _ = served
+    answer = client.post("/predict", json=body)
+    assert answer.status_code == 422 and answer.json()["error"].startswith(says)
+
+
+def test_a_body_that_is_not_json_is_400(served):
+    client, _, _ = served
+    answer = client.post(
+        "/predict", content=b'{"rows": [', headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"] == "the body is not valid JSON"
+
+
+def test_a_batch_over_the_limit_is_413(served):
+    client, _, rows = served
+    answer = client.post("/predict", json={"rows": rows[: MAX_ROWS + 1]})
+    assert answer.status_code == 413
+    assert answer.json()["error"].startswith(f"{MAX_ROWS + 1} rows in one request; at most ")
+
+
+def test_wrong_method_and_path_are_client_errors(served):
+    client, _, _ = served
+    assert client.get("/predict").status_code == 405
+    assert client.get("/nothing-here").status_code == 404
+
+
+def test_every_request_is_one_access_log_line(served, caplog):
+    client, _, rows = served
+    with caplog.at_level(logging.INFO, logger="serve"):
+        client.post("/predict", json={"rows": rows[:3]})
+        client.post("/predict", json={"rows": [{"msno": 1}]})
+    lines = [r.getMessage() for r in caplog.records if r.name == "serve"]
+    assert len(lines) == 2
+    assert lines[0].startswith("POST /predict 200 rows=3 ") and lines[0].endswith("ms")
+    assert lines[1].startswith("POST /predict 422 rows=0 ")
+
+
+def test_a_tampered_bundle_refuses_to_start_with_one_line(served, tmp_path, capsys):
+    _, scorer, _ = served
+    folder = Path(shutil.copytree(scorer.path, tmp_path / "bundle"))
+    with (folder / "stats.parquet").open("r+b") as fh:
+        fh.seek(100)
+        byte = fh.read(1)
+        fh.seek(100)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(SystemExit) as stopped:
+        run_main(serve.main, ["--bundle", str(folder), "--port", "1"])
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: {folder / 'stats.parquet'}: sha256 differs from manifest.json: "
+        "the file was changed or damaged"
+    ]
+
+
+def test_a_missing_bundle_refuses_to_start_with_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_main(serve.main, ["--bundle", str(tmp_path / "nothing"), "--port", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'nothing'}: no bundle folder")
+
+
+def test_smoke_against_nothing_listening_is_one_line(capsys):
+    with pytest.raises(SystemExit):
+        run_main(serve.main, ["smoke", "--url", "http://127.0.0.1:9", "--wait", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "http://127.0.0.1:9/readyz: no answer" in err[0]
