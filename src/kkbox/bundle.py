@@ -226,16 +226,35 @@ class Scorer:
         return self.score(rows).probabilities
 
 
+def _import_model_library(kind: Any) -> None:
+    """Import the model's library (about a second: XGBoost brings scikit-learn)."""
+    if kind == "xgb":
+        import xgboost  # noqa: F401
+    else:
+        import skops.io  # noqa: F401
+
+
 def load(path: str | Path) -> Scorer:
     """Verify a bundle (every hash), then load its featurizer and model: never with pickle."""
     path = Path(path)
-    manifest = verify(path)
-    # The model library's import (about a second) overlaps the featurizer's Parquet reads,
-    # which release the GIL.
+    # The model library is imported while the hashes are checked and the featurizer's Parquet
+    # files are read: both release the GIL, and the import is most of a cold start.
     with ThreadPoolExecutor(1) as pool:
-        model = pool.submit(_load_model, path, manifest.get("model"))
+        manifest = _peek_kind(path)
+        library = pool.submit(_import_model_library, manifest)
+        manifest = verify(path)
         features = featurizer.load(path)
-        return Scorer(path, manifest, features, model.result())
+        library.result()
+        return Scorer(path, manifest, features, _load_model(path, manifest.get("model")))
+
+
+def _peek_kind(path: Path) -> Any:
+    """The model kind the manifest names, read before it is verified (only to pick the library
+    to import early; nothing is loaded from it)."""
+    try:
+        return json.loads((path / MANIFEST).read_text(encoding="utf-8")).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _first_bad(values: Sequence[Any], column: str, nullable: bool) -> str:

@@ -11,6 +11,7 @@ same functions of kkbox.features that made the training features. Files (no pick
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +55,10 @@ class Featurizer:
 
     def _index(self, name: str, ids: pa.Array) -> pd.Index:
         if name not in self._indexes:
-            self._indexes[name] = pd.Index(ids.to_numpy(zero_copy_only=False))
+            # object, not pandas' Arrow-backed str: its hash table is built faster
+            index = pd.Index(ids.to_numpy(zero_copy_only=False), dtype=object)
+            index.get_indexer(index[:1])  # builds the hash table now, not on the first request
+            self._indexes[name] = index
         return self._indexes[name]
 
     def _lookup(self, name: str, ids: pa.ChunkedArray, table_ids: pa.Array) -> np.ndarray:
@@ -72,10 +76,19 @@ class Featurizer:
 
     def warm_up(self) -> None:
         """Build the lookup indexes and joinable tables now (a service does this before it
-        says it is ready)."""
-        self._index("members", self.member_ids)
-        self._index("songs", self.song_ids)
-        self._tables()
+        says it is ready). The statistics' integer hash tables are built on another thread
+        (pandas releases the GIL there) while the id indexes, Python strings, are built here."""
+        with ThreadPoolExecutor(1) as pool:
+            pending = [
+                pool.submit(stat.index.get_indexer, stat.index[:1])
+                for stat in self.encoder.stats.values()
+                if stat.index is not None
+            ]
+            self._index("members", self.member_ids)
+            self._index("songs", self.song_ids)
+            self._tables()
+            for job in pending:
+                job.result()
 
     def transform(
         self, plays: pa.Table, keys: tuple[np.ndarray, np.ndarray] | None = None
