@@ -124,13 +124,18 @@ release: $(STAMP) ## Register HEAD as the next version and assign it to prod (GT
 	$(PY) -m cd4ml.registry release -m "$(or $(RELEASE_MESSAGE),Release of kkbox-recommender)"
 
 ##@ Serve
-.PHONY: serve
+.PHONY: serve monitor
 BUNDLE ?= models/bundle
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-serve: $(STAMP) ## Serve BUNDLE=models/bundle over HTTP on HOST=127.0.0.1 PORT=8000 (OpenAPI page: /docs)
-	$(PY) -m cd4ml.serve --bundle $(BUNDLE) --host $(HOST) --port $(PORT) $(ARGS)
+PREDICTION_LOG ?= logs/predictions
+
+serve: $(STAMP) ## Serve BUNDLE=models/bundle over HTTP on HOST=127.0.0.1 PORT=8000, logging to PREDICTION_LOG (OpenAPI page: /docs)
+	$(PY) -m cd4ml.serve --bundle $(BUNDLE) --host $(HOST) --port $(PORT) --prediction-log "$(PREDICTION_LOG)" $(ARGS)
+
+monitor: $(STAMP) ## Judge PREDICTION_LOG against BUNDLE's training profile (LABELS=file: live AUC); metrics/monitor.json, plots/monitor/
+	$(PY) -m cd4ml.monitor --log "$(PREDICTION_LOG)" --bundle $(BUNDLE) $(if $(LABELS),--labels $(LABELS),) $(ARGS)
 
 ##@ Quality
 .PHONY: lint format test unit

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kkbox import bundle, model, params, provenance
-from kkbox.features import FEATURES
+from kkbox import bundle, featurizer, model, params, provenance
+from kkbox.features import FEATURES, SOURCE
 from kkbox.io import UserError, atomic_dir, read_parquet, run_main
 
 log = logging.getLogger("bundle")
@@ -29,7 +29,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, required=True, help="the pipeline's model file")
     parser.add_argument("--featurizer", type=Path, required=True, help="preprocess's featurizer")
     parser.add_argument("--features", type=Path, required=True, help="holds eval.parquet")
-    parser.add_argument("--split", type=Path, required=True, help="holds the raw eval.parquet")
+    parser.add_argument(
+        "--split", type=Path, required=True, help="the raw train and eval parts (Parquet)"
+    )
     parser.add_argument("--metrics", type=Path, required=True, help="the eval metrics")
     parser.add_argument("--out", type=Path, required=True, help="the bundle folder")
     parser.add_argument("--params", default="params.yaml")
@@ -63,8 +65,13 @@ def main(argv: list[str] | None = None) -> None:
     expected = model.predict_proba(
         estimator, read_parquet(args.features / "eval.parquet").to_pandas()[FEATURES]
     )
+    train_plays = read_parquet(args.split / "train.parquet", columns=[*SOURCE, "target"])
+    unknown = [k < 0 for k in featurizer.load(args.featurizer).keys(bundle.plays(raw))]
+    profile = bundle.training_profile(train_plays, unknown, expected)
     with atomic_dir(args.out) as tmp:
-        manifest = bundle.write(tmp, estimator, settings.train.model, args.featurizer, about)
+        manifest = bundle.write(
+            tmp, estimator, settings.train.model, args.featurizer, about, profile
+        )
         started = time.perf_counter()
         scorer = bundle.load(tmp)
         loaded = time.perf_counter() - started

@@ -110,6 +110,7 @@ class Fitted:
     valid_y: np.ndarray
     eval_raw: pa.Table  # raw eval plays, target included
     eval_x: pd.DataFrame  # their features, as preprocess writes them
+    train_raw: pa.Table  # raw training plays, target included
 
 
 def fit_featurizer(folder: Path, tables: dict[str, pa.Table] | None = None) -> Fitted:
@@ -155,7 +156,9 @@ def fit_featurizer(folder: Path, tables: dict[str, pa.Table] | None = None) -> F
     featurizer.save(out, encoder, members["msno"], attrs[0], songs["song_id"], attrs[1])
     y = train["target"].to_numpy()
     cut = len(train_x)
-    return Fitted(out, encoder, train_x, y[:cut], valid_x, y[cut:], tables["eval"], eval_x)
+    return Fitted(
+        out, encoder, train_x, y[:cut], valid_x, y[cut:], tables["eval"], eval_x, tables["train"]
+    )
 
 
 TRAIN = params.load(ROOT / "params.yaml").train
@@ -182,6 +185,10 @@ def train(fitted: Fitted, kind: str, shuffle_targets: bool = False) -> Any:
 
 
 def write_bundle(folder: Path, fitted: Fitted, estimator: Any, kind: str) -> Path:
+    """A bundle as the bundle stage writes one, its training profile included."""
     folder.mkdir(parents=True)
-    bundle.write(folder, estimator, kind, fitted.folder, ABOUT)
+    keys = featurizer.load(fitted.folder).keys(bundle.plays(fitted.eval_raw))
+    p = model.predict_proba(estimator, fitted.eval_x)
+    profile = bundle.training_profile(fitted.train_raw, (keys[0] < 0, keys[1] < 0), p)
+    bundle.write(folder, estimator, kind, fitted.folder, ABOUT, profile)
     return folder

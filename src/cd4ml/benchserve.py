@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from cd4ml import bench
 from cd4ml.shell import checked, dvc
@@ -39,6 +41,8 @@ log = logging.getLogger("benchserve")
 
 # (name, rows per request, concurrent clients)
 CASES = (("1 row", 1, 1), ("1,000 rows", 1000, 1), ("1,000 rows, 4 clients", 1000, 4))
+# Run again with the prediction log on: what logging costs a request.
+LOGGED = ("1 row", "1,000 rows")
 TARGETS = {"p99_1_row_ms": 10.0, "p99_1000_rows_ms": 100.0, "rows_per_s": 50_000, "startup_s": 5.0}
 
 
@@ -112,6 +116,19 @@ def markdown(results: dict) -> str:
             f"| {name} | {case['requests']:,} | {case['p50_ms']:.2f} | {case['p99_ms']:.2f} "
             f"| {case['rows_per_s']:,.0f} | {floor:.2f} | {case['p50_ms'] / floor:.1f} |"
         )
+    if results.get("logged"):
+        lines += [
+            "",
+            f"With the prediction log on ({results['logged_rows']:,} rows written, every one):",
+            "",
+            "| case | p50 ms | p99 ms | p50 added ms | p99 added ms |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, case in results["logged"].items():
+            lines.append(
+                f"| {name} | {case['p50_ms']:.2f} | {case['p99_ms']:.2f} "
+                f"| {case['p50_added_ms']:+.2f} | {case['p99_added_ms']:+.2f} |"
+            )
     lines += ["", "| target | measured | met |", "|---|---:|---|"]
     for key, check in results["targets"].items():
         lines.append(
@@ -141,13 +158,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(path: Path, workers: int, log_path: Path) -> Iterator[tuple[str, float]]:
-    """The service on a free port; yields its URL and the seconds from spawn to ready."""
+def running(
+    path: Path, workers: int, log_path: Path, prediction_log: str = ""
+) -> Iterator[tuple[str, float]]:
+    """The service on a free port (`prediction_log`: "" = none); yields its URL and the
+    seconds from spawn to ready."""
     import httpx2
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "cd4ml.serve", "--bundle", str(path), "--port", str(port)]
+    command += ["--prediction-log", prediction_log]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as out:
         started = time.perf_counter()
@@ -206,6 +227,37 @@ async def _drive(url: str, bodies: list[bytes], clients: int, duration: float) -
     return latencies
 
 
+def _case(
+    url: str,
+    scorer: bundle.Scorer,
+    name: str,
+    batches: list[list[dict]],
+    size: int,
+    clients: int,
+    args: argparse.Namespace,
+) -> dict:
+    """One case: the load generator for --duration seconds, and the in-process floor."""
+    bodies = [json.dumps({"rows": b}).encode() for b in batches]
+    floor = []
+    for batch in batches[:20]:
+        started = time.perf_counter()
+        scorer.score(batch)
+        floor.append(time.perf_counter() - started)
+    log.info("%s: %d client(s) for %.0f s", name, clients, args.duration)
+    started = time.perf_counter()
+    latencies = asyncio.run(_drive(url, bodies, clients, args.duration))
+    case = summary(latencies, size, time.perf_counter() - started)
+    case["floor_p50_ms"] = statistics.median(floor) * 1000.0
+    log.info(
+        "%s: p50 %.2f ms, p99 %.2f ms, %.0f rows/s",
+        name,
+        case["p50_ms"],
+        case["p99_ms"],
+        case["rows_per_s"],
+    )
+    return case
+
+
 def _batches(rows: list[dict], size: int, count: int, rng: random.Random) -> list[list[dict]]:
     return [rng.sample(rows, size) if size < len(rows) else rows for _ in range(count)]
 
@@ -232,29 +284,30 @@ def main(argv: list[str] | None = None) -> None:
         "cases": {},
     }
     logs = args.work / "logs" / "serve.log"
+    batches = {
+        name: _batches(pool, size, 200 if size == 1 else 20, rng) for name, size, _ in CASES
+    }
     with running(path, args.workers, logs) as (url, startup):
         results["startup_s"] = startup
         for name, size, clients in CASES:
-            batches = _batches(pool, size, 200 if size == 1 else 20, rng)
-            bodies = [json.dumps({"rows": b}).encode() for b in batches]
-            floor = []
-            for batch in batches[:20]:
-                started = time.perf_counter()
-                scorer.score(batch)
-                floor.append(time.perf_counter() - started)
-            log.info("%s: %d client(s) for %.0f s", name, clients, args.duration)
-            started = time.perf_counter()
-            latencies = asyncio.run(_drive(url, bodies, clients, args.duration))
-            case = summary(latencies, size, time.perf_counter() - started)
-            case["floor_p50_ms"] = statistics.median(floor) * 1000.0
-            results["cases"][name] = case
-            log.info(
-                "%s: p50 %.2f ms, p99 %.2f ms, %.0f rows/s",
-                name,
-                case["p50_ms"],
-                case["p99_ms"],
-                case["rows_per_s"],
-            )
+            results["cases"][name] = _case(url, scorer, name, batches[name], size, clients, args)
+    log_folder = args.work / "serve-prediction-log"
+    shutil.rmtree(log_folder, ignore_errors=True)
+    results["logged"] = {}
+    with running(path, args.workers, logs.with_name("serve-logged.log"), str(log_folder)) as (
+        url,
+        _,
+    ):
+        for name, size, clients in CASES:
+            if name in LOGGED:
+                case = _case(url, scorer, name, batches[name], size, clients, args)
+                plain = results["cases"][name]
+                case["p50_added_ms"] = case["p50_ms"] - plain["p50_ms"]
+                case["p99_added_ms"] = case["p99_ms"] - plain["p99_ms"]
+                results["logged"][name] = case
+    results["logged_rows"] = sum(
+        pq.read_metadata(f).num_rows for f in log_folder.glob("predictions-*.parquet")
+    )
     results["load_s"] = _load_seconds(logs)
     results["targets"] = check_targets(results)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from `<bundle>.json`, which `python -m cd4ml.registry fetch` writes next to the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from cd4ml.predlog import PredictionLog
 from kkbox import bundle, params
 from kkbox.features import FEATURES
 from kkbox.io import UserError, run_main
@@ -37,6 +39,7 @@ log = logging.getLogger("serve")
 
 BUNDLE_ENV = "CD4ML_SERVE_BUNDLE"  # how uvicorn's worker processes find the bundle
 PARAMS_ENV = "CD4ML_SERVE_PARAMS"
+LOG_ENV = "CD4ML_SERVE_LOG"
 
 
 class Play(BaseModel):
@@ -85,13 +88,27 @@ def _client_error(status: int, message: str, detail: Any = None) -> JSONResponse
     return JSONResponse({"error": message, "detail": detail}, status_code=status)
 
 
-def create_app(scorer: bundle.Scorer, max_batch_rows: int, version: str | None = None) -> FastAPI:
-    """The service of one loaded bundle."""
+def create_app(
+    scorer: bundle.Scorer,
+    max_batch_rows: int,
+    version: str | None = None,
+    prediction_log: PredictionLog | None = None,
+) -> FastAPI:
+    """The service of one loaded bundle; `prediction_log` (started) receives every scored row
+    and is closed, every row written, when the service stops."""
     manifest = scorer.manifest
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> Any:
+        yield
+        if prediction_log is not None:
+            prediction_log.close()
+
     app = FastAPI(
         title=bundle.NAME,
         version=version or "unregistered",
         description="Probability that a KKBox listener replays a song within a month.",
+        lifespan=lifespan,
     )
     state = {"ready": False}
 
@@ -142,6 +159,9 @@ def create_app(scorer: bundle.Scorer, max_batch_rows: int, version: str | None =
             "features": FEATURES,
             "input": bundle.schema()["input"],
             "max_batch_rows": max_batch_rows,
+            "prediction_log": None
+            if prediction_log is None
+            else {"where": prediction_log.where, **prediction_log.stats()},
         }
 
     @app.post("/predict", response_model=PredictResponse)
@@ -161,6 +181,8 @@ def create_app(scorer: bundle.Scorer, max_batch_rows: int, version: str | None =
         except UserError as err:  # a row the schema let through but the bundle refuses
             return _client_error(422, str(err))
         ids = [r.id for r in rows]
+        if prediction_log is not None:
+            prediction_log.add(table, scored, version, ids)
         return {
             "model_version": version,
             "rows": len(rows),
@@ -180,11 +202,24 @@ def create_app(scorer: bundle.Scorer, max_batch_rows: int, version: str | None =
     return app
 
 
+def open_log(where: str, settings: params.Serve) -> PredictionLog | None:
+    """The prediction log of the service ("" = none), started."""
+    if not where:
+        return None
+    return PredictionLog(where, settings.log_rows_per_file, settings.log_flush_seconds).start()
+
+
 def app_from_env() -> FastAPI:
-    """The app of a uvicorn worker process (workers > 1): bundle and params from the env."""
+    """The app of a uvicorn worker process (workers > 1): bundle, params and log from the env."""
     path = Path(os.environ[BUNDLE_ENV])
     settings = params.load(os.environ.get(PARAMS_ENV, "params.yaml")).serve
-    return create_app(bundle.load(path), settings.max_batch_rows, registry_version(path))
+    log_to = os.environ.get(LOG_ENV, "")
+    return create_app(
+        bundle.load(path),
+        settings.max_batch_rows,
+        registry_version(path),
+        open_log(log_to, settings),
+    )
 
 
 def serve(args: argparse.Namespace) -> None:
@@ -196,7 +231,11 @@ def serve(args: argparse.Namespace) -> None:
     started = time.perf_counter()
     scorer = bundle.load(args.bundle)
     version = registry_version(args.bundle)
-    app = create_app(scorer, settings.max_batch_rows, version)
+    log_to = settings.prediction_log if args.prediction_log is None else args.prediction_log
+    if workers == 1:
+        app = create_app(scorer, settings.max_batch_rows, version, open_log(log_to, settings))
+    else:  # every worker loads its own copy and writes its own log files
+        app = create_app(scorer, settings.max_batch_rows, version)
     log.info(
         "%s %s from %s: loaded, verified and warmed up in %.2f s; serving on http://%s:%d "
         "(%d worker%s)",
@@ -215,6 +254,7 @@ def serve(args: argparse.Namespace) -> None:
         return
     os.environ[BUNDLE_ENV] = str(args.bundle.resolve())
     os.environ[PARAMS_ENV] = str(Path(args.params).resolve())
+    os.environ[LOG_ENV] = log_to
     uvicorn.run("cd4ml.serve:app_from_env", factory=True, workers=workers, **common)
 
 
@@ -277,6 +317,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, help="default: serve.workers of params.yaml")
+    parser.add_argument(
+        "--prediction-log",
+        help='folder or s3:// prefix; "" for none (default: serve.prediction_log)',
+    )
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     args.command = "serve"

@@ -4,6 +4,7 @@
                               forest through skops, which loads only the types listed here)
     encoder.json, members.parquet, songs.parquet, stats.parquet   the featurizer (kkbox.featurizer)
     schema.json               the input fields and their types, the feature names in order
+    profile.json              the training plays' profile, for monitoring (kkbox.validation's)
     manifest.json             sha256 of every other file, data version, git commit, params,
                               eval metrics, library versions
 
@@ -27,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kkbox import featurizer
+from kkbox import featurizer, validation
 from kkbox.features import FEATURES, SOURCE
 from kkbox.io import UserError, write_json
 
@@ -75,6 +76,33 @@ def schema() -> dict:
     }
 
 
+PROFILE = "profile.json"
+PLAYS = "plays"  # the profile's one table: the plays a model scores
+
+
+def play_profile(plays: pa.Table) -> dict:
+    """The source columns of some plays profiled as the validate stage profiles a table
+    (missing rates, category mixes): what monitoring compares, with the same drift check."""
+    counts = {c: pc.value_counts(plays[c]) for c in SOURCE}
+    return validation.profile({PLAYS: plays.select(SOURCE)}, {PLAYS: counts})
+
+
+def training_profile(
+    train_plays: pa.Table, eval_unknown: tuple[np.ndarray, np.ndarray], eval_p: np.ndarray
+) -> dict:
+    """profile.json: the training plays' profile and positive rate, and on the eval rows the
+    share of unknown members and songs and the mean prediction (a served model's baseline)."""
+    profile = play_profile(train_plays)
+    profile["positive_rate"] = float(pc.mean(train_plays["target"]).as_py())
+    profile["eval"] = {
+        "rows": len(eval_p),
+        "unknown_member_share": float(np.mean(eval_unknown[0])),
+        "unknown_song_share": float(np.mean(eval_unknown[1])),
+        "mean_probability": float(np.mean(eval_p)),
+    }
+    return profile
+
+
 def _save_model(estimator: Any, kind: str, path: Path) -> None:
     if kind == "xgb":
         estimator.save_model(path)  # the sklearn wrapper keeps best_iteration in the file
@@ -84,15 +112,25 @@ def _save_model(estimator: Any, kind: str, path: Path) -> None:
     skops.io.dump(estimator, path)
 
 
-def write(folder: Path, estimator: Any, kind: str, featurizer_dir: Path, about: dict) -> dict:
+def write(
+    folder: Path,
+    estimator: Any,
+    kind: str,
+    featurizer_dir: Path,
+    about: dict,
+    profile: dict | None = None,
+) -> dict:
     """Write a bundle into the (empty) `folder` and return its manifest; `about` adds the
-    provenance (data version, git commit, params, metrics, libraries)."""
+    provenance (data version, git commit, params, metrics, libraries), `profile` the training
+    profile monitoring compares with (training_profile)."""
     if kind not in MODEL_FILES:
         raise UserError(f"model kind {kind!r} has no bundle format; known: {sorted(MODEL_FILES)}")
     _save_model(estimator, kind, folder / MODEL_FILES[kind])
     for name in featurizer.FILES:
         shutil.copyfile(featurizer_dir / name, folder / name)
     write_json(schema(), folder / SCHEMA)
+    if profile is not None:
+        write_json(profile, folder / PROFILE)
     files = sorted(p.name for p in folder.iterdir() if p.name != MANIFEST)
     manifest = {
         **about,
@@ -185,12 +223,20 @@ def _load_model(path: Path, kind: Any) -> Any:
 
 @dataclass(frozen=True)
 class Scored:
-    """Probabilities of a batch of plays, and how many had a member or a song the bundle does
-    not know (scored with its cold-start values: counts 0, target encodings at the prior)."""
+    """Probabilities of a batch of plays, and which had a member or a song the bundle does not
+    know (scored with its cold-start values: counts 0, target encodings at the prior)."""
 
     probabilities: np.ndarray
-    unknown_members: int
-    unknown_songs: int
+    unknown_member: np.ndarray  # bool per row
+    unknown_song: np.ndarray
+
+    @property
+    def unknown_members(self) -> int:
+        return int(self.unknown_member.sum())
+
+    @property
+    def unknown_songs(self) -> int:
+        return int(self.unknown_song.sum())
 
 
 @dataclass
@@ -219,7 +265,7 @@ class Scorer:
             p = self.model.predict_proba(x.to_numpy(dtype=np.float32))[:, 1]
         else:
             p = self.model.predict_proba(x)[:, 1]
-        return Scored(p, int((keys[0] < 0).sum()), int((keys[1] < 0).sum()))
+        return Scored(p, keys[0] < 0, keys[1] < 0)
 
     def predict_proba(self, rows: pa.Table | pd.DataFrame | Sequence[dict]) -> np.ndarray:
         """Probability of a replay for each raw play row, in order."""

@@ -222,6 +222,21 @@ class Serve:
 
     max_batch_rows: int = _param(low=1, high=1_000_000)
     workers: int = _param(low=1, high=64)
+    prediction_log: str = _param(text="a folder, an s3:// prefix, or empty (no log)")
+    log_rows_per_file: int = _param(low=1, high=10_000_000)
+    log_flush_seconds: float = _param(low=0, low_open=True, high=3600)
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """make monitor: the prediction log against the served bundle's training profile (the
+    missing-rate and category-mix thresholds are the validate stage's)."""
+
+    window_hours: float = _param(low=0, low_open=True)
+    buckets: int = _param(low=1, high=1000)
+    min_rows: int = _param(low=1)
+    max_unknown_share_change: float = _fraction()
+    max_mean_probability_change: float = _fraction()
 
 
 @dataclass(frozen=True)
@@ -237,6 +252,7 @@ class Params:
     sanity: Sanity
     gate: Gate
     serve: Serve
+    monitor: Monitor
 
 
 def load(path: str | Path = "params.yaml") -> Params:

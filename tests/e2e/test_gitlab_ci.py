@@ -131,6 +131,21 @@ def test_scheduled_pipeline_only_ingests(tmp_path):
     assert list(jobs) == ["ingest"]
 
 
+@needs_gcl
+def test_a_monitor_schedule_only_monitors(tmp_path):
+    repo = _ci_repo(tmp_path, CI_YAML.read_text(), branch="main")
+    jobs = _listed_jobs(
+        repo,
+        "--variable",
+        "CI_PIPELINE_SOURCE=schedule",
+        "--variable",
+        "MONITOR_LOG=s3://bucket/predictions",
+        "--ignore-predefined-vars",
+        "CI_PIPELINE_SOURCE",
+    )
+    assert list(jobs) == ["monitor"]
+
+
 NO_SCRIPT = "stages: [test]\nunit:\n  stage: test\n  image: python:3.11\n"
 BAD_WHEN = "unit:\n  script: [make unit]\n  when: sometimes\n"
 UNKNOWN_NEED = "unit:\n  script: [make unit]\n  needs: [lint]\n"

@@ -43,6 +43,7 @@ def test_make_run_leaves_a_verified_bundle_that_scores_eval_rows_as_the_pipeline
         [
             "model.ubj",
             "schema.json",
+            "profile.json",
             "encoder.json",
             "members.parquet",
             "songs.parquet",

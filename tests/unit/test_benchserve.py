@@ -53,5 +53,10 @@ def test_a_short_run_against_the_real_service(tmp_path):
         assert case["requests"] > 0 and 0 < case["p50_ms"] <= case["p99_ms"]
         assert case["floor_p50_ms"] > 0
     assert 0 < results["load_s"] < results["startup_s"]
+    # The logged run wrote every row it scored (the service flushes its log when it stops).
+    logged = results["logged"]
+    assert set(logged) == set(benchserve.LOGGED)
+    one, many = logged["1 row"]["requests"], logged["1,000 rows"]["requests"]
+    assert results["logged_rows"] == one + many * min(1000, fitted.eval_raw.num_rows)
     report = (tmp_path / "out" / "serve.md").read_text()
     assert "| 1 row |" in report and "rows_per_s ≥ 50000" in report

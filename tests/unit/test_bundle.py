@@ -85,7 +85,9 @@ def refused(folder: Path) -> str:
 def test_manifest_hashes_every_file_and_records_the_provenance(built, kind):
     folder = built.paths[kind]
     manifest = bundle.verify(folder)
-    expected_files = sorted([bundle.MODEL_FILES[kind], bundle.SCHEMA, *featurizer.FILES])
+    expected_files = sorted(
+        [bundle.MODEL_FILES[kind], bundle.SCHEMA, bundle.PROFILE, *featurizer.FILES]
+    )
     assert sorted(manifest["files"]) == expected_files
     assert sorted(p.name for p in folder.iterdir()) == sorted([*expected_files, bundle.MANIFEST])
     for name, entry in manifest["files"].items():

@@ -192,3 +192,26 @@ def test_smoke_against_nothing_listening_is_one_line(capsys):
         run_main(serve.main, ["smoke", "--url", "http://127.0.0.1:9", "--wait", "0"])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "http://127.0.0.1:9/readyz: no answer" in err[0]
+
+
+def test_scored_rows_reach_the_prediction_log_and_a_clean_stop_writes_them(served, tmp_path):
+    from cd4ml.predlog import PredictionLog
+
+    _, scorer, rows = served
+    log = PredictionLog(str(tmp_path / "log"), rows_per_file=1000, flush_seconds=60).start()
+    app = serve.create_app(scorer, MAX_ROWS, "v0.0.7", log)
+    with TestClient(app) as client:  # the context runs the app's start-up and shutdown
+        for start in range(0, 120, 40):
+            batch = [{**row, "id": start + i} for i, row in enumerate(rows[start : start + 40])]
+            assert client.post("/predict", json={"rows": batch}).status_code == 200
+        client.post("/predict", json={"rows": [{"msno": 1}]})  # refused: never logged
+        assert client.get("/metadata").json()["prediction_log"]["dropped_rows"] == 0
+    import pyarrow.parquet as pq
+
+    files = sorted((tmp_path / "log").glob("predictions-*.parquet"))
+    logged = pq.read_table(files[0])
+    assert len(files) == 1 and logged.num_rows == 120
+    assert logged["id"].to_pylist() == list(range(120))
+    assert set(logged["model_version"].to_pylist()) == {"v0.0.7"}
+    expected = scorer.predict_proba(rows[:120])
+    assert np.max(np.abs(logged["probability"].to_numpy() - expected)) <= 1e-6

@@ -1,0 +1,204 @@
+"""The service's prediction log: every scored row, written in the background as size-bounded
+Parquet files in a folder or under an s3:// prefix.
+
+A request only appends its rows to a bounded in-memory queue (microseconds); a writer thread
+turns them into files of at most `rows_per_file` rows, at least every `flush_seconds`, and on a
+clean shutdown writes what is left. A full queue, a full disk or a store that does not answer
+never fails a request: the rows are dropped, counted and logged.
+
+Files: <where>/predictions-<UTC time>-<pid>-<n>.parquet with LOG_SCHEMA's columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from kkbox import bundle
+
+log = logging.getLogger("predlog")
+
+LOG_SCHEMA = pa.schema(
+    [
+        ("ts", pa.timestamp("ms", tz="UTC")),
+        ("model_version", pa.string()),
+        *[(name, pa.string()) for name in bundle.INPUT],
+        ("id", pa.int64()),
+        ("probability", pa.float32()),
+        ("unknown_member", pa.bool_()),
+        ("unknown_song", pa.bool_()),
+    ]
+)
+
+
+def _s3_filesystem() -> Any:
+    """fsspec's S3 filesystem (s3fs, which dvc-s3 brings), with S3_ENDPOINT when set."""
+    import s3fs
+
+    endpoint = os.environ.get("S3_ENDPOINT")
+    return s3fs.S3FileSystem(
+        client_kwargs={"endpoint_url": endpoint} if endpoint else None,
+        config_kwargs={"connect_timeout": 5, "read_timeout": 10, "retries": {"max_attempts": 2}},
+    )
+
+
+def write_file(table: pa.Table, where: str, name: str) -> str:
+    """Write one log file under a folder (temp file, then rename) or an s3:// prefix (one PUT);
+    return its path."""
+    if where.startswith("s3://"):
+        path = f"{where.rstrip('/')}/{name}"
+        with _s3_filesystem().open(path, "wb") as fh:
+            pq.write_table(table, fh, compression="zstd")
+        return path
+    folder = Path(where)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.tmp"
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, folder / name)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return str(folder / name)
+
+
+@dataclass
+class PredictionLog:
+    """A background writer of scored rows; `add` never blocks and never raises."""
+
+    where: str
+    rows_per_file: int = 100_000
+    flush_seconds: float = 30.0
+    max_queued_rows: int = 1_000_000
+    written_rows: int = 0
+    dropped_rows: int = 0
+    files: int = 0
+    _queue: queue.Queue = field(default_factory=queue.Queue, repr=False)
+    _queued: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+    _closed: bool = False
+
+    def start(self) -> PredictionLog:
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+        log.info(
+            "prediction log: %s (%d rows a file, every %.0f s at least)",
+            self.where,
+            self.rows_per_file,
+            self.flush_seconds,
+        )
+        return self
+
+    def add(
+        self, rows: pa.Table, scored: bundle.Scored, version: str | None, ids: list[int | None]
+    ) -> None:
+        """Queue the rows of one request (the raw fields, probabilities, version, time)."""
+        n = rows.num_rows
+        with self._lock:
+            if self._closed or self._queued + n > self.max_queued_rows:
+                self.dropped_rows += n
+                return
+            self._queued += n
+        now = pa.array(
+            np.full(n, int(time.time() * 1000), dtype="datetime64[ms]"),
+            pa.timestamp("ms", tz="UTC"),
+        )
+        batch = pa.table(
+            {
+                "ts": now,
+                "model_version": pa.array([version] * n, pa.string()),
+                **{c: rows[c] for c in bundle.INPUT},
+                "id": pa.array(ids, pa.int64()),
+                "probability": pa.array(np.asarray(scored.probabilities, dtype=np.float32)),
+                "unknown_member": pa.array(np.asarray(scored.unknown_member, dtype=bool)),
+                "unknown_song": pa.array(np.asarray(scored.unknown_song, dtype=bool)),
+            },
+            schema=LOG_SCHEMA,
+        )
+        self._queue.put(batch)
+
+    def _run(self) -> None:
+        pending: list[pa.Table] = []
+        rows = 0
+        last = time.monotonic()
+        while True:
+            timeout = max(0.05, self.flush_seconds - (time.monotonic() - last))
+            try:
+                item = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                item = None
+            if item is not None and item is not _STOP:
+                pending.append(item)
+                rows += item.num_rows
+            due = time.monotonic() - last >= self.flush_seconds
+            while rows >= self.rows_per_file or ((due or item is _STOP) and rows):
+                table = pa.concat_tables(pending)
+                head = table.slice(0, self.rows_per_file)
+                self._write(head)
+                rest = table.slice(head.num_rows)
+                pending, rows = ([rest] if rest.num_rows else []), rest.num_rows
+            if due or item is _STOP:
+                last = time.monotonic()
+            if item is _STOP:
+                return
+
+    def _write(self, table: pa.Table) -> None:
+        name = (
+            f"predictions-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-"
+            f"{uuid.uuid4().hex[:8]}.parquet"
+        )
+        try:
+            write_file(table, self.where, name)
+        except Exception as err:  # a full disk, a store that is down: never the request's fault
+            self.dropped_rows += table.num_rows
+            log.warning(
+                "prediction log: %d rows dropped, %s not written (%s: %s); %d dropped so far",
+                table.num_rows,
+                name,
+                type(err).__name__,
+                str(err)[:200],
+                self.dropped_rows,
+            )
+        else:
+            self.written_rows += table.num_rows
+            self.files += 1
+        finally:
+            with self._lock:
+                self._queued -= table.num_rows
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write every queued row, then stop the writer (a clean shutdown loses nothing)."""
+        with self._lock:
+            self._closed = True
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+        log.info(
+            "prediction log: %d rows in %d files, %d dropped",
+            self.written_rows,
+            self.files,
+            self.dropped_rows,
+        )
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "written_rows": self.written_rows,
+            "dropped_rows": self.dropped_rows,
+            "files": self.files,
+            "queued_rows": self._queued,
+        }
+
+
+_STOP = object()

@@ -1,0 +1,115 @@
+"""cd4ml.predlog: batched, size-bounded log files written in the background; nothing lost on a
+clean shutdown; a store that fails drops rows, counted, and never raises."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cd4ml import predlog
+from kkbox import bundle
+
+
+def _batch(n: int, start: int = 0) -> tuple[pa.Table, bundle.Scored, list[int | None]]:
+    rows = pa.table(
+        {
+            "msno": [f"m{i}" for i in range(start, start + n)],
+            "song_id": [f"s{i}" for i in range(start, start + n)],
+            "source_system_tab": ["radio"] * n,
+            "source_screen_name": [None] * n,
+            "source_type": ["radio"] * n,
+        },
+        schema=bundle.INPUT_SCHEMA,
+    )
+    p = np.linspace(0, 1, n, dtype=np.float32)
+    scored = bundle.Scored(p, np.arange(n) % 2 == 0, np.zeros(n, dtype=bool))
+    return rows, scored, list(range(start, start + n))
+
+
+def _files(folder):
+    return sorted(folder.glob("predictions-*.parquet"))
+
+
+def test_rows_are_written_in_files_of_bounded_size_and_all_on_close(tmp_path):
+    log = predlog.PredictionLog(str(tmp_path), rows_per_file=250, flush_seconds=60).start()
+    for k in range(7):
+        log.add(*_batch(100, start=100 * k)[:2], "v0.0.1", _batch(100, start=100 * k)[2])
+    log.close()
+    files = _files(tmp_path)
+    sizes = [pq.read_metadata(f).num_rows for f in files]
+    assert sum(sizes) == 700 and max(sizes) <= 250 and len(files) == 3
+    table = pa.concat_tables(pq.read_table(f) for f in files)
+    assert table.schema == predlog.LOG_SCHEMA
+    assert sorted(table["id"].to_pylist()) == list(range(700))
+    assert set(table["model_version"].to_pylist()) == {"v0.0.1"}
+    assert table["unknown_member"].to_pylist().count(True) == 350
+    assert log.stats() == {"written_rows": 700, "dropped_rows": 0, "files": 3, "queued_rows": 0}
+    assert not list(tmp_path.glob(".*.tmp"))  # no half-written file
+
+
+def test_a_quiet_service_still_flushes_on_time(tmp_path):
+    log = predlog.PredictionLog(str(tmp_path), rows_per_file=10_000, flush_seconds=0.2).start()
+    rows, scored, ids = _batch(5)
+    log.add(rows, scored, "v1", ids)
+    deadline = time.monotonic() + 5
+    while not _files(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(_files(tmp_path)) == 1
+    log.close()
+
+
+def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
+    log = predlog.PredictionLog(str(tmp_path), max_queued_rows=150)  # writer not started
+    rows, scored, ids = _batch(100)
+    log.add(rows, scored, "v1", ids)
+    log.add(rows, scored, "v1", ids)  # 200 > 150: dropped
+    assert log.dropped_rows == 100
+    log.start().close()
+    assert log.written_rows == 100
+
+
+def test_a_store_that_fails_drops_rows_counted_and_logged_never_raises(tmp_path, caplog):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    log = predlog.PredictionLog(str(blocked / "log"), rows_per_file=50).start()
+    rows, scored, ids = _batch(120)
+    log.add(rows, scored, "v1", ids)
+    log.close()
+    assert log.dropped_rows == 120 and log.written_rows == 0
+    assert "prediction log: 50 rows dropped" in caplog.text
+
+
+def test_rows_after_close_are_dropped(tmp_path):
+    log = predlog.PredictionLog(str(tmp_path)).start()
+    log.close()
+    log.add(*_batch(3)[:2], "v1", [None, None, None])
+    assert log.dropped_rows == 3
+
+
+@pytest.mark.s3
+def test_an_s3_prefix_receives_the_files(s3_server, s3_bucket, monkeypatch):
+    for key, value in s3_server.aws_env().items():
+        monkeypatch.setenv(key, value)
+    where = f"s3://{s3_bucket}/predictions"
+    log = predlog.PredictionLog(where, rows_per_file=40).start()
+    rows, scored, ids = _batch(100)
+    log.add(rows, scored, "v1", ids)
+    log.close()
+    keys = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert len(keys) == 3 and all(k.startswith("predictions/predictions-") for k in keys)
+    assert log.written_rows == 100
+
+
+def test_a_store_that_is_down_is_a_counted_drop(monkeypatch):
+    monkeypatch.setenv("S3_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
+    log = predlog.PredictionLog("s3://no-bucket/p", rows_per_file=1000).start()
+    rows, scored, ids = _batch(10)
+    log.add(rows, scored, "v1", ids)
+    log.close(timeout=60)
+    assert log.dropped_rows == 10 and log.written_rows == 0
