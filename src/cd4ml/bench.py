@@ -453,13 +453,17 @@ def main(argv: list[str] | None = None) -> None:
     results["stage_order"] = list(results["stages"])  # results.json sorts its keys
     results["machine"]["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
     results["targets"] = check_targets(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(results, args.out / "results.json")
-    report = markdown(results)
-    with atomic_path(args.out / "results.md") as tmp:
+    write_results(args.out, "results", results, markdown(results))
+
+
+def write_results(out: Path, stem: str, results: dict, report: str) -> None:
+    """<out>/<stem>.json and the Markdown report <out>/<stem>.md (also printed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(results, out / f"{stem}.json")
+    with atomic_path(out / f"{stem}.md") as tmp:
         tmp.write_text(report, encoding="utf-8")
     sys.stdout.write(report)
-    log.info("wrote %s and %s", args.out / "results.json", args.out / "results.md")
+    log.info("wrote %s and %s", out / f"{stem}.json", out / f"{stem}.md")
 
 
 if __name__ == "__main__":

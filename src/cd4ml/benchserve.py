@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from cd4ml import bench
 from cd4ml.shell import checked, dvc
 from kkbox import bundle, params
-from kkbox.io import UserError, atomic_path, read_parquet, run_main, write_json
+from kkbox.io import UserError, read_parquet, run_main
 
 log = logging.getLogger("benchserve")
 
@@ -310,12 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     results["load_s"] = _load_seconds(logs)
     results["targets"] = check_targets(results)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(results, args.out / "serve.json")
-    report = markdown(results)
-    with atomic_path(args.out / "serve.md") as tmp:
-        tmp.write_text(report, encoding="utf-8")
-    sys.stdout.write(report)
+    bench.write_results(args.out, "serve", results, markdown(results))
 
 
 def _load_seconds(log_path: Path) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -21,15 +20,6 @@ def chunk_name(index: int) -> str:
 def truth_name(chunk: str) -> str:
     """The truth-file companion of a chunk (synthetic data only)."""
     return chunk.removesuffix(".csv") + TRUTH_SUFFIX
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Incoming(Protocol):

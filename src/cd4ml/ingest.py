@@ -9,8 +9,8 @@ import tempfile
 from pathlib import Path
 
 from cd4ml import ingestion
-from cd4ml.incoming import open_incoming, sha256, truth_name
-from kkbox.io import UserError, run_main
+from cd4ml.incoming import open_incoming, truth_name
+from kkbox.io import UserError, run_main, sha256
 
 log = logging.getLogger("ingest")
 

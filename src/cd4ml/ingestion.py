@@ -11,10 +11,9 @@ import signal
 from pathlib import Path
 
 from cd4ml import remote
-from cd4ml.incoming import sha256
 from cd4ml.shell import checked, dvc, git
 from kkbox import schema, validation
-from kkbox.io import UserError, atomic_dir
+from kkbox.io import UserError, atomic_dir, sha256
 from kkbox.raw import read_table
 
 log = logging.getLogger(__name__)

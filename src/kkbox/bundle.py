@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -30,7 +29,7 @@ import pyarrow.compute as pc
 
 from kkbox import featurizer, validation
 from kkbox.features import FEATURES, SOURCE
-from kkbox.io import UserError, write_json
+from kkbox.io import UserError, sha256, write_json
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +51,6 @@ RF_TRUSTED = (
     "sklearn.tree._classes.DecisionTreeClassifier",
     "sklearn.tree._tree.Tree",
 )
-
-
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def schema() -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -133,6 +134,15 @@ def parquet_folder(path: str | Path, workers: int = 2) -> Iterator[ParquetFolder
             folder.wait()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(data: Any, path: str | Path) -> None:

@@ -36,24 +36,27 @@ def python_version() -> str:
     return platform.python_version()
 
 
-# What decides a model besides the data: a change to these that is not committed yet makes
-# the recorded commit only the parent of the code that ran.
+# What decides a model besides the data.
 CODE = ("src", "params.yaml", "dvc.yaml", "Pipfile.lock")
 
 
 def git_commit() -> dict[str, str | bool | None]:
-    """The commit of the working tree, and whether the code or params differ from it (a run
-    before its changes are committed); commit None outside a git repository."""
+    """The last commit that changed the code or params (CODE), and whether they differ from it
+    now (a run before its changes are committed); commit None outside a git repository.
+
+    Not HEAD: a commit of only dvc.lock or metrics (the release's) changes nothing that made
+    the model, so every clone of it builds a byte-identical bundle."""
 
     def git(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["git", *args], capture_output=True, text=True, check=False)
 
+    # ":/" makes each path relative to the repository's root, wherever this runs from.
+    paths = ["--", *(f":/{p}" for p in CODE)]
     try:
-        head = git("rev-parse", "--verify", "--quiet", "HEAD")
+        last = git("log", "-1", "--format=%H", *paths)
     except FileNotFoundError:  # no git on this machine
         return {"commit": None, "dirty": None}
-    if head.returncode != 0:
+    if last.returncode != 0 or not last.stdout.strip():
         return {"commit": None, "dirty": None}
-    # ":/" makes each path relative to the repository's root, wherever this runs from.
-    status = git("status", "--porcelain", "--untracked-files=no", "--", *(f":/{p}" for p in CODE))
-    return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    status = git("status", "--porcelain", "--untracked-files=no", *paths)
+    return {"commit": last.stdout.strip(), "dirty": bool(status.stdout.strip())}

@@ -89,6 +89,21 @@ def test_the_committed_lock_matches_a_fresh_clone(tmp_path):
     assert not stale, f"dvc.lock is stale for {sorted(stale)}: run `make repro` and commit it"
 
 
+@pytest.mark.timeout(600)
+def test_make_run_in_a_git_clone_rebuilds_every_committed_output(tmp_path):
+    """A user's `git clone` + `make run` leaves git clean: every output, the release bundle
+    included (its manifest names the code's commit, not the clone's), hashes as dvc.lock says."""
+    if run(["git", "status", "--porcelain", "--untracked-files=no"], ROOT).stdout.strip():
+        pytest.skip("uncommitted changes: this checks what is committed (CI's clean clone)")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "--quiet", str(ROOT), str(clone)], tmp_path)
+    # What `make run` does, with this environment (make would install one into the clone).
+    run(["python", "-m", "cd4ml.generate", "--scale", "small", "--out", "data"], clone)
+    run(["dvc", "add", "--quiet", "data"], clone)
+    run(["dvc", "repro"], clone)
+    assert run(["git", "status", "--porcelain"], clone).stdout == ""
+
+
 def test_changing_the_model_is_one_command(project):
     run(["dvc", "exp", "run", "-S", "train.model=rf", "-S", "train.rf.n_estimators=20"], project)
     shown = run(["dvc", "exp", "show", "--json"], project)

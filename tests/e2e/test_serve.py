@@ -99,49 +99,25 @@ def test_online_scoring_equals_the_submission(project):
     assert " 200 rows=500 " in lines[0] and lines[0].endswith("ms")
 
 
+def smoke(project: Path, url: str, version: str) -> subprocess.CompletedProcess[str]:
+    """`python -m cd4ml.serve smoke` against a running service, expecting `version`."""
+    command = [sys.executable, "-m", "cd4ml.serve", "smoke", "--url", url, "--version", version]
+    return subprocess.run(
+        command, cwd=project, env=project_env(), capture_output=True, text=True, check=False
+    )
+
+
 def test_metadata_names_the_fetched_version_and_two_workers_serve(project):
     (project / "models" / "bundle.json").write_text(json.dumps({"version": "v0.0.9"}))
     try:
         with server(project, "--workers", "2") as (url, _):
             assert call(f"{url}/metadata")["version"] == "v0.0.9"
-            shown = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "cd4ml.serve",
-                    "smoke",
-                    "--url",
-                    url,
-                    "--version",
-                    "v0.0.9",
-                ],
-                cwd=project,
-                env=project_env(),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            shown = smoke(project, url, "v0.0.9")
             assert shown.returncode == 0, shown.stderr
             assert shown.stdout.startswith(
                 f"smoke test passed: {url} serves kkbox-recommender v0.0.9"
             )
-            wrong = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "cd4ml.serve",
-                    "smoke",
-                    "--url",
-                    url,
-                    "--version",
-                    "v1.0.0",
-                ],
-                cwd=project,
-                env=project_env(),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            wrong = smoke(project, url, "v1.0.0")
             assert wrong.returncode == 1
             assert "serves version 'v0.0.9', expected 'v1.0.0'" in wrong.stderr
     finally:

@@ -4,12 +4,11 @@ The S3 backend runs against a real loopback S3 server in tests/e2e/test_ingest.p
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
-from cd4ml.incoming import LocalIncoming, chunk_name, open_incoming, sha256, truth_name
+from cd4ml.incoming import LocalIncoming, chunk_name, open_incoming, truth_name
 from kkbox.io import UserError
 
 # --- names and digests -----------------------------------------------------------------------
@@ -25,14 +24,6 @@ def test_chunk_names_are_numbered_from_one_and_sort_in_time_order():
 def test_a_truth_file_is_named_after_its_chunk():
     assert truth_name("chunk-002.csv") == "chunk-002.truth.csv"
     assert truth_name(chunk_name(7)) == "chunk-007.truth.csv"
-
-
-@pytest.mark.parametrize("size", [0, 5, (1 << 20) + 3])  # empty, one block, more than one
-def test_sha256_is_the_digest_of_the_whole_file(tmp_path, size):
-    path = tmp_path / "chunk.csv"
-    content = bytes(i % 251 for i in range(size))
-    path.write_bytes(content)
-    assert sha256(path) == hashlib.sha256(content).hexdigest()
 
 
 # --- the local folder ------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io as stdio
 import subprocess
 import sys
@@ -106,3 +107,11 @@ def test_run_main_turns_a_user_error_into_one_line_and_exit_1():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.splitlines() == ["error: data/x.csv: broken", "more detail"]
+
+
+@pytest.mark.parametrize("size", [0, 5, (1 << 20) + 3])  # empty, one block, more than one
+def test_sha256_is_the_digest_of_the_whole_file(tmp_path, size):
+    path = tmp_path / "chunk.csv"
+    content = bytes(i % 251 for i in range(size))
+    path.write_bytes(content)
+    assert io.sha256(path) == hashlib.sha256(content).hexdigest()

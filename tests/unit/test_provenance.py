@@ -66,6 +66,20 @@ def test_git_commit_is_head_and_clean_right_after_a_commit(repo):
     assert provenance.git_commit() == {"commit": commit, "dirty": False}
 
 
+def test_a_commit_of_anything_but_the_code_keeps_the_code_commit(repo):
+    # A release commits dvc.lock, metrics and baseline.txt: the bundle of its clone is the same.
+    code_commit = head(repo)
+    (repo / "README.md").write_text("# project, released\n")
+    (repo / "dvc.lock").write_text("schema: '2.0'\n")
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "release"], repo)
+    assert head(repo) != code_commit
+    assert provenance.git_commit() == {"commit": code_commit, "dirty": False}
+    (repo / "params.yaml").write_text("train:\n  seed: 2\n")
+    run(["git", "commit", "-qam", "new params"], repo)
+    assert provenance.git_commit() == {"commit": head(repo), "dirty": False}
+
+
 def test_untracked_files_and_changes_outside_the_code_do_not_make_it_dirty(repo):
     (repo / "src" / "scratch.py").write_text("x = 1\n")
     (repo / "dvc.yaml").write_text("stages: {}\n")  # not committed: untracked
