@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -305,14 +304,8 @@ def smoke(url: str, version: str | None, wait_s: float) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Serve (no command), or `smoke` a running service."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["smoke"]:
-        parser.add_argument("command")
-        parser.add_argument("--url", default="http://127.0.0.1:8000")
-        parser.add_argument("--version", help="fail unless /metadata names this version")
-        parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for /readyz")
-        return parser.parse_args(argv)
     parser.add_argument("--bundle", type=Path, default=Path("models/bundle"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
@@ -322,9 +315,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help='folder or s3:// prefix; "" for none (default: serve.prediction_log)',
     )
     parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args(argv)
-    args.command = "serve"
-    return args
+    sub = parser.add_subparsers(dest="command")
+    check = sub.add_parser("smoke", help="check a running service: ready, version, a prediction")
+    check.add_argument("--url", default="http://127.0.0.1:8000")
+    check.add_argument("--version", help="fail unless /metadata names this version")
+    check.add_argument("--wait", type=float, default=30.0, help="seconds to wait for /readyz")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
