@@ -411,6 +411,7 @@ TOOLS = {
     "generate": "python -m cd4ml.generate --scale tiny --out data",
     "gate": "python -m cd4ml.gate check",
     "serve": "python -m cd4ml.serve --port 1",
+    "monitor": "python -m cd4ml.monitor",
 }
 
 
