@@ -94,7 +94,7 @@ plots: $(STAMP) ## Render the DVC plots to plots/report/index.html (PNG images a
 	$(DVC) plots show --out plots/report
 
 ##@ Release
-.PHONY: sanity champion gate promote compare metrics-diff registry release
+.PHONY: sanity champion gate promote compare metrics-diff report plots-diff mr-note registry release
 BASE_REV ?= HEAD
 CHAMPION := models/champion
 
@@ -116,6 +116,17 @@ compare: $(STAMP) ## Write metrics/gate.json: challenger vs champion, never fail
 
 metrics-diff: $(STAMP) compare ## Write reports/metrics_diff.md: dvc metrics diff --md against BASE_REV=HEAD, and the gate
 	$(PY) -m cd4ml.gate diff --rev $(BASE_REV) --md reports/metrics_diff.md --gate metrics/gate.json
+
+report: $(STAMP) compare ## Write reports/index.html: the offline evaluation page (gate, curves, data, history, provenance)
+	$(PY) -m cd4ml.report --out reports/index.html --champion $(CHAMPION)
+
+NODE_MODULES ?= .tools/node_modules
+plots-diff: $(STAMP) ## Write reports/plots/index.html: dvc plots diff against BASE_REV=HEAD, rendering offline (vega inlined)
+	$(PY) -m cd4ml.browser vega-template .cache/vega-template.html --node-modules $(NODE_MODULES)
+	$(DVC) plots diff $(BASE_REV) --html-template .cache/vega-template.html -o reports/plots
+
+mr-note: $(STAMP) ## On a merge-request pipeline: post or update the one MR note (metrics diff, verdict, report link)
+	$(PY) -m cd4ml.mrnote --body reports/mr_note.md
 
 registry: $(STAMP) ## List the registered versions of the bundle, their stages and roc_auc (GTO tags)
 	@$(PY) -m cd4ml.registry list

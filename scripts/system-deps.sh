@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs what the test servers need and the project cannot get from PyPI:
-# Ceph's radosgw (the loopback S3 server), rsync, and gitlab-ci-local with a Node 22 runtime.
+# Ceph's radosgw (the loopback S3 server), rsync, gitlab-ci-local with a Node 22 runtime,
+# headless Chromium with a font (screenshots of HTML reports, src/cd4ml/browser.py) and the
+# vega / vega-lite / vega-embed JavaScript that DVC's plots need offline.
 # Idempotent: each part is skipped when it is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(rsync radosgw ceph-mon ceph-osd ceph-common)
+# chromium's dependencies bring a font only as one of several alternatives (fontconfig-config's):
+# name one, so that screenshots have glyphs.
+APT_PACKAGES=(rsync radosgw ceph-mon ceph-osd ceph-common chromium fonts-dejavu-core)
 GCL_VERSION=4.75.1
+VEGA_PACKAGES=(vega@5 vega-lite@5 vega-embed@6)  # NAME@MAJOR; each has build/NAME.min.js
 TOOLS=.tools
 
 missing=()
@@ -29,4 +34,20 @@ if [[ ! -x $TOOLS/node_modules/.bin/gitlab-ci-local ]] \
   npm install --prefix "$TOOLS" --no-audit --no-fund --loglevel=error \
     "node@22" "gitlab-ci-local@$GCL_VERSION" >/dev/null
   echo "$GCL_VERSION" > "$TOOLS/.gcl-version"
+fi
+
+vega_ok=1
+for spec in "${VEGA_PACKAGES[@]}"; do
+  name=${spec%@*} major=${spec##*@} dir=$TOOLS/node_modules/$name
+  [[ -f $dir/build/$name.min.js ]] \
+    && [[ $(node -p "require('./$dir/package.json').version" 2>/dev/null) == "$major".* ]] \
+    || vega_ok=0
+done
+if ((!vega_ok)); then
+  echo "system-deps: installing ${VEGA_PACKAGES[*]} into $TOOLS/" >&2
+  mkdir -p "$TOOLS"
+  # npm trusts its lock file: a package folder that lost a file is only reinstalled once gone.
+  for spec in "${VEGA_PACKAGES[@]}"; do rm -rf "$TOOLS/node_modules/${spec%@*}"; done
+  npm install --prefix "$TOOLS" --no-audit --no-fund --loglevel=error \
+    "${VEGA_PACKAGES[@]}" >/dev/null
 fi
