@@ -215,6 +215,9 @@ def test_pipeline_end_to_end(tmp_path, s3_server, s3_bucket):
     assert "data/ is not on the remote: regenerating it" in output
     project = tmp_path / "ci" / "project"
     assert "Metrics vs `origin/main`" in (project / "reports" / "metrics_diff.md").read_text()
+    # The evaluate job's artifacts hold the report page; not a merge request: no note posted.
+    assert 'id="verdict-line">gate passed: ' in (project / "reports" / "index.html").read_text()
+    assert "mr note skipped: no merge request" in output
     assert list((project / "plots").rglob("*.png"))
     # No release yet: the gate held the model against baseline.txt.
     assert "| baseline.txt | 0.5000 |" in (project / "reports" / "metrics_diff.md").read_text()
