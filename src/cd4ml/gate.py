@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from cd4ml.registry import fetched_version
 from cd4ml.shell import dvc, git
 from kkbox import bundle, metrics, params
 from kkbox.io import UserError, atomic_path, read_parquet, run_main, write_json
@@ -178,11 +179,8 @@ def read_baseline(path: Path) -> float:
 
 def _champion_name(champion: Path) -> str:
     """How the champion is named in messages: its registry version when the fetch recorded it."""
-    try:
-        info = json.loads(champion.with_name(f"{champion.name}.json").read_text(encoding="utf-8"))
-        return f"{bundle.NAME}@{info['version']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"champion {champion}"
+    version = fetched_version(champion)
+    return f"{bundle.NAME}@{version}" if version else f"champion {champion}"
 
 
 def compare_bundles(

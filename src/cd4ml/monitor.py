@@ -85,7 +85,7 @@ def measures(rows: pa.Table, reference: dict, settings: params.Params) -> tuple[
         "unknown_song_share": float(pc.mean(rows["unknown_song"].cast(pa.float64())).as_py()),
         "mean_probability": float(pc.mean(rows["probability"]).as_py()),
         "category_tvd": {
-            c: _tvd(
+            c: validation.tvd(
                 current["tables"][PLAYS]["categories"].get(c, {}),
                 reference["tables"][PLAYS]["categories"].get(c, {}),
             )
@@ -126,10 +126,6 @@ def measures(rows: pa.Table, reference: dict, settings: params.Params) -> tuple[
                 }
             )
     return values, anomalies
-
-
-def _tvd(mix: dict, ref: dict) -> float:
-    return 0.5 * sum(abs(mix.get(k, 0.0) - ref.get(k, 0.0)) for k in {*mix, *ref})
 
 
 def read_labels(path: Path) -> pa.Table:

@@ -99,6 +99,14 @@ def release(stage: str, message: str) -> list[str]:
     return tags
 
 
+def fetched_version(path: Path) -> str | None:
+    """The registry version `fetch` recorded next to a bundle folder; None for a local build."""
+    try:
+        return json.loads(path.with_name(f"{path.name}.json").read_text("utf-8"))["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def fetch(stage: str | None, version: str | None, out: Path, repo: str) -> str | None:
     """Download a version's bundle (or the one in `stage`) into `out`, verified, with a
     `<out>.json` naming the version; None when no version is in the stage (out is removed)."""

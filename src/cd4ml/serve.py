@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from cd4ml.predlog import PredictionLog
+from cd4ml.registry import fetched_version
 from kkbox import bundle, params
 from kkbox.features import FEATURES
 from kkbox.io import UserError, run_main
@@ -65,14 +66,6 @@ class PredictResponse(BaseModel):
     ids: list[int | None] | None
     unknown_members: int
     unknown_songs: int
-
-
-def registry_version(path: Path) -> str | None:
-    """The registry version of a fetched bundle (its sidecar), None for a local build."""
-    try:
-        return json.loads(path.with_name(f"{path.name}.json").read_text("utf-8"))["version"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def _where(loc: tuple) -> str:
@@ -216,7 +209,7 @@ def app_from_env() -> FastAPI:
     return create_app(
         bundle.load(path),
         settings.max_batch_rows,
-        registry_version(path),
+        fetched_version(path),
         open_log(log_to, settings),
     )
 
@@ -229,12 +222,11 @@ def serve(args: argparse.Namespace) -> None:
     workers = args.workers or settings.workers
     started = time.perf_counter()
     scorer = bundle.load(args.bundle)
-    version = registry_version(args.bundle)
+    version = fetched_version(args.bundle)
     log_to = settings.prediction_log if args.prediction_log is None else args.prediction_log
     if workers == 1:
         app = create_app(scorer, settings.max_batch_rows, version, open_log(log_to, settings))
-    else:  # every worker loads its own copy and writes its own log files
-        app = create_app(scorer, settings.max_batch_rows, version)
+    # else: verified here; every worker loads, warms and logs its own copy (app_from_env)
     log.info(
         "%s %s from %s: loaded, verified and warmed up in %.2f s; serving on http://%s:%d "
         "(%d worker%s)",

@@ -350,6 +350,11 @@ def profile(tables: dict[str, pa.Table], counts: dict[str, dict[str, pa.StructAr
     return out
 
 
+def tvd(mix: dict[str, float], reference: dict[str, float]) -> float:
+    """Total variation distance of two category mixes (shares by category)."""
+    return 0.5 * sum(abs(mix.get(k, 0.0) - reference.get(k, 0.0)) for k in {*mix, *reference})
+
+
 def drift(current: dict, reference: dict, settings: Validate) -> list[dict[str, Any]]:
     """Anomalies of `current` against `reference` (two profiles), each with a message."""
     anomalies = []
@@ -399,16 +404,16 @@ def drift(current: dict, reference: dict, settings: Validate) -> list[dict[str, 
             ref_mix = ref.get("categories", {}).get(col_name)
             if ref_mix is None:
                 continue
-            tvd = 0.5 * sum(abs(mix.get(k, 0.0) - ref_mix.get(k, 0.0)) for k in {*mix, *ref_mix})
-            if tvd > settings.max_category_tvd:
+            distance = tvd(mix, ref_mix)
+            if distance > settings.max_category_tvd:
                 add(
                     name,
                     col_name,
                     "category_mix",
-                    tvd,
+                    distance,
                     settings.max_category_tvd,
                     f"{name}: column {col_name!r} category mix moved from the reference "
-                    f"(total variation distance {tvd:.3f} > {settings.max_category_tvd})",
+                    f"(total variation distance {distance:.3f} > {settings.max_category_tvd})",
                 )
             known = {*ref_mix, *(category_label(v) for v in known_values.get(col_name, ()))}
             new = {k: v for k, v in mix.items() if k not in known}

@@ -31,7 +31,7 @@ def served(tmp_path_factory) -> tuple[TestClient, bundle.Scorer, list[dict]]:
     path.with_name("bundle.json").write_text(json.dumps({"version": "v0.0.7"}))
     scorer = bundle.load(path)
     rows = fitted.eval_raw.select(bundle.INPUT).to_pylist()
-    app = serve.create_app(scorer, MAX_ROWS, serve.registry_version(path))
+    app = serve.create_app(scorer, MAX_ROWS, serve.fetched_version(path))
     return TestClient(app), scorer, rows
 
 
