@@ -162,6 +162,9 @@ osd crush chooseleaf type = 0
 mon allow pool size one = true
 mon warn on pool no redundancy = false
 mon data avail warn = 1
+# The monitor refuses to start below 5 % free disk by default (seen on a 252 GB CI disk with 12 GB
+# free); its store is a few MB and the OSD keeps objects in memory, so only a full disk matters.
+mon data avail crit = 0
 # At boot the OSD would put itself into the CRUSH map, and one boot in ten sends that command
 # before it knows the cluster fsid and dies ("wrong fsid"); this script places it in the map.
 osd crush update on start = false

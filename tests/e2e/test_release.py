@@ -14,7 +14,7 @@ import pytest
 from kkbox import bundle, model
 from kkbox.features import FEATURES
 from kkbox.io import read_parquet
-from tests.project import copy_project, run
+from tests.project import copy_project, link_venv, run
 
 if TYPE_CHECKING:
     from tests.conftest import S3Server
@@ -94,6 +94,7 @@ def test_dvc_artifacts_get_restores_the_release_on_a_fresh_clone(
     # The project's own way, in a fresh clone: the champion for the gate.
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(origin), str(clone)], check=True)
+    link_venv(clone)
     run(["python", "-m", "cd4ml.remote", "check"], clone, **env)  # writes the endpoint locally
     shown = run(["make", "--no-print-directory", "champion"], clone, **env).stdout
     assert "fetched kkbox-recommender@v0.0.1 (prod) into models/champion, verified" in shown
