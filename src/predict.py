@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kkbox import bundle
-from kkbox.io import read_parquet, run_main, write_csv
+from kkbox import bundle, schema
+from kkbox.io import run_main, write_csv
+from kkbox.raw import read_table
 
 log = logging.getLogger("predict")
 
@@ -18,7 +19,7 @@ log = logging.getLogger("predict")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bundle", type=Path, required=True, help="the release bundle folder")
-    parser.add_argument("--test", type=Path, required=True, help="test.csv's rows (validated)")
+    parser.add_argument("--test", type=Path, required=True, help="Kaggle's test.csv")
     parser.add_argument("--out", type=Path, required=True, help="submission CSV")
     return parser.parse_args(argv)
 
@@ -26,7 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     scorer = bundle.load(args.bundle)
-    rows = read_parquet(args.test, columns=["id", *bundle.INPUT])
+    rows = read_table(args.test, schema.TEST, ["id", *bundle.INPUT])
     p = scorer.predict_proba(rows)
     written = write_csv({"id": rows["id"], "target": np.round(p, 6)}, args.out)
     log.info("wrote %s: %d predictions, mean %.4f", args.out, written, float(p.mean()))

@@ -12,15 +12,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from kkbox import features, featurizer, params
+from kkbox import features, featurizer, params, schema
 from kkbox.io import lean_memory_pool, parquet_folder, read_parquet, run_main
+from kkbox.raw import read_table
 
 log = logging.getLogger("preprocess")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--validated", type=Path, required=True, help="raw tables as Parquet")
+    parser.add_argument("--data", type=Path, required=True, help="folder of the raw CSVs")
     parser.add_argument("--split", type=Path, required=True, help="train / eval parts")
     parser.add_argument("--out", type=Path, required=True, help="folder for the features")
     parser.add_argument("--params", default="params.yaml")
@@ -28,10 +29,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _ids(parts: dict[str, Path], column: str) -> dict[str, pa.ChunkedArray]:
-    """One id column of every part (msno stays dictionary-encoded, as split wrote it)."""
-    dictionary = [column] if column == "msno" else None
+    """One id column of every part, dictionary-encoded as split wrote it."""
     return {
-        part: read_parquet(path, columns=[column], read_dictionary=dictionary)[column]
+        part: read_parquet(path, columns=[column], read_dictionary=[column])[column]
         for part, path in parts.items()
     }
 
@@ -53,7 +53,7 @@ def _joined(
 
 
 def _keys_and_attributes(
-    validated: Path, parts: dict[str, Path]
+    data: Path, parts: dict[str, Path]
 ) -> tuple[
     dict[str, tuple[np.ndarray, np.ndarray]],
     tuple[pd.DataFrame, pd.DataFrame],
@@ -61,13 +61,13 @@ def _keys_and_attributes(
 ]:
     """The (member, song) keys of every part's plays, the member and song attributes, and the
     ids (msno, song_id) that number the keys."""
-    members = read_parquet(validated / "members.parquet")
-    songs = read_parquet(validated / "songs.parquet")
+    members = read_table(data / schema.MEMBERS, schema.MEMBERS)
+    songs = read_table(data / schema.SONGS, schema.SONGS)
     with ThreadPoolExecutor(1) as pool:
         # Arrow's kernels release the GIL: the song keys are found while the attributes are made.
         song_keys = pool.submit(features.keys_by_part, _ids(parts, "song_id"), songs["song_id"])
         member_keys = features.keys_by_part(_ids(parts, "msno"), members["msno"])
-        extra = read_parquet(validated / "song_extra_info.parquet", ["song_id", "isrc"])
+        extra = read_table(data / schema.SONG_EXTRA, schema.SONG_EXTRA, ["song_id", "isrc"])
         attrs = features.attributes(members, songs, extra)
         keys = {part: (member_keys[part], song_keys.result()[part]) for part in parts}
     return keys, attrs, (members["msno"], songs["song_id"])
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         "train": args.split / "train.parquet",
         "eval": args.split / "eval.parquet",
     }
-    keys, attrs, ids = _keys_and_attributes(args.validated, parts)
+    keys, attrs, ids = _keys_and_attributes(args.data, parts)
     log.info("attributes: %d members, %d songs", len(attrs[0]), len(attrs[1]))
 
     train = _joined(parts["train"], keys.pop("train"), attrs, "target")

@@ -1,8 +1,10 @@
-"""Stage validate: read every raw table with explicit dtypes, check it, write it as Parquet.
+"""Stage validate: read every raw table with explicit dtypes and check it; write the report.
 
 The checks are the declared schema (kkbox.schema), referential coverage and drift against the
 committed reference profile (kkbox.validation). Hard violations and, with
-validate.drift_severity: fail, drift anomalies stop the stage before anything is written.
+validate.drift_severity: fail, drift anomalies fail the stage, and the stages after it do not
+run. It writes no copy of the tables: the stages after it read the CSVs with the same reader
+(kkbox.raw), which costs less than storing a second copy of the data in every version.
 `--update-reference` writes the profile of the data as the new reference instead.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,10 @@ from typing import Any
 import pyarrow as pa
 
 from kkbox import params, schema, validation
-from kkbox.io import UserError, parquet_folder, run_main, write_json
+from kkbox.io import UserError, run_main, write_json
 from kkbox.raw import read_table
 
 log = logging.getLogger("validate")
-
-TRUTH_FILE = schema.TRUTH.replace(".csv", ".parquet")
 
 ABOUT = (
     "Reference profile of the raw tables for the drift check of stage validate "
@@ -35,7 +34,6 @@ ABOUT = (
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, required=True, help="folder of the raw CSVs")
-    parser.add_argument("--out", type=Path, help="folder for the Parquet tables")
     parser.add_argument("--report", type=Path, help="JSON validation report")
     parser.add_argument(
         "--reference",
@@ -47,11 +45,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--update-reference",
         action="store_true",
-        help="write the data's profile to --reference; no Parquet, no report",
+        help="write the data's profile to --reference; no report",
     )
     args = parser.parse_args(argv)
-    if not args.update_reference and (args.out is None or args.report is None):
-        parser.error("--out and --report are required (unless --update-reference)")
+    if not args.update_reference and args.report is None:
+        parser.error("--report is required (unless --update-reference)")
     return args
 
 
@@ -76,36 +74,24 @@ def read_tables(data: Path) -> dict[str, pa.Table]:
     return {name: read_table(data / name, name) for name in names}
 
 
-def validate_into(
-    out: Path,
+def check(
     tables: dict[str, pa.Table],
     settings: params.Validate,
     reference: dict,
     where: tuple[Path, Path],
     report: dict[str, Any],
 ) -> validation.Outcome:
-    """Check the tables (read from `where` = (data folder, reference file)) and write them as
-    Parquet into `out`, all or nothing. `report` is filled as soon as the checks have run, so
-    that a rejection has one too."""
+    """Check the tables (read from `where` = (data folder, reference file)); raise when they
+    must be rejected. `report` is filled as soon as the checks have run, so that a rejection
+    has one too."""
     started = time.perf_counter()
 
     def timer(step: str) -> None:
         log.info("%s done at %.2f s", step, time.perf_counter() - started)
 
-    # One file's Parquet encoding uses one core: the tables are written side by side while the
-    # checks run, and a rejection discards them (nothing is swapped in).
-    with parquet_folder(out, workers=min(len(tables), os.cpu_count() or 1)) as folder:
-        for name, table in sorted(tables.items(), key=lambda kv: -kv[1].nbytes):
-            folder.write(table, name.replace(".csv", ".parquet"))
-        if schema.TRUTH not in tables:
-            # Real Kaggle data has no truth: an all-empty column keeps the outputs the same.
-            n_rows = tables[schema.TRAIN].num_rows
-            folder.write(
-                pa.table({"target_probability": pa.nulls(n_rows, pa.float64())}), TRUTH_FILE
-            )
-        outcome = validation.validate(tables, settings, reference, timer=timer)
-        report.update(outcome.report)
-        validation.judge(outcome, settings, *where)
+    outcome = validation.validate(tables, settings, reference, timer=timer)
+    report.update(outcome.report)
+    validation.judge(outcome, settings, *where)
     return outcome
 
 
@@ -125,16 +111,15 @@ def main(argv: list[str] | None = None) -> None:
         tables = read_tables(args.data)
         log.info("read %d tables in %.2f s", len(tables), time.perf_counter() - started)
         where = (args.data, args.reference)
-        outcome = validate_into(args.out, tables, settings, reference, where, report)
+        outcome = check(tables, settings, reference, where, report)
     except UserError as err:
         # Written on failure too: the report is most useful exactly then.
         write_json(validation.failure_report(report, err), args.report)
         raise
     write_json({**outcome.report, "errors": []}, args.report)
     log.info(
-        "validated %d tables into %s in %.2f s (%s, %d drift anomalies)",
+        "validated %d tables in %.2f s (%s, %d drift anomalies)",
         len(tables),
-        args.out,
         time.perf_counter() - started,
         outcome.report["status"],
         len(outcome.anomalies),

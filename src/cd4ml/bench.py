@@ -5,7 +5,9 @@ runs each stage's exact `cmd` from dvc.yaml and records its wall time, CPU time 
 and peak RSS (from the child's own rusage, os.wait4), the rows it read and wrote; stages under
 a minute run --repeat times and the median counts. For the data stages it also times a bare
 multi-threaded pyarrow read of the data files among the stage's deps in dvc.yaml: the floor.
-Then `dvc add data`, a full `dvc repro` and no-op ones. Results: <out>/results.json and .md.
+Then `dvc add data`, a full `dvc repro` and no-op ones, the bytes the data version stores (the
+DVC cache: raw data and each stage's cached outputs), and `dvc push` / `dvc pull` of that version
+against a loopback S3 server (scripts/s3-server.sh). Results: <out>/results.json and .md.
 
 GPU machine: `python -m cd4ml.bench --scale full --stages train --device cuda,cpu --out DIR`
 times train on each device, on the same data and machine.
@@ -23,6 +25,7 @@ import os
 import platform
 import shlex
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -78,7 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "untimed",
     )
     add("--device", default="", help="train.xgb.device values to time train with, e.g. cuda,cpu")
-    add("--no-repro", action="store_true", help="skip the dvc add / repro timings")
+    add("--no-repro", action="store_true", help="skip the dvc add / repro / push / pull timings")
+    add("--no-transfer", action="store_true", help="skip the dvc push / pull timings")
     add("--regenerate", action="store_true", help="make (and time) the data anew")
     add(
         "--work",
@@ -110,13 +114,15 @@ sys.exit(os.waitstatus_to_exitcode(status) & 255)
 """
 
 
-def measure(cmd: str, cwd: Path, log_path: Path) -> dict[str, Any]:
+def measure(
+    cmd: str, cwd: Path, log_path: Path, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run a shell command; wall time, and the CPU time and peak RSS of that very command."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     usage_path = log_path.with_suffix(".rusage.json")
     # The project's environment first on PATH (dvc.yaml runs `python ...`), no DVC analytics.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1"}
+    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", **(extra_env or {})}
     with log_path.open("wb") as out:
         started = time.perf_counter()
         launcher = [sys.executable, "-c", _LAUNCHER, str(usage_path), cmd]
@@ -157,6 +163,7 @@ def load_stages(project: Path) -> dict[str, dict[str, Any]]:
                 "cmd": " ".join(str(stage.cmd).split()),
                 "deps": [d.def_path for d in stage.deps if not isinstance(d, ParamsDependency)],
                 "outs": [o.def_path for o in stage.outs],  # metrics and plots too
+                "cached": [o.def_path for o in stage.outs if o.use_cache],
             }
             for stage in order
             if isinstance(stage, PipelineStage)  # not data.dvc
@@ -323,8 +330,10 @@ def time_stage(
     }
     result["rows_in"] = sum(result["inputs"].values())
     result["rows_out"] = sum(result["outputs"].values())
-    # A data stage reads tables and writes tables: it is held to a bare read of its inputs.
-    result["data_stage"] = bool(inputs) and any(p.suffix == ".parquet" for p in outputs)
+    # A data stage reads tables and writes tables, or only checks raw CSVs (validate): it is
+    # held to a bare read of its inputs.
+    written = any(p.suffix == ".parquet" for p in outputs)
+    result["data_stage"] = bool(inputs) and (written or all(p.suffix == ".csv" for p in inputs))
     floor = ""
     if result["data_stage"]:
         result["floor_s"] = read_floor(inputs, repeat)
@@ -348,8 +357,110 @@ def time_dvc(project: Path, logs: Path, repeat: int) -> dict[str, Any]:
     if "Running stage" in (logs / "dvc-noop-1.log").read_text(errors="replace"):
         raise UserError(f"a second `dvc repro` ran stages again; see {logs / 'dvc-noop-1.log'}")
     noop_s = round(statistics.median(r["wall_s"] for r in noop), 3)
-    log.info("dvc repro (nothing to do): %.2f s", noop_s)
-    return {"add": add, "repro": full, "noop_runs": noop, "noop_s": noop_s}
+    # DVC's own start-up (CLI, finding the repository), which no pipeline goes below: the
+    # yardstick of the no-op.
+    startup = [measure("dvc root", project, logs / f"dvc-root-{i + 1}.log") for i in range(repeat)]
+    startup_s = round(statistics.median(r["wall_s"] for r in startup), 3)
+    log.info("dvc repro (nothing to do): %.2f s; dvc root (start-up): %.2f s", noop_s, startup_s)
+    return {"add": add, "repro": full, "noop_runs": noop, "noop_s": noop_s, "startup_s": startup_s}
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes of a file, or of every file under a folder (0 where there is none)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def version_bytes(project: Path, stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """What one data version stores in the DVC cache, hence on the remote and in every pull:
+    the raw data, each stage's cached outputs, and of those the intermediates (clean_data/)."""
+    by_stage = {
+        name: {out: tree_bytes(project / out) for out in stage["cached"]}
+        for name, stage in stages.items()
+    }
+    outs = {out: size for sizes in by_stage.values() for out, size in sizes.items()}
+    return {
+        "data": tree_bytes(project / "data"),
+        "stages": {name: sum(sizes.values()) for name, sizes in by_stage.items()},
+        "intermediates": sum(n for out, n in outs.items() if out.startswith("clean_data/")),
+        "outs": outs,
+        "cache": tree_bytes(project / ".dvc" / "cache"),
+    }
+
+
+def _free_ports(count: int) -> list[int]:
+    """Ports free on 127.0.0.1 now (the kernel's choice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@contextlib.contextmanager
+def loopback_s3(work: Path, store_bytes: int) -> Iterator[dict[str, str]]:
+    """scripts/s3-server.sh on free loopback ports, its store (RAM) sized for `store_bytes`; the
+    environment cd4ml.remote reads (endpoint, bucket, keys). Stopped and deleted afterwards."""
+    if shutil.which("radosgw") is None:
+        raise UserError("Ceph radosgw is not installed: run `make system-deps` (or --no-transfer)")
+    port, mon_port = _free_ports(2)
+    keys = {"AWS_ACCESS_KEY_ID": "cd4ml-bench", "AWS_SECRET_ACCESS_KEY": "cd4ml-bench-secret"}
+    server = {
+        **keys,
+        "S3_SERVER_DIR": str(work / "s3-server"),
+        "S3_PORT": str(port),
+        "S3_MON_PORT": str(mon_port),
+        "S3_BUCKET": "cd4ml-bench",
+        "S3_PYTHON": sys.executable,
+        # Objects live in the OSD's memory: room for the version and a margin.
+        "S3_STORE_MB": str(store_bytes * 3 // 2 // 2**20 + 512),
+    }
+    script = str(ROOT / "scripts" / "s3-server.sh")
+    env = {**os.environ, **server}
+    started = subprocess.run([script, "start"], env=env, capture_output=True, text=True)
+    try:
+        if started.returncode != 0:
+            raise UserError(f"the loopback S3 server did not start:\n{started.stderr[-2000:]}")
+        yield {**keys, "S3_ENDPOINT": f"http://127.0.0.1:{port}", "S3_BUCKET": "cd4ml-bench"}
+    finally:
+        subprocess.run([script, "stop"], env=env, capture_output=True, check=False)
+
+
+def time_transfer(
+    project: Path, stages: dict[str, dict[str, Any]], logs: Path, s3: dict[str, str]
+) -> dict[str, Any]:
+    """`dvc push` of the version into an empty bucket, then `dvc pull` of it into the state of a
+    fresh clone (no cache, no data, no outputs), both through cd4ml.remote; the pulled
+    workspace must be up to date (`dvc status`)."""
+    push = measure(
+        f"{shlex.quote(sys.executable)} -m cd4ml.remote push", project, logs / "dvc-push.log", s3
+    )
+    log.info("dvc push: %.1f s", push["wall_s"])
+    shutil.rmtree(project / ".dvc" / "cache")
+    for out in ["data", *(out for stage in stages.values() for out in stage["cached"])]:
+        target = project / out
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    pull = measure(
+        f"{shlex.quote(sys.executable)} -m cd4ml.remote pull", project, logs / "dvc-pull.log", s3
+    )
+    log.info("dvc pull: %.1f s", pull["wall_s"])
+    status = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if status.returncode != 0 or json.loads(status.stdout or "{}"):
+        raise UserError(f"after `dvc pull` the workspace is not up to date: {status.stdout[:500]}")
+    return {"push": push, "pull": pull}
 
 
 def _proc_value(path: str, key: str) -> str | None:
@@ -449,6 +560,10 @@ def main(argv: list[str] | None = None) -> None:
         results["auc"] = {k: scores.get(k) for k in ("roc_auc", "oracle_roc_auc")}
     if not args.no_repro and set(chosen) == set(stages):
         results["dvc"] = time_dvc(project, logs, args.repeat)
+        results["storage"] = version_bytes(project, stages)
+        if not args.no_transfer:
+            with loopback_s3(work, results["storage"]["cache"]) as s3:
+                results["transfer"] = time_transfer(project, stages, logs, s3)
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["stage_order"] = list(results["stages"])  # results.json sorts its keys
     results["machine"]["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")

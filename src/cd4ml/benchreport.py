@@ -5,18 +5,23 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-# Targets of the pipeline at Kaggle's full scale on a 2-core machine (issue 6).
+# Targets of the pipeline at Kaggle's full scale on a 2-core machine: issue 15's (the data stages,
+# train, repro, storage) and issue 6's that still stand (generate, the scoring stages).
 TARGETS = {
     "generate_s": 90.0,
+    "csv_to_features_x_floor": 3.0,
+    "validate_x_floor": 2.0,
     "split_x_floor": 2.0,
-    "preprocess_x_floor": 3.0,
-    "data_stage_rss_gib": 4.0,
-    "train_s": 300.0,
+    "preprocess_x_floor": 2.0,
+    "data_stage_rss_gib": 2.5,
+    "train_s": 120.0,
     "evaluate_sanity_predict_s": 90.0,
-    "dvc_repro_s": 480.0,
-    "dvc_noop_s": 2.0,
+    "dvc_repro_s": 180.0,
+    "dvc_noop_over_startup_s": 1.0,
+    "intermediates_gib": 0.5,
     "auc_gap": 0.02,
 }
+DATA_STAGES = ("validate", "split", "preprocess")
 
 
 def _measured(results: dict[str, Any]) -> list[tuple[str, float | None, str, str]]:
@@ -25,7 +30,14 @@ def _measured(results: dict[str, Any]) -> list[tuple[str, float | None, str, str
     found: list[tuple[str, float | None, str, str]] = []
     if not results["generate"].get("cached"):
         found.append(("generate data", results["generate"]["wall_s"], "generate_s", "s"))
-    for name in ("split", "preprocess"):
+    if all("wall_s" in stages.get(name, {}) for name in DATA_STAGES) and stages["validate"].get(
+        "floor_s"
+    ):
+        # The CSV read is validate's floor: the whole way from CSV to features is held to it.
+        total = sum(stages[name]["wall_s"] for name in DATA_STAGES)
+        ratio = total / stages["validate"]["floor_s"]
+        found.append(("CSV to features / CSV read floor", ratio, "csv_to_features_x_floor", "x"))
+    for name in DATA_STAGES:
         if "x_floor" in stages.get(name, {}):
             found.append((f"{name} / read floor", stages[name]["x_floor"], f"{name}_x_floor", "x"))
     data_rss = [s["peak_rss_mib"] for s in stages.values() if s.get("data_stage")]
@@ -41,7 +53,19 @@ def _measured(results: dict[str, Any]) -> list[tuple[str, float | None, str, str
         found.append(("evaluate + sanity + predict", sum(tail), "evaluate_sanity_predict_s", "s"))
     if dvc:
         found.append(("dvc repro (all stages)", dvc["repro"]["wall_s"], "dvc_repro_s", "s"))
-        found.append(("dvc repro (nothing to do)", dvc["noop_s"], "dvc_noop_s", "s"))
+        over = dvc["noop_s"] - dvc.get("startup_s", 0.0)
+        found.append(
+            ("dvc repro (nothing to do) over DVC's start-up", over, "dvc_noop_over_startup_s", "s")
+        )
+    if storage := results.get("storage"):
+        found.append(
+            (
+                "intermediates per data version",
+                storage["intermediates"] / 2**30,
+                "intermediates_gib",
+                "GiB",
+            )
+        )
     if auc.get("oracle_roc_auc") is not None:
         gap = auc["oracle_roc_auc"] - auc["roc_auc"]
         found.append(("ROC AUC gap to the oracle", gap, "auc_gap", ""))
@@ -49,7 +73,7 @@ def _measured(results: dict[str, Any]) -> list[tuple[str, float | None, str, str
 
 
 def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each target of issue 6 with the measured value and whether it is met."""
+    """Each target with the measured value and whether it is met."""
     return [
         {
             "target": name,
@@ -122,6 +146,30 @@ def _step_rows(results: dict[str, Any]) -> list[str]:
             f"| `dvc repro` (nothing to do, {len(d['noop_runs'])}×) | {d['noop_s']:.2f} "
             f"| {noop_cpu:.1f} | | | | |"
         )
+        if "startup_s" in d:
+            lines.append(f"| `dvc root` (DVC's start-up) | {d['startup_s']:.2f} | | | | | |")
+    for step, key in (("`dvc push` (loopback S3)", "push"), ("`dvc pull` (fresh clone)", "pull")):
+        if run := (results.get("transfer") or {}).get(key):
+            lines.append(
+                f"| {step} | {run['wall_s']:.1f} | {run['cpu_s']:.1f} "
+                f"| {run['peak_rss_mib']:.0f} | | | |"
+            )
+    return lines
+
+
+def _storage_rows(results: dict[str, Any]) -> list[str]:
+    """What one data version stores in the DVC cache (and pushes, and every CI job pulls)."""
+    storage = results.get("storage")
+    if not storage:
+        return []
+    mib = 2**20
+    lines = ["", "| stored per data version | MiB |", "|---|---:|"]
+    lines.append(f"| raw data (`data/`) | {storage['data'] / mib:.0f} |")
+    lines += [f"| `{out}` | {size / mib:.0f} |" for out, size in storage["outs"].items()]
+    lines.append(
+        f"| **intermediates** (`clean_data/`) | **{storage['intermediates'] / mib:.0f}** |"
+    )
+    lines.append(f"| DVC cache, all of it | {storage['cache'] / mib:.0f} |")
     return lines
 
 
@@ -145,5 +193,6 @@ def _outcome(results: dict[str, Any]) -> list[str]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    """A README-ready report: machine, per-stage table, dvc, targets."""
-    return "\n".join(_intro(results) + _step_rows(results) + _outcome(results)) + "\n"
+    """A README-ready report: machine, per-stage table, dvc, storage, targets."""
+    parts = _intro(results) + _step_rows(results) + _storage_rows(results) + _outcome(results)
+    return "\n".join(parts) + "\n"

@@ -34,8 +34,9 @@ import pyarrow.parquet as pq
 
 from cd4ml import bench
 from cd4ml.shell import checked, dvc
-from kkbox import bundle, params
+from kkbox import bundle, params, schema
 from kkbox.io import UserError, read_parquet, run_main
+from kkbox.raw import read_table
 
 log = logging.getLogger("benchserve")
 
@@ -55,7 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale", default="full", help="the data scale of the bundle")
     parser.add_argument("--work", type=Path, default=Path("bench/runs"), help="make bench's work")
     parser.add_argument("--bundle", type=Path, help="serve this bundle instead")
-    parser.add_argument("--rows", type=Path, help="raw rows to send (default: the test rows)")
+    parser.add_argument(
+        "--rows", type=Path, help="raw rows to send: Parquet or Kaggle's test.csv (default)"
+    )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per case")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers")
     parser.add_argument("--out", type=Path, default=Path("bench"))
@@ -148,7 +151,7 @@ def ensure_bundle(work: Path, scale: str) -> tuple[Path, Path]:
         data, _ = bench.ensure_data(work, scale, seed, regenerate=False)
         bench.copy_project(project, data)
         checked(dvc("repro", "--quiet", "bundle", cwd=project), f"dvc repro bundle in {project}")
-    return path, project / "clean_data" / "validated" / "test.parquet"
+    return path, project / "data" / "test.csv"
 
 
 def free_port() -> int:
@@ -268,11 +271,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.bundle is not None:
         path, rows_path = args.bundle, args.rows
         if rows_path is None:
-            raise UserError("--bundle needs --rows: a Parquet file of raw play rows to send")
+            raise UserError("--bundle needs --rows: raw play rows to send (Parquet, or test.csv)")
     else:
         path, rows_path = ensure_bundle(args.work.resolve(), args.scale)
     rows_path = args.rows or rows_path
-    pool = read_parquet(rows_path, columns=list(bundle.INPUT)).slice(0, 200_000).to_pylist()
+    if rows_path.suffix == ".csv":
+        rows = read_table(rows_path, schema.TEST, list(bundle.INPUT))
+    else:
+        rows = read_parquet(rows_path, columns=list(bundle.INPUT))
+    pool = rows.slice(0, 200_000).to_pylist()
     rng = random.Random(0)
     scorer = bundle.load(path)
     results: dict[str, Any] = {

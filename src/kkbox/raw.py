@@ -63,13 +63,15 @@ def check_columns(path: Path, header: list[str], expected: list[str]) -> None:
     raise UserError(f"{path}: columns are in the wrong order{detail}")
 
 
-def read_table(path: Path, name: str) -> pa.Table:
-    """Read one raw table with the dtypes of its schema; only empty fields are missing."""
+def read_table(path: Path, name: str, columns: list[str] | None = None) -> pa.Table:
+    """Read one raw table (only `columns`, when given) with the dtypes of its schema; only
+    empty fields are missing."""
     types = TABLES[name]
     header = read_header(path)
     check_columns(path, header, list(types))
     options = pacsv.ConvertOptions(
         column_types=types,
+        include_columns=columns or [],
         # Kaggle's source_system_tab holds the literal string 'null': only "" means missing.
         null_values=[""],
         strings_can_be_null=True,

@@ -92,30 +92,32 @@ def test_update_reference_then_validate_against_it(tmp_path):
     params.write_text(yaml.safe_dump(settings), encoding="utf-8")
     ref = tmp_path / "profile.json"
     common = ["--data", str(data), "--reference", str(ref), "--params", str(params)]
-    outputs = ["--out", str(tmp_path / "out"), "--report", str(tmp_path / "r.json")]
+    outputs = ["--report", str(tmp_path / "r.json")]
     updated = _stage(*common, "--update-reference")
     assert updated.returncode == 0, updated.stderr
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "r.json").exists()
     passed = _stage(*common, *outputs)
     assert passed.returncode == 0, passed.stderr
     report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert report["status"] == "ok" and report["drift"]["anomalies"] == []
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        n.replace(".csv", ".parquet") for n in schema.TABLES
-    )
-    # A different category mix, with drift_severity: fail, stops the stage: no table is
-    # written, and the report says why.
+    assert sorted(report["tables"]) == sorted(schema.TABLES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "data",
+        "params.yaml",
+        "profile.json",
+        "r.json",
+    ]
+    # A different category mix, with drift_severity: fail, stops the stage, and the report says
+    # why.
     reference = json.loads(ref.read_text(encoding="utf-8"))
     reference["tables"][schema.TRAIN]["categories"]["source_type"] = {"radio": 1.0}
     ref.write_text(json.dumps(reference), encoding="utf-8")
-    tables = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     stopped = _stage(*common, *outputs)
     assert stopped.returncode == 1
     errors = [line for line in stopped.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and errors[0].startswith("error: data drift against "), stopped.stderr
     assert re.search(r"data drift against .*'source_type' category mix", stopped.stderr)
     assert "Traceback" not in stopped.stderr
-    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == tables
     failed = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert failed["status"] == "failed" and failed["errors"][0].startswith("data drift against")
     assert failed["drift"]["anomalies"] and failed["tables"][schema.TRAIN]["rows"] > 0

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kkbox import bundle, model
+from kkbox import bundle, model, schema
 from kkbox.features import FEATURES
 from kkbox.io import read_parquet
+from kkbox.raw import read_table
 from tests.project import copy_project, link_venv, run
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def test_make_run_leaves_a_verified_bundle_that_scores_eval_rows_as_the_pipeline
     assert np.max(np.abs(scorer.predict_proba(raw) - expected)) <= 1e-6
     # The submission is the bundle's scoring of the raw test rows (to 6 decimals, of float32s).
     submission = pd.read_csv(released / "predictions" / "submission.csv")
-    test_rows = read_parquet(released / "clean_data" / "validated" / "test.parquet")
+    test_rows = read_table(released / "data" / "test.csv", schema.TEST)
     assert np.max(np.abs(scorer.predict_proba(test_rows) - submission["target"])) <= 1e-6
     assert manifest["metrics"]["roc_auc"] == pytest.approx(
         float((released / "baseline.txt").read_text())

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kkbox import bundle
-from kkbox.io import read_parquet
+from kkbox import bundle, schema
+from kkbox.raw import read_table
 from tests.project import copy_project, project_env, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -79,8 +79,8 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_online_scoring_equals_the_submission(project):
-    rows = read_parquet(project / "clean_data" / "validated" / "test.parquet")
-    rows = rows.select(["id", *bundle.INPUT]).to_pylist()
+    rows = read_table(project / "data" / "test.csv", schema.TEST, ["id", *bundle.INPUT])
+    rows = rows.to_pylist()
     submission = pd.read_csv(project / "predictions" / "submission.csv").set_index("id")
     with server(project) as (url, process):
         got: dict[int, float] = {}

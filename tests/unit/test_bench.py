@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,6 +12,7 @@ import pytest
 
 from cd4ml import bench
 from cd4ml.workspace import ROOT
+from tests.project import project_env
 
 PIPELINE = """
 stages:
@@ -71,7 +74,24 @@ def test_dvc_graph_puts_a_stage_after_the_one_it_depends_on(small_project):
         "cmd": "python use.py",
         "deps": ["use.py", "tables/a.parquet", "raw"],  # params.yaml is no file dep
         "outs": ["out"],
+        "cached": ["out"],
     }
+
+
+def test_a_data_version_is_measured_by_what_the_dvc_cache_holds(small_project):
+    (small_project / "data").mkdir()
+    (small_project / "data" / "train.csv").write_bytes(b"x" * 1000)
+    (small_project / "clean_data" / "part").mkdir(parents=True)
+    (small_project / "clean_data" / "part" / "a.parquet").write_bytes(b"y" * 300)
+    stages = {
+        "make": {"cached": ["clean_data/part"]},
+        "use": {"cached": ["out", "models/missing"]},
+    }
+    sizes = bench.version_bytes(small_project, stages)
+    out = (small_project / "out" / "result.parquet").stat().st_size
+    assert sizes["data"] == 1000 and sizes["intermediates"] == 300
+    assert sizes["stages"] == {"make": 300, "use": out}
+    assert sizes["outs"] == {"clean_data/part": 300, "out": out, "models/missing": 0}
 
 
 def test_floor_reads_the_data_files_of_the_stage_deps_in_dvc_yaml(small_project, monkeypatch):
@@ -88,3 +108,51 @@ def test_floor_reads_the_data_files_of_the_stage_deps_in_dvc_yaml(small_project,
     ]
     assert result["outputs"] == {"out/result.parquet": 1}
     assert result["data_stage"] and result["floor_s"] == 0.5 and result["x_floor"] == 2.0
+
+
+@pytest.mark.parametrize(
+    ("deps", "outs", "data_stage"),
+    [
+        (["raw/x.csv"], ["report.json"], True),  # validate: checks raw CSVs, writes a report
+        (["tables/a.parquet"], ["report.json"], False),  # evaluate: scores tables
+        (["tables/a.parquet"], ["out"], True),  # split, preprocess: tables in, tables out
+    ],
+)
+def test_a_data_stage_reads_tables_and_writes_tables_or_checks_raw_csvs(
+    small_project, monkeypatch, deps, outs, data_stage
+):
+    monkeypatch.setattr(
+        bench,
+        "measure",
+        lambda cmd, cwd, log_path: {"wall_s": 1.0, "cpu_s": 1.0, "peak_rss_mib": 1.0},
+    )
+    monkeypatch.setattr(bench, "read_floor", lambda files, repeat: 0.5)
+    stage = {"cmd": "true", "deps": deps, "outs": outs}
+    result = bench.time_stage("s", stage, small_project, small_project / "logs", 1, 60.0)
+    assert result["data_stage"] is data_stage and ("floor_s" in result) is data_stage
+
+
+@pytest.mark.s3
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_version_goes_to_a_loopback_s3_and_comes_back_as_in_a_fresh_clone(tmp_path):
+    """`make bench`'s push / pull timing, on a tiny project: a real Ceph radosgw and real DVC."""
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "data" / "train.csv").write_text("a,b\n1,2\n")
+    (repo / "dvc.yaml").write_text(
+        "stages:\n  copy:\n    cmd: mkdir -p clean_data && cp data/train.csv clean_data/\n"
+        "    deps: [data]\n    outs: [clean_data]\n"
+    )
+    env = {**project_env(), "DVC_NO_ANALYTICS": "1"}
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "add", "-q", "data"]):
+        subprocess.run(cmd, cwd=repo, env=env, check=True)
+    shutil.copy(ROOT / ".dvc" / "config", repo / ".dvc" / "config")  # the project's remote
+    subprocess.run(["dvc", "repro", "-q"], cwd=repo, env=env, check=True)
+    stages = bench.load_stages(repo)
+    with bench.loopback_s3(tmp_path, 1 << 20) as s3:
+        result = bench.time_transfer(repo, stages, tmp_path / "logs", s3)
+    assert result["push"]["wall_s"] > 0 and result["pull"]["wall_s"] > 0
+    assert (repo / "clean_data" / "train.csv").read_text() == "a,b\n1,2\n"
+    assert (repo / ".dvc" / "cache").is_dir()  # pulled anew: the push's cache was deleted
+    assert not (tmp_path / "s3-server").exists()  # the server is stopped and deleted

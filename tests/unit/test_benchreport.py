@@ -60,12 +60,67 @@ def test_cached_data_is_no_target_and_the_dvc_timings_are():
             "predict": {"wall_s": 40.0},
         },
         "generate": {"wall_s": 999.0, "cached": True},
-        "dvc": {"repro": {"wall_s": 500.0}, "noop_s": 1.0},
+        "dvc": {"repro": {"wall_s": 500.0}, "noop_s": 1.5, "startup_s": 0.3},
         "auc": {"roc_auc": 0.7, "oracle_roc_auc": None},
     }
     targets = {t["target"]: (t["value"], t["limit"], t["met"]) for t in check_targets(results)}
     assert targets == {
         "evaluate + sanity + predict": (100.0, 90.0, False),
-        "dvc repro (all stages)": (500.0, 480.0, False),
-        "dvc repro (nothing to do)": (1.0, 2.0, True),
+        "dvc repro (all stages)": (500.0, 180.0, False),
+        "dvc repro (nothing to do) over DVC's start-up": (1.2, 1.0, False),
     }
+
+
+def test_the_way_from_csv_to_features_is_held_to_the_csv_read():
+    stages = {
+        "validate": {"wall_s": 3.0, "floor_s": 2.0, "x_floor": 1.5, "data_stage": True},
+        "split": {"wall_s": 0.5, "floor_s": 0.5, "x_floor": 1.0, "data_stage": True},
+        "preprocess": {"wall_s": 4.5, "floor_s": 1.0, "x_floor": 4.5, "data_stage": True},
+    }
+    for stage in stages.values():
+        stage["peak_rss_mib"] = 3 * 1024.0
+    results = {"stages": stages, "generate": {"cached": True}}
+    targets = {t["target"]: (t["value"], t["met"]) for t in check_targets(results)}
+    assert targets["CSV to features / CSV read floor"] == (4.0, False)  # (3 + 0.5 + 4.5) / 2
+    assert targets["validate / read floor"] == (1.5, True)
+    assert targets["preprocess / read floor"] == (4.5, False)
+    assert targets["peak RSS of a data stage"] == (3.0, False)
+
+
+def test_the_bytes_of_a_data_version_and_its_transfer_are_reported():
+    mib = 2**20
+    run = {"wall_s": 12.5, "cpu_s": 3.0, "peak_rss_mib": 200.0}
+    results = {
+        "scale": "tiny",
+        "rows": {"train": 30_000, "test": 8_000, "songs": 4_000, "members": 400},
+        "repeat": 1,
+        "once_over": 60.0,
+        "machine": {
+            "cpu": "x",
+            "nproc": 2,
+            "ram_gib": 1.0,
+            "gpu": None,
+            "os": "Linux",
+            "python": "3.11",
+            "libraries": {},
+            "load_average_start": [0, 0, 0],
+        },
+        "generate": {"wall_s": 2.0, "cpu_s": 2.0, "peak_rss_mib": 50.0, "cached": True},
+        "stages": {},
+        "storage": {
+            "data": 1700 * mib,
+            "outs": {"clean_data/validated": 400 * mib, "models/bundle": 130 * mib},
+            "intermediates": 400 * mib,
+            "cache": 2230 * mib,
+        },
+        "transfer": {"push": run, "pull": {**run, "wall_s": 20.0}},
+    }
+    results["targets"] = check_targets(results)
+    assert [(t["target"], round(t["value"], 3), t["met"]) for t in results["targets"]] == [
+        ("intermediates per data version", 0.391, True)
+    ]
+    report = benchreport.markdown(results)
+    assert "| `clean_data/validated` | 400 |" in report
+    assert "| **intermediates** (`clean_data/`) | **400** |" in report
+    assert "| `dvc push` (loopback S3) | 12.5 |" in report
+    assert "| `dvc pull` (fresh clone) | 20.0 |" in report
