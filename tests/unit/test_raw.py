@@ -104,3 +104,16 @@ def test_a_bad_value_names_its_row_and_column(tmp_path):
     empty = _write(tmp_path / "only_header.csv", [header])
     with pytest.raises(UserError, match="has a header but no rows"):
         read_table(empty, schema.SONGS)
+
+
+def test_a_stage_reads_only_the_columns_it_needs_with_their_declared_types(tmp_path):
+    header = "song_id,song_length,genre_ids,artist_name,composer,lyricist,language"
+    path = _write(tmp_path / "songs.csv", [header, "s1,1000,465,a,c,l,52.0", "s2,5,,b,,,3"])
+    table = read_table(path, schema.SONGS, ["song_id", "language"])
+    assert table.column_names == ["song_id", "language"]
+    assert table.schema.field("language").type == schema.TABLES[schema.SONGS]["language"]
+    assert table["language"].to_pylist() == [52.0, 3.0]
+    # The header is still checked whole: a renamed column is named, whichever columns are read.
+    renamed = _write(tmp_path / "renamed.csv", [header.replace("composer", "writer"), "s1"])
+    with pytest.raises(UserError, match="column 'composer' is missing, 'writer' is in its place"):
+        read_table(renamed, schema.SONGS, ["song_id"])

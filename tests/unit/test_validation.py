@@ -72,6 +72,37 @@ def test_unknown_categories_and_quirks_are_counted_not_failed():
     assert soft["expiration_date"] == {"expiration 19700101": 1}
 
 
+def _dictionary_text(table: pa.Table) -> pa.Table:
+    """The table as kkbox.raw reads a play table for validate: text dictionary-encoded."""
+    return pa.table(
+        {
+            name: column.dictionary_encode() if pa.types.is_string(column.type) else column
+            for name, column in zip(table.column_names, table.columns, strict=True)
+        }
+    )
+
+
+def test_dictionary_encoded_text_is_checked_as_the_text_itself():
+    train = make_table(
+        schema.TRAIN,
+        msno=["m1", None, "m2", "m1"],
+        source_system_tab=["radio", "null", "brand-new", None],
+        source_type=["radio", "radio", "radio", "podcast"],
+        target=[0, 1, 2, 1],
+    )
+    plain, encoded = (
+        check_rules(schema.TRAIN, train),
+        check_rules(schema.TRAIN, _dictionary_text(train)),
+    )
+    assert [f.describe("data") for f in encoded[0]] == [f.describe("data") for f in plain[0]]
+    assert len(plain[0]) == 2 and encoded[1] == plain[1]
+    categorical = frozenset(schema.CATEGORIES[schema.TRAIN])
+    _, _, counts = validation.check_table(
+        schema.TRAIN, _dictionary_text(train), schema.COLUMNS[schema.TRAIN], categorical
+    )
+    assert counts["source_type"].field("values").type == pa.string()
+
+
 @pytest.mark.parametrize(("present", "missing"), [(1, 0), (0, 1)])
 def test_single_class_target_is_a_hard_finding(present, missing):
     train = make_table(schema.TRAIN, target=[present] * 4)
