@@ -60,7 +60,15 @@ def run(
 
 def link_venv(project: Path) -> Path:
     """Point the project's .venv at this one: its make targets find the environment installed and
-    install nothing (another copy costs 1.8 GB of disk and a minute; CI's fresh clone installs)."""
+    install nothing (another copy costs 1.8 GB of disk and a minute; CI's fresh clone installs).
+
+    The project's Pipfile and Pipfile.lock get this repository's times: a git clone's are newer
+    than the environment, and `make` would reinstall into it, pointing it at the clone."""
+    for name in ("Pipfile", "Pipfile.lock"):
+        if (project / name).read_bytes() != (ROOT / name).read_bytes():
+            raise AssertionError(f"{project / name} differs from {ROOT / name}: no shared .venv")
+        stat = (ROOT / name).stat()
+        os.utime(project / name, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     (project / ".venv").symlink_to(ROOT / ".venv")
     return project
 

@@ -83,6 +83,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--device", default="", help="train.xgb.device values to time train with, e.g. cuda,cpu")
     add("--no-repro", action="store_true", help="skip the dvc add / repro / push / pull timings")
     add("--no-transfer", action="store_true", help="skip the dvc push / pull timings")
+    add(
+        "--train-sweep",
+        default="",
+        help="train.xgb settings to vary one at a time, e.g. 'learning_rate=0.1,0.3;max_depth=6'"
+        ": train (timed) and evaluate once per value, then params.yaml's: AUC against train time",
+    )
     add("--regenerate", action="store_true", help="make (and time) the data anew")
     add(
         "--work",
@@ -286,18 +292,67 @@ def copy_project(dest: Path, data: Path, with_dvc: bool = True) -> Path:
 
 
 @contextlib.contextmanager
-def train_device(project: Path, device: str | None) -> Iterator[None]:
-    """params.yaml of the copy with train.xgb.device set (restored afterwards)."""
+def xgb_params(project: Path, settings: dict[str, Any]) -> Iterator[None]:
+    """params.yaml of the copy with these train.xgb settings (restored afterwards)."""
     path = project / "params.yaml"
     original = path.read_text(encoding="utf-8")
-    if device:
-        settings = yaml.safe_load(original)
-        settings["train"]["xgb"]["device"] = device
-        path.write_text(yaml.safe_dump(settings, sort_keys=False), encoding="utf-8")
+    if settings:
+        changed = yaml.safe_load(original)
+        changed["train"]["xgb"].update(settings)
+        path.write_text(yaml.safe_dump(changed, sort_keys=False), encoding="utf-8")
     try:
         yield
     finally:
         path.write_text(original, encoding="utf-8")
+
+
+def train_device(project: Path, device: str | None) -> contextlib.AbstractContextManager[None]:
+    """params.yaml of the copy with train.xgb.device set (restored afterwards)."""
+    return xgb_params(project, {"device": device} if device else {})
+
+
+def parse_sweep(text: str) -> list[dict[str, Any]]:
+    """--train-sweep 'a=1,2;b=x' -> [{'a': 1}, {'a': 2}, {'b': 'x'}]: one setting changed at a
+    time, the others as params.yaml has them."""
+    configs = []
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        key, _, values = part.partition("=")
+        if not key.strip() or not values.strip():
+            raise UserError(f"--train-sweep: {part!r} is not KEY=VALUE[,VALUE...]")
+        configs += [{key.strip(): yaml.safe_load(v)} for v in values.split(",")]
+    return configs
+
+
+def sweep_train(
+    stages: dict[str, dict[str, Any]], project: Path, logs: Path, configs: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Train (timed) and evaluate once per setting, params.yaml's last (so the copy ends as
+    dvc.lock has it): eval ROC AUC against train time, the curve a setting is chosen from."""
+    rows = []
+    for i, config in enumerate([*configs, {}]):
+        label = ", ".join(f"{k}={v}" for k, v in config.items()) or "params.yaml"
+        with xgb_params(project, config):
+            run = measure(stages["train"]["cmd"], project, logs / f"sweep-{i + 1}-train.log")
+            measure(stages["evaluate"]["cmd"], project, logs / f"sweep-{i + 1}-evaluate.log")
+        scores = json.loads((project / "metrics" / "eval.json").read_text(encoding="utf-8"))
+        fit = json.loads((project / "models" / "model.json").read_text(encoding="utf-8"))["fit"]
+        rows.append(
+            {
+                "settings": label,
+                "train_s": run["wall_s"],
+                "trees": fit["best_iteration"] + 1,
+                "roc_auc": scores["roc_auc"],
+                "valid_roc_auc": scores["valid_roc_auc"],
+            }
+        )
+        log.info(
+            "sweep %-24s train %6.1f s, %3d trees, ROC AUC %.4f",
+            label,
+            run["wall_s"],
+            rows[-1]["trees"],
+            scores["roc_auc"],
+        )
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -564,6 +619,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_transfer:
             with loopback_s3(work, results["storage"]["cache"]) as s3:
                 results["transfer"] = time_transfer(project, stages, logs, s3)
+    if args.train_sweep:
+        results["train_sweep"] = sweep_train(stages, project, logs, parse_sweep(args.train_sweep))
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     results["stage_order"] = list(results["stages"])  # results.json sorts its keys
     results["machine"]["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")

@@ -173,6 +173,24 @@ def _storage_rows(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _sweep_rows(results: dict[str, Any]) -> list[str]:
+    """The train sweep: eval ROC AUC against train time, one setting changed at a time."""
+    sweep = results.get("train_sweep")
+    if not sweep:
+        return []
+    lines = [
+        "",
+        "| train.xgb (the rest as params.yaml) | train s | trees | eval ROC AUC | valid ROC AUC |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['settings']} | {r['train_s']:.1f} | {r['trees']} | {r['roc_auc']:.4f} "
+        f"| {r['valid_roc_auc']:.4f} |"
+        for r in sweep
+    ]
+    return lines
+
+
 def _outcome(results: dict[str, Any]) -> list[str]:
     """The model's ROC AUC and the table of targets, where the results have them."""
     lines = []
@@ -194,5 +212,11 @@ def _outcome(results: dict[str, Any]) -> list[str]:
 
 def markdown(results: dict[str, Any]) -> str:
     """A README-ready report: machine, per-stage table, dvc, storage, targets."""
-    parts = _intro(results) + _step_rows(results) + _storage_rows(results) + _outcome(results)
+    parts = [
+        *_intro(results),
+        *_step_rows(results),
+        *_storage_rows(results),
+        *_sweep_rows(results),
+        *_outcome(results),
+    ]
     return "\n".join(parts) + "\n"

@@ -226,7 +226,7 @@ def _check_unique(name: str, col_name: str, column: pa.ChunkedArray) -> list[Fin
     dupes = valid - pc.count_distinct(column).as_py()
     if dupes <= 0:
         return []
-    vc = pc.value_counts(column)
+    vc = _value_counts(column)
     repeated = pc.filter(vc.field("values"), pc.greater(vc.field("counts"), 1))
     failing = pc.is_in(column, value_set=repeated.slice(0, 1))
     n_values = len(repeated)
@@ -258,7 +258,7 @@ def check_joins(
     # Look up each distinct key once, and all of a key table's lookups in one go: probing
     # millions of rows into a set of millions of keys is the slow part.
     with ThreadPoolExecutor(max_workers=min(len(joins), os.cpu_count() or 1) or 1) as pool:
-        counted = pool.map(lambda j: pc.value_counts(tables[j[0]][j[1]]), joins)
+        counted = pool.map(lambda j: _value_counts(tables[j[0]][j[1]]), joins)
         distinct = dict(zip(joins, counted, strict=True))
     found: dict[tuple, np.ndarray] = {}
     for other, key in {(j[2], j[1]) for j in joins}:

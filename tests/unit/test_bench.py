@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from cd4ml import bench
 from cd4ml.workspace import ROOT
@@ -156,3 +157,27 @@ def test_a_version_goes_to_a_loopback_s3_and_comes_back_as_in_a_fresh_clone(tmp_
     assert (repo / "clean_data" / "train.csv").read_text() == "a,b\n1,2\n"
     assert (repo / ".dvc" / "cache").is_dir()  # pulled anew: the push's cache was deleted
     assert not (tmp_path / "s3-server").exists()  # the server is stopped and deleted
+
+
+def test_a_train_sweep_changes_one_setting_at_a_time():
+    assert bench.parse_sweep("learning_rate=0.1,0.3; max_depth=6") == [
+        {"learning_rate": 0.1},
+        {"learning_rate": 0.3},
+        {"max_depth": 6},
+    ]
+    with pytest.raises(bench.UserError, match="'max_depth' is not KEY=VALUE"):
+        bench.parse_sweep("max_depth")
+
+
+def test_the_sweep_changes_the_copy_params_and_puts_them_back(tmp_path):
+    original = (ROOT / "params.yaml").read_text(encoding="utf-8")
+    (tmp_path / "params.yaml").write_text(original, encoding="utf-8")
+    with bench.xgb_params(tmp_path, {"max_depth": 3, "device": "cuda"}):
+        changed = yaml.safe_load((tmp_path / "params.yaml").read_text(encoding="utf-8"))
+        assert changed["train"]["xgb"]["max_depth"] == 3
+        assert changed["train"]["xgb"]["device"] == "cuda"
+        assert (
+            changed["train"]["xgb"]["learning_rate"]
+            == yaml.safe_load(original)["train"]["xgb"]["learning_rate"]
+        )
+    assert (tmp_path / "params.yaml").read_text(encoding="utf-8") == original

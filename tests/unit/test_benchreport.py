@@ -124,3 +124,44 @@ def test_the_bytes_of_a_data_version_and_its_transfer_are_reported():
     assert "| **intermediates** (`clean_data/`) | **400** |" in report
     assert "| `dvc push` (loopback S3) | 12.5 |" in report
     assert "| `dvc pull` (fresh clone) | 20.0 |" in report
+
+
+def test_the_train_sweep_is_a_table_of_auc_against_train_time():
+    results = {
+        "scale": "tiny",
+        "rows": {"train": 30_000, "test": 8_000, "songs": 4_000, "members": 400},
+        "repeat": 1,
+        "once_over": 60.0,
+        "machine": {
+            "cpu": "x",
+            "nproc": 2,
+            "ram_gib": 1.0,
+            "gpu": None,
+            "os": "Linux",
+            "python": "3.11",
+            "libraries": {},
+            "load_average_start": [0, 0, 0],
+        },
+        "generate": {"wall_s": 2.0, "cpu_s": 2.0, "peak_rss_mib": 50.0, "cached": True},
+        "stages": {},
+        "train_sweep": [
+            {
+                "settings": "max_depth=6",
+                "train_s": 40.25,
+                "trees": 90,
+                "roc_auc": 0.7701,
+                "valid_roc_auc": 0.7755,
+            },
+            {
+                "settings": "params.yaml",
+                "train_s": 80.0,
+                "trees": 76,
+                "roc_auc": 0.7731,
+                "valid_roc_auc": 0.7784,
+            },
+        ],
+        "targets": [],
+    }
+    report = benchreport.markdown(results)
+    assert "| max_depth=6 | 40.2 | 90 | 0.7701 | 0.7755 |" in report
+    assert "| params.yaml | 80.0 | 76 | 0.7731 | 0.7784 |" in report

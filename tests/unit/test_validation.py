@@ -144,6 +144,10 @@ def test_join_coverage_below_the_minimum_fails():
     assert (bad.column, bad.count, bad.examples) == ("msno", 1, [(4, "zz")])
     assert "only 75.0% do" in bad.describe("data")
     assert validation.check_joins(tables, min_coverage=0.75)[0] == []
+    # The plays as validate reads them (text dictionary-encoded): the same finding.
+    encoded = {**tables, schema.TRAIN: _dictionary_text(train)}
+    (same,) = validation.check_joins(encoded, min_coverage=0.8)[0]
+    assert same.describe("data") == bad.describe("data")
 
 
 # --- profile and drift ------------------------------------------------------------------------

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from cd4ml import workspace
 from cd4ml.shell import checked, git
+from tests.project import ROOT, link_venv
 
 
 def _tree(root: Path) -> set[str]:
@@ -78,3 +80,13 @@ def test_copy_project_of_this_repository_has_the_tools_and_no_venv(tmp_path):
     assert not (copy / ".venv").exists() and not (copy / "data").exists()
     assert not (copy / ".dvc" / "cache").exists()
     _assert_fresh_repo(copy)
+
+
+def test_a_clone_sharing_the_environment_does_not_reinstall_into_it(tmp_path):
+    """A git clone's Pipfile.lock is newer than the environment: with the shared .venv linked,
+    `make install` would reinstall into it and point it at the clone (then deleted)."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    link_venv(clone)
+    question = subprocess.run(["make", "-q", "install"], cwd=clone, capture_output=True)
+    assert question.returncode == 0, "make would reinstall into the shared .venv"
