@@ -74,10 +74,12 @@ def read_table(
     options = pacsv.ConvertOptions(
         column_types=_dictionary_text(types) if dictionary else types,
         include_columns=columns or [],
-        # Kaggle's source_system_tab holds the literal string 'null': only "" means missing.
+        # Kaggle's source_system_tab holds the literal string 'null': only an empty field means
+        # missing, quoted ("", as pyarrow's and pandas' quote-all writers put it) or not, as
+        # the release bundle reads an empty source field.
         null_values=[""],
         strings_can_be_null=True,
-        quoted_strings_can_be_null=False,
+        quoted_strings_can_be_null=True,
     )
     read = pacsv.ReadOptions(
         use_threads=True, block_size=_BLOCK, skip_rows=1, column_names=list(types)

@@ -117,3 +117,17 @@ def test_a_stage_reads_only_the_columns_it_needs_with_their_declared_types(tmp_p
     renamed = _write(tmp_path / "renamed.csv", [header.replace("composer", "writer"), "s1"])
     with pytest.raises(UserError, match="column 'composer' is missing, 'writer' is in its place"):
         read_table(renamed, schema.SONGS, ["song_id"])
+
+
+def test_an_empty_field_is_missing_quoted_or_not(tmp_path):
+    """A file written by a quote-all CSV writer (pyarrow's, pandas' QUOTE_ALL): its "" fields
+    are missing as Kaggle's empty ones are, as the release bundle reads an empty source."""
+    header = "msno,song_id,source_system_tab,source_screen_name,source_type,target"
+    path = _write(
+        tmp_path / "train.csv",
+        [header, 'm1,s1,,"",null,1', '"m2","s2","","Radio","radio","0"'],
+    )
+    table = read_table(path, schema.TRAIN)
+    assert table["source_system_tab"].to_pylist() == [None, None]
+    assert table["source_screen_name"].to_pylist() == [None, "Radio"]
+    assert table["source_type"].to_pylist() == ["null", "radio"]  # Kaggle's literal 'null'
