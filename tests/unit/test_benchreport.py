@@ -6,19 +6,12 @@ from cd4ml import benchreport
 from cd4ml.benchreport import check_targets
 
 
-def test_targets_and_report_from_results():
-    stage = {
-        "runs": [{"wall_s": 1.0}],
-        "wall_s": 1.0,
-        "cpu_s": 1.5,
-        "peak_rss_mib": 100.0,
-        "rows_in": 10,
-        "rows_out": 5,
-    }
-    results = {
+def _run(repeat: int = 1) -> dict:
+    """What every results dict holds about the run: scale, rows, repeats, the machine."""
+    return {
         "scale": "tiny",
         "rows": {"train": 30_000, "test": 8_000, "songs": 4_000, "members": 400},
-        "repeat": 3,
+        "repeat": repeat,
         "once_over": 60.0,
         "machine": {
             "cpu": "x",
@@ -30,6 +23,20 @@ def test_targets_and_report_from_results():
             "libraries": {},
             "load_average_start": [0, 0, 0],
         },
+    }
+
+
+def test_targets_and_report_from_results():
+    stage = {
+        "runs": [{"wall_s": 1.0}],
+        "wall_s": 1.0,
+        "cpu_s": 1.5,
+        "peak_rss_mib": 100.0,
+        "rows_in": 10,
+        "rows_out": 5,
+    }
+    results = {
+        **_run(repeat=3),
         "generate": {"wall_s": 2.0, "cpu_s": 2.0, "peak_rss_mib": 50.0, "cached": False},
         "stages": {
             "split": {**stage, "data_stage": True, "floor_s": 0.4, "x_floor": 2.5},
@@ -91,20 +98,7 @@ def test_the_bytes_of_a_data_version_and_its_transfer_are_reported():
     mib = 2**20
     run = {"wall_s": 12.5, "cpu_s": 3.0, "peak_rss_mib": 200.0}
     results = {
-        "scale": "tiny",
-        "rows": {"train": 30_000, "test": 8_000, "songs": 4_000, "members": 400},
-        "repeat": 1,
-        "once_over": 60.0,
-        "machine": {
-            "cpu": "x",
-            "nproc": 2,
-            "ram_gib": 1.0,
-            "gpu": None,
-            "os": "Linux",
-            "python": "3.11",
-            "libraries": {},
-            "load_average_start": [0, 0, 0],
-        },
+        **_run(),
         "generate": {"wall_s": 2.0, "cpu_s": 2.0, "peak_rss_mib": 50.0, "cached": True},
         "stages": {},
         "storage": {
@@ -128,20 +122,7 @@ def test_the_bytes_of_a_data_version_and_its_transfer_are_reported():
 
 def test_the_train_sweep_is_a_table_of_auc_against_train_time():
     results = {
-        "scale": "tiny",
-        "rows": {"train": 30_000, "test": 8_000, "songs": 4_000, "members": 400},
-        "repeat": 1,
-        "once_over": 60.0,
-        "machine": {
-            "cpu": "x",
-            "nproc": 2,
-            "ram_gib": 1.0,
-            "gpu": None,
-            "os": "Linux",
-            "python": "3.11",
-            "libraries": {},
-            "load_average_start": [0, 0, 0],
-        },
+        **_run(),
         "generate": {"wall_s": 2.0, "cpu_s": 2.0, "peak_rss_mib": 50.0, "cached": True},
         "stages": {},
         "train_sweep": [
