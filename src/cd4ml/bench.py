@@ -83,6 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--device", default="", help="train.xgb.device values to time train with, e.g. cuda,cpu")
     add("--no-repro", action="store_true", help="skip the dvc add / repro / push / pull timings")
     add("--no-transfer", action="store_true", help="skip the dvc push / pull timings")
+    add("--no-baseline", action="store_true", help="skip the pandas baseline of the data stages")
     add(
         "--train-sweep",
         default="",
@@ -222,6 +223,43 @@ for path in sys.argv[1:]:
         pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=True))
 print(time.perf_counter() - started)
 """
+
+
+# The yardstick of issue 15: a straightforward pandas implementation of the seed design's data
+# stages, for train.csv's rows alone (read, join on the string ids, text to category codes,
+# write), timed like a stage in a fresh process.
+_PANDAS_BASELINE = """
+import sys
+import pandas as pd
+data, out = sys.argv[1], sys.argv[2]
+frame = (
+    pd.read_csv(f"{data}/train.csv")
+    .merge(pd.read_csv(f"{data}/members.csv"), on="msno", how="left")
+    .merge(pd.read_csv(f"{data}/songs.csv"), on="song_id", how="left")
+)
+for col in frame.select_dtypes(include=["object", "string"]).columns:
+    frame[col] = frame[col].astype("category").cat.codes
+frame.to_csv(out, index=False)
+"""
+
+
+def time_pandas_baseline(project: Path, logs: Path) -> dict[str, Any]:
+    """The pandas implementation above on the project's data, once (it takes about a minute at
+    full scale); the CSV it writes is deleted."""
+    out = project / "pandas-baseline.csv"
+    script = logs / "pandas_baseline.py"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(_PANDAS_BASELINE, encoding="utf-8")
+    cmd = shlex.join([sys.executable, str(script), str(project / "data"), str(out)])
+    try:
+        result = measure(cmd, project, logs / "pandas-baseline.log")
+        result["rows_out"] = count_rows(out)
+    finally:
+        out.unlink(missing_ok=True)
+    log.info(
+        "pandas baseline (train rows): %.1f s, %.0f MiB", result["wall_s"], result["peak_rss_mib"]
+    )
+    return result
 
 
 def read_floor(files: list[Path], repeat: int) -> float:
@@ -609,6 +647,8 @@ def main(argv: list[str] | None = None) -> None:
     stages = load_stages(project)
     chosen = _chosen(args, stages)
     results["stages"] = _time_stages(args, stages, chosen, project, logs)
+    if not args.no_baseline and {"validate", "split", "preprocess"} <= set(chosen):
+        results["pandas_baseline"] = time_pandas_baseline(project, logs)
     metrics = project / "metrics" / "eval.json"
     if metrics.exists():
         scores = json.loads(metrics.read_text(encoding="utf-8"))

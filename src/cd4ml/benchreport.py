@@ -10,6 +10,7 @@ from typing import Any
 TARGETS = {
     "generate_s": 90.0,
     "csv_to_features_x_floor": 3.0,
+    "csv_to_features_x_pandas": round(1 / 6, 4),  # at least 6x faster than the pandas baseline
     "validate_x_floor": 2.0,
     "split_x_floor": 2.0,
     "preprocess_x_floor": 2.0,
@@ -37,6 +38,11 @@ def _measured(results: dict[str, Any]) -> list[tuple[str, float | None, str, str
         total = sum(stages[name]["wall_s"] for name in DATA_STAGES)
         ratio = total / stages["validate"]["floor_s"]
         found.append(("CSV to features / CSV read floor", ratio, "csv_to_features_x_floor", "x"))
+        if baseline := results.get("pandas_baseline"):
+            share = total / baseline["wall_s"]
+            found.append(
+                ("CSV to features / pandas baseline", share, "csv_to_features_x_pandas", "x")
+            )
     for name in DATA_STAGES:
         if "x_floor" in stages.get(name, {}):
             found.append((f"{name} / read floor", stages[name]["x_floor"], f"{name}_x_floor", "x"))
@@ -148,6 +154,11 @@ def _step_rows(results: dict[str, Any]) -> list[str]:
         )
         if "startup_s" in d:
             lines.append(f"| `dvc root` (DVC's start-up) | {d['startup_s']:.2f} | | | | | |")
+    if run := results.get("pandas_baseline"):
+        lines.append(
+            f"| pandas baseline (train rows: read, join, codes, write) | {run['wall_s']:.1f} "
+            f"| {run['cpu_s']:.1f} | {run['peak_rss_mib']:.0f} | → {_rows(run['rows_out'])} | | |"
+        )
     for step, key in (("`dvc push` (loopback S3)", "push"), ("`dvc pull` (fresh clone)", "pull")):
         if run := (results.get("transfer") or {}).get(key):
             lines.append(

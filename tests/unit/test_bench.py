@@ -11,8 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from cd4ml import bench
+from cd4ml import bench, synth
 from cd4ml.workspace import ROOT
+from kkbox import schema
+from kkbox.io import write_csv
 from tests.project import project_env
 
 PIPELINE = """
@@ -181,3 +183,13 @@ def test_the_sweep_changes_the_copy_params_and_puts_them_back(tmp_path):
             == yaml.safe_load(original)["train"]["xgb"]["learning_rate"]
         )
     assert (tmp_path / "params.yaml").read_text(encoding="utf-8") == original
+
+
+def test_the_pandas_baseline_joins_and_codes_the_train_rows(tmp_path):
+    project = tmp_path / "project"
+    tables = synth.generate(synth.SCALES["tiny"], seed=3)
+    for name in (schema.TRAIN, schema.MEMBERS, schema.SONGS):
+        write_csv(tables[name], project / "data" / name)
+    result = bench.time_pandas_baseline(project, tmp_path / "logs")
+    assert result["rows_out"] == len(tables[schema.TRAIN]["msno"]) and result["wall_s"] > 0
+    assert not (project / "pandas-baseline.csv").exists()

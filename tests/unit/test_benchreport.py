@@ -146,3 +146,31 @@ def test_the_train_sweep_is_a_table_of_auc_against_train_time():
     report = benchreport.markdown(results)
     assert "| max_depth=6 | 40.2 | 90 | 0.7701 | 0.7755 |" in report
     assert "| params.yaml | 80.0 | 76 | 0.7731 | 0.7784 |" in report
+
+
+def test_the_data_stages_are_held_to_the_pandas_baseline():
+    stages = {
+        name: {
+            "runs": [{"wall_s": wall}],
+            "wall_s": wall,
+            "cpu_s": wall,
+            "peak_rss_mib": 900.0,
+            "rows_in": 10,
+            "rows_out": 10,
+            "floor_s": 1.0,
+            "x_floor": wall,
+            "data_stage": True,
+        }
+        for name, wall in (("validate", 2.0), ("split", 1.0), ("preprocess", 7.0))
+    }
+    run = {"wall_s": 60.0, "cpu_s": 70.0, "peak_rss_mib": 3900.0, "rows_out": 7_377_418}
+    generate = {"wall_s": 2.0, "cpu_s": 2.0, "peak_rss_mib": 50.0, "cached": True}
+    results = {**_run(), "stages": stages, "generate": generate, "pandas_baseline": run}
+    targets = {t["target"]: (t["value"], t["met"]) for t in check_targets(results)}
+    assert targets["CSV to features / pandas baseline"] == (round(10 / 60, 4), True)
+    results["targets"] = check_targets(results)
+    report = benchreport.markdown(results)
+    assert (
+        "| pandas baseline (train rows: read, join, codes, write) | 60.0 | 70.0 | 3900 | → 7.38M |"
+        in report
+    )
