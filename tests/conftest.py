@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from cd4ml.shell import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,20 +82,6 @@ class S3Server:
         self.run("start")
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 right now, all different."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @pytest.fixture(scope="session")
 def s3_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -105,7 +92,7 @@ def s3_server(
         if os.environ.get("CI"):  # in CI a missing server is a broken set-up, not a skip
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
-    s3_port, mon_port = _free_ports(2)
+    s3_port, mon_port = free_ports(2)
     bucket = "cd4ml-kkbox-test"
     script_env = {
         **os.environ,

@@ -25,7 +25,6 @@ import os
 import platform
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from dvc.stage import PipelineStage
 
 from cd4ml import synth, workspace
 from cd4ml.benchreport import check_targets, markdown
+from cd4ml.shell import dvc, free_ports
 from kkbox import io, params, provenance
 from kkbox.io import UserError, atomic_path, run_main, write_json
 
@@ -308,17 +308,21 @@ def ensure_data(work: Path, scale: str, seed: int, regenerate: bool) -> tuple[Pa
     return data, {**record, "cached": False}
 
 
+def _remove(path: Path) -> None:
+    """Delete a file or a folder, if there is one."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def copy_project(dest: Path, data: Path, with_dvc: bool = True) -> Path:
     """A copy of the project (cd4ml.workspace; a git repository unless not `with_dvc`) with no
     pipeline outputs and data/ hard-linked from the generated data."""
     workspace.copy_project(dest, commit=with_dvc)
     for stage in load_stages(dest).values():
         for out in stage["outs"]:
-            target = dest / out
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
+            _remove(dest / out)
     shutil.rmtree(dest / "data", ignore_errors=True)
     (dest / "data").mkdir()
     for path in data.iterdir():
@@ -482,25 +486,13 @@ def version_bytes(project: Path, stages: dict[str, dict[str, Any]]) -> dict[str,
     }
 
 
-def _free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 now (the kernel's choice)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 @contextlib.contextmanager
 def loopback_s3(work: Path, store_bytes: int) -> Iterator[dict[str, str]]:
     """scripts/s3-server.sh on free loopback ports, its store (RAM) sized for `store_bytes`; the
     environment cd4ml.remote reads (endpoint, bucket, keys). Stopped and deleted afterwards."""
     if shutil.which("radosgw") is None:
         raise UserError("Ceph radosgw is not installed: run `make system-deps` (or --no-transfer)")
-    port, mon_port = _free_ports(2)
+    port, mon_port = free_ports(2)
     keys = {"AWS_ACCESS_KEY_ID": "cd4ml-bench", "AWS_SECRET_ACCESS_KEY": "cd4ml-bench-secret"}
     server = {
         **keys,
@@ -535,22 +527,12 @@ def time_transfer(
     log.info("dvc push: %.1f s", push["wall_s"])
     shutil.rmtree(project / ".dvc" / "cache")
     for out in ["data", *(out for stage in stages.values() for out in stage["cached"])]:
-        target = project / out
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
+        _remove(project / out)
     pull = measure(
         f"{shlex.quote(sys.executable)} -m cd4ml.remote pull", project, logs / "dvc-pull.log", s3
     )
     log.info("dvc pull: %.1f s", pull["wall_s"])
-    status = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "--json"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    status = dvc("status", "--json", cwd=project)
     if status.returncode != 0 or json.loads(status.stdout or "{}"):
         raise UserError(f"after `dvc pull` the workspace is not up to date: {status.stdout[:500]}")
     return {"push": push, "pull": pull}

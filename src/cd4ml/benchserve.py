@@ -20,7 +20,6 @@ import logging
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from cd4ml import bench
-from cd4ml.shell import checked, dvc
+from cd4ml.shell import checked, dvc, free_ports
 from kkbox import bundle, params, schema
 from kkbox.io import UserError, read_parquet, run_main
 from kkbox.raw import read_table
@@ -154,12 +153,6 @@ def ensure_bundle(work: Path, scale: str) -> tuple[Path, Path]:
     return path, project / "data" / "test.csv"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running(
     path: Path, workers: int, log_path: Path, prediction_log: str = ""
@@ -168,7 +161,7 @@ def running(
     seconds from spawn to ready."""
     import httpx2
 
-    port = free_port()
+    (port,) = free_ports()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "cd4ml.serve", "--bundle", str(path), "--port", str(port)]
     command += ["--prediction-log", prediction_log]

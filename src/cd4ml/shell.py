@@ -1,14 +1,28 @@
-"""Running git and DVC from the tools: captured output, and one clear line when they fail."""
+"""Running git and DVC from the tools (captured output, one clear line when they fail), and
+the loopback ports their servers listen on."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from kkbox.io import UserError
+
+
+def free_ports(count: int = 1) -> list[int]:
+    """Ports free on 127.0.0.1 right now (the kernel's choice), all different."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def dvc_command() -> list[str]:

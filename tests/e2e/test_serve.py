@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,17 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cd4ml.shell import free_ports
 from kkbox import bundle, schema
 from kkbox.raw import read_table
 from tests.project import copy_project, project_env, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def call(url: str, body: dict | None = None) -> dict:
@@ -41,7 +35,7 @@ def call(url: str, body: dict | None = None) -> dict:
 @contextlib.contextmanager
 def server(project: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen]]:
     """`python -m cd4ml.serve` in the project, until /readyz answers; stopped afterwards."""
-    port = free_port()
+    (port,) = free_ports()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "cd4ml.serve", "--port", str(port), *args],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cd4ml import shell
-from cd4ml.shell import checked, git
+from cd4ml.shell import checked, free_ports, git
 from kkbox.io import UserError, run_main
 
 
@@ -69,3 +70,11 @@ def test_dvc_is_the_one_of_this_environment(tmp_path):
     assert command in ([str(Path(sys.executable).with_name("dvc"))], [sys.executable, "-m", "dvc"])
     result = shell.dvc("--version", cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.strip()[:1].isdigit(), result.stderr
+
+
+def test_free_ports_are_distinct_and_can_be_bound():
+    ports = free_ports(3)
+    assert len(set(ports)) == 3
+    for port in ports:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
