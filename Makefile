@@ -36,6 +36,7 @@ help: ## List every target (this message)
 	@echo
 	@echo "Variables: SCALE=$(SCALE) (tiny|small|medium|full)  SOURCE=$(SOURCE) (synthetic|kaggle)"
 	@echo "           S3_BUCKET, S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (remote)  ARGS=... (extra arguments)"
+	@echo "           ENGINE=local|dask, DASK_SCHEDULER_ADDRESS, DASK_WORKERS, DASK_SCRATCH (the dask engine)"
 
 install: $(STAMP) ## Install pipenv if missing and the locked environment into .venv/
 $(STAMP): Pipfile Pipfile.lock
@@ -82,9 +83,16 @@ reference: $(STAMP) ## Refresh reference/profile.json, the drift baseline, from 
 
 ##@ Pipeline
 .PHONY: run repro metrics plots
+# ENGINE=local|dask writes params.yaml's `engine` (DVC records a run's engine); a scheduler
+# address in DASK_SCHEDULER_ADDRESS means dask. Neither: params.yaml as it is.
+ENGINE ?= $(if $(DASK_SCHEDULER_ADDRESS),dask,)
 run: $(STAMP) data/train.csv repro metrics ## Set up, make the sample data, run the pipeline, show the metrics
 
-repro: $(STAMP) ## Run the DVC pipeline (changed stages only; a failure puts the last good outputs back)
+repro: $(STAMP) ## Run the DVC pipeline (changed stages only; a failure puts the last good outputs back); ENGINE=local|dask
+ifneq ($(ENGINE),)
+	@case "$(ENGINE)" in local|dask) ;; *) echo "error: ENGINE=$(ENGINE): use local or dask" >&2; exit 1;; esac
+	@sed -i -E 's/^engine: [a-z]+$$/engine: $(ENGINE)/' params.yaml
+endif
 	DVC=$(DVC) scripts/repro.sh $(ARGS)
 
 metrics: $(STAMP) ## Show the metrics of the workspace

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import time
 from dataclasses import asdict
 from pathlib import Path
 
-from kkbox import model, params, provenance
+import pandas as pd
+
+from kkbox import cluster, model, params, provenance
 from kkbox.features import FEATURES
 from kkbox.io import read_parquet, run_main, write_json
 
@@ -34,22 +37,51 @@ def _data_version(path: Path) -> str | None:
     return provenance.data_version(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
+def _fit_local(estimator: object, features: Path) -> tuple[dict, int, int]:
+    frame = read_parquet(features / "train.parquet").to_pandas()
+    valid = read_parquet(features / "valid.parquet").to_pandas()
+    log.info("%d training rows, %d early-stopping rows", len(frame), len(valid))
+    x, y = frame[FEATURES], frame["target"].to_numpy()
+    info = model.fit(estimator, x, y, (valid[FEATURES], valid["target"].to_numpy()))
+    return info, len(frame), len(valid)
+
+
+def _fit_on_cluster(estimator: object, features: Path) -> tuple[dict, int, int]:
+    """xgboost.dask on the cluster: the workers read the features from the scratch space."""
+    import dask.dataframe as dd
+
+    with cluster.connect() as (client, space):
+        workers = len(client.scheduler_info()["workers"])
+        frames = []
+        for part in ("train", "valid"):
+            cuts = cluster.pieces(space, space.stage(features / f"{part}.parquet"), 2 * workers)
+            read = functools.partial(_on_worker_read, options=space.options)
+            frames.append(dd.from_map(read, cuts, meta=read(cluster.Piece(cuts[0].url, 0, 0))))
+            log.info("%s: %d rows in %d partitions", part, cuts[-1].stop, len(cuts))
+        train, valid = (client.persist(f) for f in frames)
+        info = model.fit_on_cluster(
+            estimator,
+            client,
+            train[FEATURES],
+            train["target"],
+            (valid[FEATURES], valid["target"]),
+        )
+        return info, len(train), len(valid)
+
+
+def _on_worker_read(piece: cluster.Piece, options: dict) -> pd.DataFrame:
+    return cluster.read_piece(piece, options, [*FEATURES, "target"]).to_pandas()
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = params.load(args.params).train
+    config = params.load(args.params)
+    settings = config.train
     estimator = model.build(settings)
-    frame = read_parquet(args.features / "train.parquet").to_pandas()
-    valid = read_parquet(args.features / "valid.parquet").to_pandas()
-    x, y = frame[FEATURES], frame["target"].to_numpy()
-    log.info(
-        "training %s on %d rows x %d features, %d early-stopping rows",
-        settings.model,
-        len(x),
-        len(FEATURES),
-        len(valid),
-    )
+    log.info("training %s on %d features, %s engine", settings.model, len(FEATURES), config.engine)
     started = time.perf_counter()
-    info = model.fit(estimator, x, y, (valid[FEATURES], valid["target"].to_numpy()))
+    fit = _fit_on_cluster if config.engine == "dask" else _fit_local
+    info, n_train, n_valid = fit(estimator, args.features)
     seconds = time.perf_counter() - started
     log.info("trained in %.1f s %s", seconds, info)
     model.save(estimator, args.out / "model.joblib")
@@ -58,8 +90,8 @@ def main(argv: list[str] | None = None) -> None:
             "model": settings.model,
             "params": asdict(settings),
             "features": FEATURES,
-            "n_train_rows": len(x),
-            "n_valid_rows": len(valid),
+            "n_train_rows": n_train,
+            "n_valid_rows": n_valid,
             "fit": info,
             "data_version": _data_version(args.data_version),
             "libraries": provenance.library_versions(),

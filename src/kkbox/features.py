@@ -175,7 +175,7 @@ def keys_of(
     One hash join in Arrow: the 44-character ids never become Python strings. Pass the ids of
     all parts at once (a ChunkedArray): the table's hash is then built once."""
     if not isinstance(ids, pa.ChunkedArray):
-        ids = _arrow(ids)
+        ids = pa.chunked_array([_arrow(ids)])
     if pa.types.is_dictionary(ids.type):
         return _dictionary_keys(ids, _arrow(table_ids))
     positions = pc.index_in(ids, value_set=_arrow(table_ids))
@@ -188,19 +188,26 @@ def _dictionary_keys(ids: pa.ChunkedArray, table_ids: pa.Array) -> np.ndarray:
     starts: dict[tuple[int, int], int] = {}
     dictionaries = []
     for chunk in ids.chunks:
-        ident = (chunk.dictionary.buffers()[1].address, len(chunk.dictionary))
+        ident = _identity(chunk.dictionary)
         if ident not in starts:
             starts[ident] = sum(len(d) for d in dictionaries)
             dictionaries.append(chunk.dictionary)
     values = pa.concat_arrays(dictionaries) if dictionaries else pa.array([], table_ids.type)
+    if pa.types.is_null(values.type):  # an empty Categorical's categories
+        values = values.cast(table_ids.type)
     found = pc.fill_null(pc.index_in(values, value_set=table_ids), -1).to_numpy()
     lookup = np.append(found, -1).astype(np.int32)  # the last entry: a missing id
     keys = []
     for chunk in ids.chunks:
-        start = starts[(chunk.dictionary.buffers()[1].address, len(chunk.dictionary))]
+        start = starts[_identity(chunk.dictionary)]
         index = pc.fill_null(chunk.indices, -1 - start).to_numpy().astype(np.int64) + start
         keys.append(lookup[index])
     return np.concatenate(keys) if keys else np.empty(0, dtype=np.int32)
+
+
+def _identity(dictionary: pa.Array) -> tuple[int, int]:
+    """Where a dictionary's values live, and how many: equal for chunks that share it."""
+    return (dictionary.buffers()[1].address if len(dictionary) else 0, len(dictionary))
 
 
 def as_categories(attrs: pd.DataFrame) -> pd.DataFrame:
@@ -290,10 +297,34 @@ def _padded(values: np.ndarray) -> np.ndarray:
 
 def fit_vocabulary(values: pd.Series, min_count: int) -> list:
     """Categories of the training part, most frequent first (ties by value): code = 2 + rank."""
-    counts = pd.Series(values).dropna().value_counts()
+    return _vocabulary(pd.Series(values).value_counts(), min_count)
+
+
+def _vocabulary(counts: pd.Series, min_count: int) -> list:
     counts = counts[(counts >= min_count) & (counts > 0)]  # a Categorical counts absent ones too
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
     return [value.item() if hasattr(value, "item") else value for value, _ in ordered]
+
+
+def category_counts(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """Rows per value of each categorical column (missing values left out): what one
+    partition of the training rows adds to the vocabularies (fit_vocabularies)."""
+    out = {}
+    for col in CATEGORICAL:
+        counts = pd.Series(frame[col]).value_counts()
+        counts = counts[counts > 0]
+        out[col] = counts.set_axis(pd.Index(counts.index.to_numpy().tolist(), dtype=object))
+    return out
+
+
+def fit_vocabularies(parts: list[dict[str, pd.Series]], min_count: int) -> dict[str, list]:
+    """The vocabularies of the training rows from the category_counts of their partitions."""
+    out = {}
+    for col in CATEGORICAL:
+        counts = [part[col] for part in parts]
+        added = counts[0] if len(counts) == 1 else pd.concat(counts).groupby(level=0).sum()
+        out[col] = _vocabulary(added, min_count)
+    return out
 
 
 def encode(values: pd.Series | np.ndarray, vocabulary: list | pd.Index) -> np.ndarray:
@@ -348,11 +379,36 @@ class KeyStats:
         if len(key) and key.min() >= 0 and key.max() < _DENSE_KEYS:
             index, slots, size = None, key, int(key.max()) + 1
         else:
-            slots, uniques = pd.factorize(key)
+            # Sorted: the same keys give the same slots however the rows were partitioned.
+            slots, uniques = pd.factorize(key, sort=True)
             index, size = pd.Index(uniques), len(uniques)
         # One more slot, always 0: where slot -1 (a key not seen in training) reads from.
         counts, sums = _count_and_sum(slots, target, size + 1)
         return cls(index, counts, sums)
+
+    @classmethod
+    def merge(cls, parts: list[KeyStats]) -> KeyStats:
+        """The statistics of the rows of all parts together: equal to fit() on all of them."""
+        if len(parts) == 1:
+            return parts[0]
+        keys, counts, sums = (
+            np.concatenate(x) for x in zip(*(p.seen() for p in parts), strict=True)
+        )
+        uniques, slots = np.unique(keys, return_inverse=True)
+        counts = np.bincount(slots, weights=counts, minlength=len(uniques) + 1)
+        sums = np.bincount(slots, weights=sums, minlength=len(uniques) + 1)
+        if len(uniques) and uniques[0] >= 0 and uniques[-1] < _DENSE_KEYS:
+            dense = np.zeros((2, int(uniques[-1]) + 2))
+            dense[:, uniques] = counts[:-1], sums[:-1]
+            return cls(None, dense[0], dense[1])
+        return cls(pd.Index(uniques), counts, sums)
+
+    def seen(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The keys seen in training, with their counts and target sums."""
+        if self.index is not None:
+            return self.index.to_numpy(), self.counts[:-1], self.sums[:-1]
+        keys = np.flatnonzero(self.counts[:-1])
+        return keys.astype(np.int64), self.counts[keys], self.sums[keys]
 
     @property
     def n_keys(self) -> int:
@@ -429,67 +485,89 @@ STAT_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class Folds:
+    """Each training row's fold of the out-of-fold target encoding, and the number of folds."""
+
+    of_row: np.ndarray
+    count: int
+
+
+def key_stats(
+    frame: pd.DataFrame, vocabularies: dict[str, list], folds: Folds | None = None
+) -> dict[str, KeyStats]:
+    """Counts and target sums of every statistic's key in these training rows; with `folds`,
+    of each target encoding's (key, fold) pairs: what out-of-fold encoding takes away. A
+    partition's statistics add up with KeyStats.merge."""
+    return _key_stats(_coded(frame, vocabularies), frame, _radix(vocabularies), folds)
+
+
+def _key_stats(
+    coded: dict[str, np.ndarray], frame: pd.DataFrame, radix: dict[str, int], folds: Folds | None
+) -> dict[str, KeyStats]:
+    y = frame["target"].to_numpy(dtype=np.float64)
+    names = TARGET_KEYS if folds is not None else STAT_KEYS
+    return {
+        name: KeyStats.fit(_in_folds(_composite(coded, STAT_KEYS[name], radix), folds), y)
+        for name in names
+    }
+
+
+def _in_folds(key: np.ndarray, folds: Folds | None) -> np.ndarray:
+    """One key per (key, fold) pair: key * folds + fold."""
+    return key if folds is None else key * folds.count + folds.of_row
+
+
+def encoder_of(
+    vocabularies: dict[str, list], stats: dict[str, KeyStats], smoothing: float
+) -> Encoder:
+    """The encoder of fitted vocabularies and statistics; the prior is the training rows'
+    replay rate (every row has a member key)."""
+    member = stats["te_member"]
+    return Encoder(vocabularies, float(member.sums.sum() / member.counts.sum()), smoothing, stats)
+
+
 def fit(train: pd.DataFrame, min_count: int, smoothing: float) -> Encoder:
     """Fit vocabularies, counts and target statistics on the joined training rows."""
-    vocabularies = {col: fit_vocabulary(train[col], min_count) for col in CATEGORICAL}
-    coded = _coded(train, vocabularies)
-    y = train["target"].to_numpy(dtype=np.float64)
-    radix = _radix(vocabularies)
-    stats = {
-        name: KeyStats.fit(_composite(coded, cols, radix), y) for name, cols in STAT_KEYS.items()
-    }
-    return Encoder(vocabularies, float(y.mean()), smoothing, stats)
+    vocabularies = fit_vocabularies([category_counts(train)], min_count)
+    return encoder_of(vocabularies, key_stats(train, vocabularies), smoothing)
 
 
 def transform(
-    frame: pd.DataFrame, encoder: Encoder, oof_folds: np.ndarray | None = None
+    frame: pd.DataFrame,
+    encoder: Encoder,
+    folds: Folds | None = None,
+    fold_stats: dict[str, KeyStats] | None = None,
 ) -> pd.DataFrame:
-    """Model features for joined rows. For the training rows themselves pass `oof_folds`:
+    """Model features for joined rows. For the training rows themselves pass their `folds`:
     their target encodings then come from the other folds only (out-of-fold), so a row's own
-    target never feeds its features."""
+    target never feeds its features. `fold_stats` are the (key, fold) statistics of all the
+    training rows (key_stats with folds); by default, of `frame`'s rows."""
     coded = _coded(frame, encoder.indexes())
     out = {col: coded[col] for col in CATEGORICAL}
     for col in NUMERIC:
         out[col] = np.asarray(frame[col], dtype=np.float32)
     radix = _radix(encoder.vocabularies)
-    y = frame["target"].to_numpy(dtype=np.float64) if oof_folds is not None else None
+    if folds is not None and fold_stats is None:
+        fold_stats = _key_stats(coded, frame, radix, folds)
     member_plays = None
     # One key at a time, its temporaries freed before the next: memory stays flat at scale.
     for name, cols in STAT_KEYS.items():
         key = _composite(coded, cols, radix)
-        slots = encoder.stats[name].slots(key)
-        n, s = encoder.stats[name].at(slots)
+        n, s = encoder.stats[name].at(encoder.stats[name].slots(key))
         if name == "te_member":
             member_plays = np.maximum(n, 1.0)
         count, share = _COUNT_FEATURES[name]
         if count is not None:
             out[count] = (n / member_plays if share else n).astype(np.float32)
         if name in TARGET_KEYS:
-            if oof_folds is not None:
-                n, s = _out_of_fold(slots, key, y, oof_folds, n, s)
+            if folds is not None:
+                own = fold_stats[name]
+                own_n, own_s = own.at(own.slots(_in_folds(key, folds)))
+                n, s = n - own_n, s - own_s
             out[name] = smoothed_rate(s, n, encoder.prior, encoder.smoothing)
-        del key, slots, n, s
+        del key, n, s
     return pd.DataFrame({col: out[col] for col in FEATURES}, copy=False)
-
-
-def _out_of_fold(
-    slots: np.ndarray,
-    key: np.ndarray,
-    y: np.ndarray,
-    folds: np.ndarray,
-    counts: np.ndarray,
-    sums: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Subtract each row's own-fold counts and sums of its key from the full-training ones."""
-    n_folds = int(folds.max()) + 1 if len(folds) else 1
-    # Keys the encoder never saw, or sparse slots: number the keys afresh, densely.
-    if (slots < 0).any() or (len(slots) and slots.max() * n_folds > 4 * len(slots)):
-        slots = pd.factorize(key)[0]
-    # One count per (key, fold): slot * n_folds + fold numbers them without collisions.
-    cell = slots.astype(np.int64) * n_folds + folds
-    size = int(cell.max()) + 1 if len(cell) else 0
-    own_counts, own_sums = _count_and_sum(cell, y, size)
-    return counts - own_counts[cell], sums - own_sums[cell]
 
 
 def fit_training(
@@ -507,7 +585,7 @@ def fit_training(
     cut = early_stopping_start(len(train), valid_fraction)
     before, last = train.iloc[:cut], train.iloc[cut:]
     past = fit(before, min_count, smoothing)
-    before_x = transform(before, past, oof_folds=assign_folds(cut, *folds))
+    before_x = transform(before, past, Folds(assign_folds(0, cut, *folds), folds[0]))
     last_x = transform(last, past)
     return fit(train, min_count, smoothing), before_x, last_x
 
@@ -518,6 +596,14 @@ def early_stopping_start(n_rows: int, valid_fraction: float) -> int:
     return n_rows - max(1, round(n_rows * valid_fraction))
 
 
-def assign_folds(n_rows: int, n_folds: int, seed: int) -> np.ndarray:
-    """Random fold number per training row, reproducible from the seed."""
-    return np.random.default_rng(seed).integers(0, n_folds, n_rows).astype(np.int8)
+def assign_folds(start: int, stop: int, n_folds: int, seed: int) -> np.ndarray:
+    """Fold number of training rows start .. stop - 1, reproducible from the seed: a hash of
+    the row's position (splitmix64), so any range of rows (a partition on a cluster) gets the
+    same folds without drawing the rows before it."""
+    mixed = np.arange(start + 1, stop + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    mixed += np.uint64(seed * 0xD1B54A32D192ED03 % (1 << 64))
+    for shift, multiplier in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB)):
+        mixed ^= mixed >> np.uint64(shift)
+        mixed *= np.uint64(multiplier)
+    mixed ^= mixed >> np.uint64(31)
+    return (mixed % np.uint64(n_folds)).astype(np.int8)

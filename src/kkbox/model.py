@@ -107,6 +107,35 @@ def fit(
     }
 
 
+def fit_on_cluster(
+    model: Any, client: Any, x: Any, y: Any, valid: tuple[Any, Any]
+) -> dict[str, Any]:
+    """fit() on a Dask cluster with xgboost.dask: x, y and valid are dask collections. The
+    booster comes back into `model`, an ordinary XGBClassifier, as if it had trained here."""
+    if type(model).__name__ != "XGBClassifier":
+        raise UserError(
+            "params.yaml: engine is dask, which trains XGBoost (xgboost.dask) only; set "
+            "train.model: xgb or engine: local"
+        )
+    from xgboost import dask as dxgb
+
+    params = model.get_params()
+    device = params["device"]
+    distributed = dxgb.DaskXGBClassifier(**params)
+    distributed.client = client
+    distributed.fit(x, y, eval_set=[valid], verbose=False)
+    booster = distributed.get_booster()
+    if device != "cpu":
+        booster.set_param({"device": "cpu"})
+    model.load_model(bytearray(booster.save_raw("ubj")))
+    model.set_params(device="cpu")
+    return {
+        "best_iteration": int(distributed.best_iteration),
+        "best_valid_auc": float(distributed.best_score),
+        "device": device,
+    }
+
+
 def predict_proba(model: Any, x: pd.DataFrame) -> np.ndarray:
     """Probability of a replay (class 1) for each row."""
     return model.predict_proba(x)[:, 1]

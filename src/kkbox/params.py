@@ -243,6 +243,7 @@ class Monitor:
 class Params:
     """The whole of params.yaml."""
 
+    engine: str = _param(choices=("local", "dask"))
     generate: Generate
     validate: Validate
     split: Split

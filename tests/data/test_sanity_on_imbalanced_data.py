@@ -56,10 +56,11 @@ def _features(data: Path, params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     train, evaluation = joined.iloc[:cut], joined.iloc[cut:].reset_index(drop=True)
     pre = params["preprocess"]
     encoder = features.fit(train, pre["min_category_count"], float(pre["target_smoothing"]))
-    folds = features.assign_folds(len(train), pre["target_folds"], pre["seed"])
+    n_folds = pre["target_folds"]
+    folds = features.Folds(features.assign_folds(0, len(train), n_folds, pre["seed"]), n_folds)
     out = []
     for part, oof in ((train, folds), (evaluation, None)):
-        x = features.transform(part, encoder, oof_folds=oof)
+        x = features.transform(part, encoder, oof)
         x["target"] = part["target"].to_numpy()
         out.append(x)
     return out[0], out[1]

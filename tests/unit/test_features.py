@@ -110,7 +110,7 @@ def test_out_of_fold_encoding_never_sees_the_rows_own_target():
     train = _joined(4, [1, 0, 1, 0], [0, 0, 0, 0], [0, 1, 2, 3])
     encoder = F.fit(train, min_count=1, smoothing=1.0)
     folds = np.array([0, 1, 2, 3], dtype=np.int8)  # every row alone in its fold
-    out = F.transform(train, encoder, oof_folds=folds)
+    out = F.transform(train, encoder, F.Folds(folds, 4))
     # leave-one-out: a positive row sees 1 of 3 others positive, a negative row 2 of 3
     assert out["te_member"].tolist() == pytest.approx([(1 + 0.5) / 4, (2 + 0.5) / 4] * 2)
 
@@ -154,3 +154,63 @@ def test_the_early_stopping_slice_is_encoded_from_the_rows_before_it_only():
     # Eval and test get the statistics of all 10 rows.
     assert encoder.prior == pytest.approx(0.6) and past.prior == pytest.approx(0.5)
     assert F.early_stopping_start(10, 0.2) == 8 and F.early_stopping_start(5, 0.01) == 4
+
+
+def _random_joined(n_rows: int, seed: int) -> pd.DataFrame:
+    """Joined rows with many members and songs, some unknown (key -1), for partition tests."""
+    rng = np.random.default_rng(seed)
+    members = rng.integers(-1, 40, n_rows)
+    songs = rng.integers(-1, 300, n_rows)
+    frame = _joined(n_rows, rng.integers(0, 2, n_rows).tolist(), members, songs)
+    frame["artist_key"] = songs // 3
+    frame["source_system_tab"] = pd.Categorical(rng.choice(["a", "b", "c", None], n_rows))
+    return frame
+
+
+def _assert_stats_equal(got: dict[str, F.KeyStats], want: dict[str, F.KeyStats]) -> None:
+    assert list(got) == list(want)
+    for name in want:
+        assert (got[name].index is None) == (want[name].index is None), name
+        if want[name].index is not None:
+            pd.testing.assert_index_equal(got[name].index, want[name].index)
+        np.testing.assert_array_equal(got[name].counts, want[name].counts)
+        np.testing.assert_array_equal(got[name].sums, want[name].sums)
+
+
+def test_statistics_of_partitions_add_up_to_those_of_all_rows():
+    train = _random_joined(3000, 5)
+    vocab = F.fit_vocabularies([F.category_counts(train)], 2)
+    parts = [train.iloc[a:b] for a, b in ((0, 700), (700, 701), (701, 2500), (2500, 3000))]
+    assert F.fit_vocabularies([F.category_counts(p) for p in parts], 2) == vocab
+    whole = F.key_stats(train, vocab)
+    merged = {
+        name: F.KeyStats.merge([F.key_stats(p, vocab)[name] for p in parts]) for name in whole
+    }
+    _assert_stats_equal(merged, whole)
+    # dense parts (no unknown member) and a part with one merge into what all rows give
+    known = train[train["member_key"] >= 0]
+    mixed = [known.iloc[:1000], train.iloc[:0], train]
+    _assert_stats_equal(
+        {"m": F.KeyStats.merge([F.key_stats(p, vocab)["te_member"] for p in mixed])},
+        {"m": F.key_stats(pd.concat(mixed), vocab)["te_member"]},
+    )
+
+
+def test_out_of_fold_features_of_a_partition_equal_those_of_all_rows():
+    train = _random_joined(2000, 6)
+    encoder = F.fit(train, 1, 3.0)
+    folds = F.Folds(F.assign_folds(0, len(train), 5, 42), 5)
+    whole = F.transform(train, encoder, folds)
+    fold_stats = F.key_stats(train, encoder.vocabularies, folds)
+    part = F.transform(
+        train.iloc[500:900], encoder, F.Folds(F.assign_folds(500, 900, 5, 42), 5), fold_stats
+    )
+    pd.testing.assert_frame_equal(part, whole.iloc[500:900].reset_index(drop=True))
+
+
+def test_folds_are_a_function_of_the_row_position_and_the_seed():
+    folds = F.assign_folds(0, 10_000, 5, 42)
+    np.testing.assert_array_equal(F.assign_folds(1234, 5678, 5, 42), folds[1234:5678])
+    assert sorted(np.bincount(folds)) == pytest.approx([2000] * 5, rel=0.05)
+    assert not np.array_equal(F.assign_folds(0, 10_000, 5, 43), folds)
+    assert folds.dtype == np.int8 and set(folds) == set(range(5))

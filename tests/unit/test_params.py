@@ -60,7 +60,9 @@ def test_unknown_key_names_the_closest_known_one(tmp_path):
         load(tmp_path, with_value("train.xgb.max_dept", 3))
     with pytest.raises(UserError, match=r"unknown key trian \(did you mean train\?\)"):
         load(tmp_path, {**COMMITTED, "trian": {}})
-    with pytest.raises(UserError, match=r"unknown key zzz; known keys: generate, validate"):
+    with pytest.raises(
+        UserError, match=r"unknown key zzz; known keys: engine, generate, validate"
+    ):
         load(tmp_path, {**COMMITTED, "zzz": 1})
 
 
@@ -137,3 +139,12 @@ def test_the_file_itself(tmp_path):
 def test_cross_key_rule_sanity_rows_per_fold(tmp_path):
     with pytest.raises(UserError, match=r"sanity.cv_max_rows=30 is too small"):
         load(tmp_path, with_value("sanity.cv_max_rows", 30))
+
+
+def test_the_engine_is_local_or_dask(tmp_path):
+    assert load(tmp_path, COMMITTED).engine == "local"
+    assert load(tmp_path, {**COMMITTED, "engine": "dask"}).engine == "dask"
+    with pytest.raises(
+        UserError, match=r"^params.yaml: engine must be one of local, dask, got 'spark'"
+    ):
+        load(tmp_path, {**COMMITTED, "engine": "spark"})

@@ -1,0 +1,132 @@
+"""End to end: the pipeline on a real Dask cluster (a scheduler and two worker processes on
+127.0.0.1, each in its own directory), the inputs reaching the workers through the loopback S3
+server, compared with the local engine on the same tiny data."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import DaskCluster, S3Server, start_dask_cluster
+from tests.project import ROOT, copy_project, run
+
+pytestmark = pytest.mark.slow
+
+FEATURE_FILES = ["train.parquet", "valid.parquet", "eval.parquet"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """Tiny data and the whole pipeline run with the local engine (params.yaml's default)."""
+    project = copy_project(tmp_path_factory.mktemp("dask") / "repo")
+    run(["python", "-m", "cd4ml.generate", "--scale", "tiny", "--out", "data"], project)
+    run(["dvc", "add", "data", "--quiet"], project)
+    run(["make", "repro"], project)
+    return project
+
+
+def _lock(project: Path) -> dict:
+    return yaml.safe_load((project / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+
+
+def _outs(lock: dict, stage: str) -> dict[str, str]:
+    return {out["path"]: out["md5"] for out in lock[stage]["outs"]}
+
+
+def _cluster_env(cluster: DaskCluster, s3: S3Server, bucket: str) -> dict[str, str]:
+    return {
+        "DASK_SCHEDULER_ADDRESS": cluster.address,
+        "DASK_SCRATCH": f"s3://{bucket}/scratch",
+        "S3_ENDPOINT": s3.endpoint,
+        "AWS_ACCESS_KEY_ID": s3.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+    }
+
+
+def _keys(s3: S3Server, bucket: str) -> list[str]:
+    listed = s3.client().list_objects_v2(Bucket=bucket).get("Contents", [])
+    return [item["Key"] for item in listed]
+
+
+@pytest.mark.timeout(600)
+def test_the_dask_engine_reproduces_the_local_features_and_model(
+    project: Path, dask_cluster: DaskCluster, s3_server: S3Server, s3_bucket: str
+):
+    local = _lock(project)
+    local_auc = json.loads((project / "metrics/eval.json").read_text())["roc_auc"]
+    env = _cluster_env(dask_cluster, s3_server, s3_bucket)
+    # The scheduler's address alone picks the dask engine, recorded in params.yaml.
+    out = run(["make", "repro"], project, **env)
+    assert "engine: dask" in (project / "params.yaml").read_text()
+    for stage in ("preprocess", "train"):
+        assert f"Running stage '{stage}'" in out.stdout
+    remote = _lock(project)
+    assert remote["preprocess"]["params"]["params.yaml"]["engine"] == "dask"
+    # Same seed, same data: the features and the featurizer are the local engine's, bit for bit.
+    assert _outs(remote, "preprocess") == _outs(local, "preprocess")
+    scores = json.loads((project / "metrics/eval.json").read_text())
+    assert abs(scores["roc_auc"] - local_auc) <= 0.005, (scores["roc_auc"], local_auc)
+    info = json.loads((project / "models/model.json").read_text())
+    assert info["n_train_rows"] == 21_600 and info["fit"]["best_iteration"] >= 1
+    # The workers read the inputs from S3, under their MD5, and no run's outputs are left.
+    keys = _keys(s3_server, s3_bucket)
+    assert keys and all(key.startswith("scratch/md5/") for key in keys), keys
+    assert len(keys) == 7  # 3 CSVs, 2 split parts, the train and valid features
+    status = run(["dvc", "status"], project, **env)
+    assert "Data and pipelines are up to date" in status.stdout, status.stdout
+    # Back to the local engine: one variable.
+    run(["make", "repro", "ENGINE=local"], project)
+    assert "engine: local" in (project / "params.yaml").read_text()
+    assert _outs(_lock(project), "preprocess") == _outs(local, "preprocess")
+
+
+@pytest.mark.timeout(600)
+def test_a_worker_killed_mid_stage_is_recovered_by_dask(
+    project: Path, tmp_path: Path, s3_server: S3Server, s3_bucket: str
+):
+    """The first worker kills itself (SIGKILL) after its first partition's statistics: Dask
+    recomputes what it held on the other worker, and the features are still the local ones."""
+    cluster = start_dask_cluster(
+        tmp_path / "cluster",
+        preload_first=ROOT / "tests" / "dask_victim.py",
+        CD4ML_KILL_AFTER="_on_worker_stats",
+    )
+    try:
+        params = tmp_path / "params.yaml"
+        params.write_text(
+            (project / "params.yaml").read_text().replace("engine: local", "engine: dask")
+        )
+        out = tmp_path / "features"
+        cmd = [
+            "python", "src/preprocess.py", "--data", "data", "--split", "clean_data/split",
+            "--out", str(out), "--params", str(params),
+        ]  # fmt: skip
+        run(cmd, project, **_cluster_env(cluster, s3_server, s3_bucket))
+        victim = cluster.workers[0]
+        assert victim.wait(timeout=30) == -signal.SIGKILL, "the worker was not killed"
+        assert cluster.workers[1].poll() is None
+    finally:
+        cluster.stop()
+    for name in FEATURE_FILES:
+        assert (out / name).read_bytes() == (project / "clean_data/features" / name).read_bytes()
+
+
+def test_an_unreachable_scheduler_fails_the_stage_in_one_line(project: Path):
+    from cd4ml.shell import free_ports
+
+    (port,) = free_ports(1)
+    address = f"tcp://127.0.0.1:{port}"
+    # Forced: DVC's run cache holds a dask run of these inputs, which would be restored.
+    repro = ["make", "repro", "ENGINE=dask", "ARGS=--force --single-item preprocess"]
+    result = run(repro, project, check=False, DASK_SCHEDULER_ADDRESS=address)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors and errors[0].startswith(f"error: cannot reach the Dask scheduler at {address}")
+    assert "Traceback" not in result.stderr
+    # The last good outputs are back (scripts/repro.sh), and the local engine runs on.
+    assert all((project / "clean_data/features" / name).exists() for name in FEATURE_FILES)
+    run(["make", "repro", "ENGINE=local"], project)
