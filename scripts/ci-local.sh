@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the pipeline of .gitlab-ci.yml on this machine with gitlab-ci-local: the jobs of a branch
 # pipeline, test → train → evaluate (release only runs on the default branch: CI_LOCAL_BRANCH=main;
-# train-gpu is manual).
+# train-gpu is manual), and the manual train-dask against a loopback Dask cluster (a scheduler and
+# two workers, cd4ml.daskcluster) whose address the job gets as DASK_SCHEDULER_ADDRESS.
 # Each job runs in the shell (no Docker) in its own copy of a git snapshot of the working tree, so
 # artifacts and the DVC remote carry the results between jobs, as on GitLab. The working tree itself
 # is left alone. The DVC remote is a loopback S3 server (scripts/s3-server.sh), empty at the start:
@@ -72,11 +73,15 @@ fi
 PROJECT=$WORK/project
 # Ceph's unix sockets need a short path: the server's folder is a temporary one of its own.
 S3_DIR=
+DASK_PID=
 
 cleanup() {
   local rc=$?
   if [[ -n $S3_DIR ]]; then
     scripts_s3 stop || log "could not stop the S3 server in $S3_DIR"
+  fi
+  if [[ -n $DASK_PID ]]; then
+    kill "$DASK_PID" 2>/dev/null && wait "$DASK_PID" 2>/dev/null || true
   fi
   if ((KEEP)); then
     log "snapshot kept in $PROJECT (job logs in .gitlab-ci-local/output/)"
@@ -165,6 +170,31 @@ case $S3_MODE in
   *) die "CI_LOCAL_S3 must be loopback or external, not $S3_MODE" ;;
 esac
 
+# The Dask cluster of train-dask: started when the jobs to run include it (the whole pipeline, or
+# train-dask named); its processes run from the project's environment, on 127.0.0.1 only.
+dask_jobs=0
+if ((RUNS_JOBS)); then
+  dask_jobs=1
+  if (($#)); then
+    dask_jobs=0
+    for arg in "$@"; do [[ $arg == train-dask ]] && dask_jobs=1; done
+  fi
+fi
+if ((dask_jobs)); then
+  mkdir -p "$WORK/dask"
+  "$ROOT/.venv/bin/python" -m cd4ml.daskcluster --workers 2 --dir "$WORK/dask" \
+    >"$WORK/dask/address" 2>"$WORK/dask/cluster.log" &
+  DASK_PID=$!
+  for _ in $(seq 180); do
+    grep -q '^DASK_SCHEDULER_ADDRESS=' "$WORK/dask/address" && break
+    kill -0 "$DASK_PID" 2>/dev/null || die "the Dask cluster did not start: $(tail -n 20 "$WORK/dask/cluster.log")"
+    sleep 0.5
+  done
+  DASK_ADDRESS=$(sed -n 's/^DASK_SCHEDULER_ADDRESS=//p' "$WORK/dask/address")
+  [[ -n $DASK_ADDRESS ]] || die "the Dask cluster did not start within 90 s (logs in $WORK/dask)"
+  log "Dask cluster at $DASK_ADDRESS (logs in $WORK/dask)"
+fi
+
 args=(--force-shell-executor --shell-isolation
   --variable "CD4ML_VENV=$ROOT/.venv"
   --variable "SCALE=$SCALE"
@@ -174,6 +204,10 @@ if [[ $S3_MODE != none ]]; then
     --variable "S3_BUCKET=${S3_BUCKET:-cd4ml-kkbox}"
     --variable "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID"
     --variable "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY")
+fi
+if ((dask_jobs)); then
+  args+=(--variable "DASK_SCHEDULER_ADDRESS=$DASK_ADDRESS")
+  (($#)) || args+=(--manual train-dask)
 fi
 [[ -t 1 ]] || args+=(--no-color)
 # shellcheck disable=SC2206 # CI_LOCAL_GCL_ARGS is a list of options

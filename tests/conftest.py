@@ -6,10 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from cd4ml import daskcluster
 from cd4ml.shell import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,87 +132,14 @@ def s3_bucket(s3_server: S3Server) -> Iterator[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Dask cluster: `dask scheduler` and `dask worker` processes on free loopback ports, each worker
-# in its own temp working directory (workers never share the client's files).
-
-DASK = Path(sys.executable).parent / "dask"
-
-
-@dataclass
-class DaskCluster:
-    """A running scheduler and its workers (processes), stopped by `stop()`."""
-
-    address: str
-    scheduler: subprocess.Popen
-    workers: list[subprocess.Popen]
-
-    def stop(self) -> None:
-        for proc in [*self.workers, self.scheduler]:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in [*self.workers, self.scheduler]:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def start_dask_cluster(
-    where: Path, workers: int = 2, preload_first: Path | None = None, **env: str
-) -> DaskCluster:
-    """A scheduler and `workers` workers (one thread each, no nanny: a killed worker stays
-    dead), logs in `where`; the first worker loads `preload_first` when given."""
-    (port,) = free_ports(1)
-    address = f"tcp://127.0.0.1:{port}"
-    where.mkdir(parents=True, exist_ok=True)
-    environ = {**os.environ, **env}
-
-    def spawn(name: str, *args: str) -> subprocess.Popen:
-        home = where / name
-        home.mkdir()
-        log = (where / f"{name}.log").open("w")
-        return subprocess.Popen(
-            [str(DASK), *args], cwd=home, env=environ, stdout=log, stderr=subprocess.STDOUT
-        )
-
-    scheduler = spawn(
-        "scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"
-    )
-    procs = []
-    for i in range(workers):
-        preload = ["--preload", str(preload_first)] if preload_first and i == 0 else []
-        args = ["worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny"]
-        procs.append(spawn(f"worker-{i}", *args, "--no-dashboard", "--name", f"w{i}", *preload))
-    found = DaskCluster(address, scheduler, procs)
-    try:
-        _wait_for_workers(address, workers)
-    except Exception:
-        found.stop()
-        logs = "\n".join(p.read_text()[-2000:] for p in sorted(where.glob("*.log")))
-        pytest.fail(f"the test Dask cluster did not start:\n{logs}", pytrace=False)
-    return found
-
-
-def _wait_for_workers(address: str, count: int, timeout: float = 60) -> None:
-    import distributed
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with distributed.Client(address, timeout=5) as client:
-                client.wait_for_workers(count, timeout=max(1, deadline - time.monotonic()))
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+# Dask cluster (cd4ml.daskcluster): `dask scheduler` and `dask worker` processes on free loopback
+# ports, each worker in its own temp working directory.
 
 
 @pytest.fixture(scope="session")
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[daskcluster.Cluster]:
     """A scheduler and two workers on 127.0.0.1 for the whole session."""
-    found = start_dask_cluster(tmp_path_factory.mktemp("dask"))
+    found = daskcluster.start(tmp_path_factory.mktemp("dask"))
     yield found
     found.stop()
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import DaskCluster, S3Server, start_dask_cluster
+from cd4ml.daskcluster import Cluster, start
+from tests.conftest import S3Server
 from tests.project import ROOT, copy_project, run
 
 pytestmark = pytest.mark.slow
@@ -37,7 +38,7 @@ def _outs(lock: dict, stage: str) -> dict[str, str]:
     return {out["path"]: out["md5"] for out in lock[stage]["outs"]}
 
 
-def _cluster_env(cluster: DaskCluster, s3: S3Server, bucket: str) -> dict[str, str]:
+def _cluster_env(cluster: Cluster, s3: S3Server, bucket: str) -> dict[str, str]:
     return {
         "DASK_SCHEDULER_ADDRESS": cluster.address,
         "DASK_SCRATCH": f"s3://{bucket}/scratch",
@@ -54,7 +55,7 @@ def _keys(s3: S3Server, bucket: str) -> list[str]:
 
 @pytest.mark.timeout(600)
 def test_the_dask_engine_reproduces_the_local_features_and_model(
-    project: Path, dask_cluster: DaskCluster, s3_server: S3Server, s3_bucket: str
+    project: Path, dask_cluster: Cluster, s3_server: S3Server, s3_bucket: str
 ):
     local = _lock(project)
     local_auc = json.loads((project / "metrics/eval.json").read_text())["roc_auc"]
@@ -90,10 +91,9 @@ def test_a_worker_killed_mid_stage_is_recovered_by_dask(
 ):
     """The first worker kills itself (SIGKILL) after its first partition's statistics: Dask
     recomputes what it held on the other worker, and the features are still the local ones."""
-    cluster = start_dask_cluster(
-        tmp_path / "cluster",
-        preload_first=ROOT / "tests" / "dask_victim.py",
-        CD4ML_KILL_AFTER="_on_worker_stats",
+    victim = ROOT / "tests" / "dask_victim.py"
+    cluster = start(
+        tmp_path / "cluster", preload_first=victim, env={"CD4ML_KILL_AFTER": "_on_worker_stats"}
     )
     try:
         params = tmp_path / "params.yaml"

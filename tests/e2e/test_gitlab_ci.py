@@ -103,6 +103,7 @@ def test_branch_pipeline_runs_test_train_evaluate(tmp_path):
         "test": ("test", "on_success"),
         "train": ("train", "on_success"),
         "train-gpu": ("train", "manual"),
+        "train-dask": ("train", "manual"),
         "evaluate": ("evaluate", "on_success"),
     }
     assert jobs["train"]["needs"] == "[test]"
@@ -112,7 +113,15 @@ def test_branch_pipeline_runs_test_train_evaluate(tmp_path):
 @needs_gcl
 def test_default_branch_pipeline_also_releases_and_deploys(tmp_path):
     jobs = _listed_jobs(_ci_repo(tmp_path, CI_YAML.read_text(), branch="main"))
-    assert list(jobs) == ["test", "train", "train-gpu", "evaluate", "release", "deploy"]
+    assert list(jobs) == [
+        "test",
+        "train",
+        "train-gpu",
+        "train-dask",
+        "evaluate",
+        "release",
+        "deploy",
+    ]
     assert jobs["release"]["stage"] == "release"
     assert jobs["release"]["needs"] == "[evaluate]"
     assert jobs["deploy"]["stage"] == "deploy" and jobs["deploy"]["needs"] == "[release]"
@@ -207,10 +216,13 @@ def test_pipeline_end_to_end(tmp_path, s3_server, s3_bucket):
     assert _job_results(output) == {
         "test": "PASS",
         "train": "PASS",
+        "train-dask": "PASS",
         "evaluate": "PASS",
         "release": "PASS",
         "deploy": "PASS",
     }
+    # train-dask ran preprocess and train on the loopback Dask cluster, by its address.
+    assert "kkbox.cluster: dask cluster tcp://127.0.0.1:" in output
     # The remote was empty: train regenerated data/ and pushed it, evaluate pulled it.
     assert "data/ is not on the remote: regenerating it" in output
     project = tmp_path / "ci" / "project"
