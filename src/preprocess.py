@@ -294,14 +294,14 @@ def on_cluster(args: argparse.Namespace, settings: params.Preprocess) -> None:
     with cluster.connect() as (client, space):
         options, run = space.options, space.run_prefix()
         workers = len(client.scheduler_info()["workers"])
-        csvs = {
-            name: space.stage(args.data / name)
-            for name in (schema.MEMBERS, schema.SONGS, schema.SONG_EXTRA)
-        }
-        tables = client.submit(_on_worker_tables, csvs, options)
+        names = (schema.MEMBERS, schema.SONGS, schema.SONG_EXTRA)
+        *csvs, train_url, eval_url = space.stage(
+            *(args.data / name for name in names),
+            *(args.split / f"{part}.parquet" for part in ("train", "eval")),
+        )
+        tables = client.submit(_on_worker_tables, dict(zip(names, csvs, strict=True)), options)
         parts, starts, pieces_of = {}, {}, {}
-        for part in ("train", "eval"):
-            url = space.stage(args.split / f"{part}.parquet")
+        for part, url in (("train", train_url), ("eval", eval_url)):
             cuts = cluster.pieces(space, url, 2 * workers)
             read = functools.partial(_on_worker_plays, options=options)
             plays = dd.from_map(read, cuts, meta=read(cluster.Piece(url, 0, 0)))

@@ -53,8 +53,9 @@ def _fit_on_cluster(estimator: object, features: Path) -> tuple[dict, int, int]:
     with cluster.connect() as (client, space):
         workers = len(client.scheduler_info()["workers"])
         frames = []
-        for part in ("train", "valid"):
-            cuts = cluster.pieces(space, space.stage(features / f"{part}.parquet"), 2 * workers)
+        urls = space.stage(*(features / f"{part}.parquet" for part in ("train", "valid")))
+        for part, url in zip(("train", "valid"), urls, strict=True):
+            cuts = cluster.pieces(space, url, 2 * workers)
             read = functools.partial(_on_worker_read, options=space.options)
             frames.append(dd.from_map(read, cuts, meta=read(cluster.Piece(cuts[0].url, 0, 0))))
             log.info("%s: %d rows in %d partitions", part, cuts[-1].stop, len(cuts))

@@ -11,6 +11,12 @@ against a loopback S3 server (scripts/s3-server.sh). Results: <out>/results.json
 
 GPU machine: `python -m cd4ml.bench --scale full --stages train --device cuda,cpu --out DIR`
 times train on each device, on the same data and machine.
+
+`--engine dask` (make bench ENGINE=dask) times preprocess and train on the local engine and then
+on loopback Dask clusters of --workers workers (cd4ml.daskcluster, a fresh cluster and scratch
+prefix on a loopback S3 server per run), in the same run: wall time, each worker's peak memory,
+the bytes staged to S3 and moved between Dask processes, the eval ROC AUC, and whether the
+features are the local engine's. Results: <out>/dask-<scale>.json and .md.
 """
 
 from __future__ import annotations
@@ -41,8 +47,8 @@ from dvc.exceptions import DvcException
 from dvc.repo import Repo
 from dvc.stage import PipelineStage
 
-from cd4ml import synth, workspace
-from cd4ml.benchreport import check_targets, markdown
+from cd4ml import daskcluster, synth, workspace
+from cd4ml.benchreport import check_targets, engines_markdown, markdown
 from cd4ml.shell import dvc, free_ports
 from kkbox import io, params, provenance
 from kkbox.io import UserError, atomic_path, run_main, write_json
@@ -90,6 +96,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="train.xgb settings to vary one at a time, e.g. 'learning_rate=0.1,0.3;max_depth=6'"
         ": train (timed) and evaluate once per value, then params.yaml's: AUC against train time",
     )
+    add(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="dask: preprocess and train on the local engine and on Dask clusters, side by side",
+    )
+    add("--workers", default="1,2", help="with --engine dask: cluster sizes, comma-separated")
+    add("--memory-limit", default="auto", help="with --engine dask: per worker, e.g. 4GiB")
     add("--regenerate", action="store_true", help="make (and time) the data anew")
     add(
         "--work",
@@ -334,18 +348,26 @@ def copy_project(dest: Path, data: Path, with_dvc: bool = True) -> Path:
 
 
 @contextlib.contextmanager
-def xgb_params(project: Path, settings: dict[str, Any]) -> Iterator[None]:
-    """params.yaml of the copy with these train.xgb settings (restored afterwards)."""
+def edited_params(project: Path, changes: dict[str, Any]) -> Iterator[None]:
+    """params.yaml of the copy with these keys changed (dotted, e.g. train.xgb.max_depth),
+    restored afterwards."""
     path = project / "params.yaml"
     original = path.read_text(encoding="utf-8")
-    if settings:
+    if changes:
         changed = yaml.safe_load(original)
-        changed["train"]["xgb"].update(settings)
+        for key, value in changes.items():
+            *parents, name = key.split(".")
+            functools.reduce(lambda section, part: section[part], parents, changed)[name] = value
         path.write_text(yaml.safe_dump(changed, sort_keys=False), encoding="utf-8")
     try:
         yield
     finally:
         path.write_text(original, encoding="utf-8")
+
+
+def xgb_params(project: Path, settings: dict[str, Any]) -> contextlib.AbstractContextManager:
+    """params.yaml of the copy with these train.xgb settings (restored afterwards)."""
+    return edited_params(project, {f"train.xgb.{k}": v for k, v in settings.items()})
 
 
 def train_device(project: Path, device: str | None) -> contextlib.AbstractContextManager[None]:
@@ -609,6 +631,154 @@ def _time_stages(
     return timed
 
 
+ENGINE_STAGES = ("preprocess", "train")
+FEATURES = ("train.parquet", "valid.parquet", "eval.parquet")
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _transfer_total(dask_worker: Any) -> int:
+    """On a worker: the bytes it has sent to other workers and to clients."""
+    return int(dask_worker.transfer_outgoing_bytes_total)
+
+
+def _s3_client(s3: dict[str, str]) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=s3["S3_ENDPOINT"],
+        aws_access_key_id=s3["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=s3["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
+
+
+def _drain(client: Any, bucket: str, prefix: str) -> int:
+    """Delete every object under prefix; the bytes they held."""
+    total = 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        items = page.get("Contents", [])
+        total += sum(item["Size"] for item in items)
+        if items:
+            keys = [{"Key": item["Key"]} for item in items]
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+    return total
+
+
+def time_on_cluster(
+    stage: dict[str, Any],
+    project: Path,
+    work: Path,
+    label: str,
+    workers: int,
+    memory_limit: str,
+    s3: dict[str, str],
+) -> dict[str, Any]:
+    """One run of a stage with the dask engine on a fresh loopback cluster and scratch prefix:
+    wall time, workers' peak memory, bytes staged to S3 and sent between Dask processes."""
+    import distributed
+
+    threads = max(1, machine()["nproc"] // workers)
+    where = work / "dask" / label
+    shutil.rmtree(where, ignore_errors=True)
+    cluster = daskcluster.start(where, workers, memory_limit, threads)
+    prefix = f"scratch-{label}"
+    env = {
+        **s3,
+        "DASK_SCHEDULER_ADDRESS": cluster.address,
+        "DASK_SCRATCH": f"s3://{s3['S3_BUCKET']}/{prefix}",
+    }
+    try:
+        run = measure(stage["cmd"], project, work / "logs" / f"{label}.log", env)
+        run["worker_peak_rss_mib"] = cluster.peak_rss_mib()
+        with distributed.Client(cluster.address, timeout=10) as client:
+            run["dask_transfer_bytes"] = sum(client.run(_transfer_total).values())
+    finally:
+        cluster.stop()
+    run["staged_bytes"] = _drain(_s3_client(s3), s3["S3_BUCKET"], prefix)
+    run.update(workers=workers, threads_per_worker=threads)
+    return run
+
+
+def time_engines(
+    args: argparse.Namespace, stages: dict[str, dict[str, Any]], project: Path, work: Path
+) -> dict[str, Any]:
+    """preprocess and train on the local engine, then on clusters of each --workers size:
+    medians of --repeat runs (one for a stage over --once-over), then evaluate's ROC AUC."""
+    logs = work / "logs" / f"engines-{args.scale}"
+    order = list(stages)
+    for name in order[: order.index("preprocess")]:
+        log.info("%-12s (setup run)", name)
+        measure(stages[name]["cmd"], project, logs / f"{name}-setup.log")
+    sizes = [int(n) for n in args.workers.split(",") if n]
+    inputs = sum(tree_bytes(p) for p in stage_inputs(project, stages["preprocess"]))
+    engines: dict[str, Any] = {}
+    with loopback_s3(work, 3 * inputs) as s3:
+        for workers in [0, *sizes]:
+            engine = f"dask-{workers}" if workers else "local"
+            result: dict[str, Any] = {}
+            with edited_params(project, {"engine": "dask" if workers else "local"}):
+                for name in ENGINE_STAGES:
+                    runs: list[dict[str, Any]] = []
+                    while len(runs) < args.repeat and (
+                        not runs or runs[0]["wall_s"] < args.once_over
+                    ):
+                        label = f"{engine}-{name}-{len(runs) + 1}"
+                        if workers:
+                            memory = args.memory_limit
+                            runs.append(
+                                time_on_cluster(
+                                    stages[name], project, work, label, workers, memory, s3
+                                )
+                            )
+                        else:
+                            runs.append(measure(stages[name]["cmd"], project, logs / label))
+                    result[name] = _engine_summary(runs)
+                    log.info(
+                        "%-8s %-10s %7.1f s wall %7.0f MiB client  (%d runs)",
+                        *(engine, name, result[name]["wall_s"], result[name]["peak_rss_mib"]),
+                        len(runs),
+                    )
+                measure(stages["evaluate"]["cmd"], project, logs / f"{engine}-evaluate.log")
+            scores = json.loads((project / "metrics" / "eval.json").read_text(encoding="utf-8"))
+            result["roc_auc"] = scores["roc_auc"]
+            features = project / "clean_data" / "features"
+            result["features_md5"] = {name: _md5(features / name) for name in FEATURES}
+            engines[engine] = result
+    local = engines["local"]
+    for result in engines.values():
+        result["same_features"] = result["features_md5"] == local["features_md5"]
+        result["auc_difference"] = round(result["roc_auc"] - local["roc_auc"], 5)
+        for name in ENGINE_STAGES:
+            result[name]["x_local"] = round(result[name]["wall_s"] / local[name]["wall_s"], 2)
+    return engines
+
+
+def _engine_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over runs (peaks: the largest); the runs themselves."""
+    summary = {
+        "runs": runs,
+        "wall_s": round(statistics.median(r["wall_s"] for r in runs), 3),
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+    }
+    if "worker_peak_rss_mib" in runs[0]:
+        summary["worker_peak_rss_mib"] = max(max(r["worker_peak_rss_mib"]) for r in runs)
+        for key in ("staged_bytes", "dask_transfer_bytes"):
+            summary[key] = int(statistics.median(r[key] for r in runs))
+        summary["workers"], summary["threads_per_worker"] = (
+            runs[0]["workers"],
+            runs[0]["threads_per_worker"],
+        )
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     """Benchmark one scale and write results.json and results.md into --out."""
     args = parse_args(argv)
@@ -623,6 +793,12 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine(),
     }
     data, results["generate"] = ensure_data(work, args.scale, seed, args.regenerate)
+    if args.engine == "dask":
+        project = copy_project(work / f"engines-{args.scale}", data, with_dvc=False)
+        results["engines"] = time_engines(args, load_stages(project), project, work)
+        results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+        write_results(args.out, f"dask-{args.scale}", results, engines_markdown(results))
+        return
     project = copy_project(work / f"project-{args.scale}", data, with_dvc=not args.no_repro)
     logs = work / "logs" / args.scale
     shutil.rmtree(logs, ignore_errors=True)

@@ -231,3 +231,46 @@ def markdown(results: dict[str, Any]) -> str:
         *_outcome(results),
     ]
     return "\n".join(parts) + "\n"
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+def engines_markdown(results: dict[str, Any]) -> str:
+    """bench/dask-<scale>.md: preprocess and train on each engine, side by side."""
+    m, engines = results["machine"], results["engines"]
+    lines = [
+        f"# Local vs dask engine: {results['scale']} scale",
+        "",
+        f"{m['cpu']}, {m['nproc']} cores, {m['ram_gib']} GiB; median of {results['repeat']} "
+        f"runs for a stage under {results['once_over']:.0f} s. Every dask run: a fresh loopback "
+        "cluster (workers x threads = the cores) and an empty scratch prefix on a loopback S3.",
+        "",
+        "| engine | stage | wall | x local | client peak | worker peak | staged to S3 "
+        "| sent between Dask processes |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for engine, result in engines.items():
+        for name in ("preprocess", "train"):
+            r = result[name]
+            workers = (
+                f"{r['workers']} x {r['threads_per_worker']} threads" if "workers" in r else ""
+            )
+            lines.append(
+                f"| {engine} {workers} | {name} | {r['wall_s']:.1f} s | {r['x_local']:.2f} "
+                f"| {r['peak_rss_mib']:,.0f} MiB "
+                f"| {r.get('worker_peak_rss_mib', 0):,.0f} MiB "
+                f"| {_mib(r.get('staged_bytes', 0))} | {_mib(r.get('dask_transfer_bytes', 0))} |"
+            )
+    lines += [
+        "",
+        "| engine | eval ROC AUC | vs local | features = local's |",
+        "|---|---:|---:|---|",
+    ]
+    for engine, result in engines.items():
+        same = "bit for bit" if result["same_features"] else "**no**"
+        lines.append(
+            f"| {engine} | {result['roc_auc']:.4f} | {result['auc_difference']:+.4f} | {same} |"
+        )
+    return "\n".join(lines) + "\n"

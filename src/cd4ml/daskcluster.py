@@ -14,6 +14,7 @@ SIGTERM.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -53,6 +54,16 @@ class Cluster:
                 proc.kill()
                 proc.wait()
 
+    def peak_rss_mib(self) -> list[float]:
+        """Each live worker's peak resident memory so far (Linux: VmHWM), MiB."""
+        peaks = []
+        for proc in self.workers:
+            with contextlib.suppress(OSError), open(f"/proc/{proc.pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        peaks.append(round(int(line.split()[1]) / 1024, 1))
+        return peaks
+
     def logs(self, tail: int = 2000) -> str:
         return "\n".join(
             f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}"
@@ -64,12 +75,13 @@ def start(
     where: Path,
     workers: int = 2,
     memory_limit: str = "auto",
+    threads: int = 1,
     preload_first: Path | None = None,
     env: dict[str, str] | None = None,
     timeout: float = 60,
 ) -> Cluster:
-    """A scheduler and `workers` workers (one thread each, no nanny: a killed worker stays
-    dead) on 127.0.0.1; the first worker loads `preload_first` when given."""
+    """A scheduler and `workers` workers (`threads` each, no nanny: a killed worker stays dead)
+    on 127.0.0.1; the first worker loads `preload_first` when given."""
     (port,) = free_ports(1)
     address = f"tcp://127.0.0.1:{port}"
     where.mkdir(parents=True, exist_ok=True)
@@ -92,7 +104,15 @@ def start(
         procs.append(
             spawn(
                 f"worker-{i}",
-                *("worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny"),
+                *(
+                    "worker",
+                    address,
+                    "--host",
+                    "127.0.0.1",
+                    "--nthreads",
+                    str(threads),
+                    "--no-nanny",
+                ),
                 *("--no-dashboard", "--name", f"w{i}", "--memory-limit", memory_limit),
                 *preload,
             )
@@ -126,6 +146,7 @@ def _wait_for_workers(address: str, count: int, timeout: float) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="per worker")
     parser.add_argument("--memory-limit", default="auto", help="per worker, e.g. 4GiB")
     parser.add_argument("--dir", type=Path, help="logs and working directories (default: temp)")
     return parser.parse_args(argv)
@@ -136,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.workers < 1:
         raise UserError(f"--workers {args.workers}: give at least 1")
     where = args.dir or Path(tempfile.mkdtemp(prefix="cd4ml-dask-"))
-    cluster = start(where, args.workers, args.memory_limit)
+    cluster = start(where, args.workers, args.memory_limit, args.threads)
     stopping = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.append(True))

@@ -19,6 +19,7 @@ import logging
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,17 +50,26 @@ class Scratch:
 
         return fsspec.core.url_to_fs(self.url, **self.options)[0]
 
-    def stage(self, path: Path) -> str:
-        """The URL of `path`'s content in the scratch space, uploaded unless already there."""
+    def stage(self, *paths: Path) -> list[str]:
+        """The URLs of the files' contents in the scratch space, each uploaded unless already
+        there; all at once (hashing and uploads release the GIL)."""
+        with ThreadPoolExecutor(max(1, min(8, len(paths)))) as pool:
+            return list(pool.map(self._stage, paths))
+
+    def _stage(self, path: Path) -> str:
         digest = md5(path)
         url = f"{self.url}/md5/{digest[:2]}/{digest[2:]}"
         fs = self.fs()
         with self._errors("upload to"):
-            if not fs.exists(url):
+            if fs.exists(url):
+                return url
+            if url.startswith("s3://"):  # an S3 object appears whole, or not at all
+                fs.put_file(str(path), url)
+            else:
                 partial = f"{url}.{uuid.uuid4().hex}.tmp"
                 fs.put_file(str(path), partial)
                 fs.mv(partial, url)
-                log.info("staged %s (%d bytes) to %s", path, path.stat().st_size, url)
+            log.info("staged %s (%d bytes) to %s", path, path.stat().st_size, url)
         return url
 
     def run_prefix(self) -> str:
@@ -157,12 +167,42 @@ def connect(workers: int | None = None) -> Iterator[tuple[Any, Scratch]]:
                 f"the Dask scheduler at {address or 'the local cluster'} has no workers "
                 f"after {CONNECT_SECONDS} s; start some (`dask worker {address}`)"
             ) from None
+        check_workers(client, address or "the local cluster")
         log.info(
             "dask cluster %s: %d workers",
             address or "local (127.0.0.1)",
             len(client.scheduler_info()["workers"]),
         )
         yield client, scratch(local_cluster=not address)
+
+
+def code_digest() -> str:
+    """SHA-256 (12 hex digits) of the kkbox package's sources, where it runs."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def check_workers(client: Any, where: str) -> None:
+    """The workers must run this checkout's kkbox (they import their own installation, not the
+    client's files): other code there would quietly compute other features."""
+    mine = code_digest()
+    try:
+        theirs = client.run(code_digest)
+    except Exception as err:  # a worker without the project: ModuleNotFoundError, mostly
+        raise UserError(
+            f"the Dask workers of {where} cannot run kkbox ({type(err).__name__}: {err}); "
+            "install this project's environment (Pipfile.lock) on them"
+        ) from None
+    other = {worker: digest for worker, digest in theirs.items() if digest != mine}
+    if other:
+        worker, digest = next(iter(other.items()))
+        raise UserError(
+            f"{len(other)} of the {len(theirs)} Dask workers of {where} run other kkbox code "
+            f"than this checkout ({worker}: {digest}, here: {mine}); give the workers this "
+            "commit's src/kkbox"
+        )
 
 
 @dataclass(frozen=True)

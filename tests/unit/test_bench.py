@@ -193,3 +193,42 @@ def test_the_pandas_baseline_joins_and_codes_the_train_rows(tmp_path):
     result = bench.time_pandas_baseline(project, tmp_path / "logs")
     assert result["rows_out"] == len(tables[schema.TRAIN]["msno"]) and result["wall_s"] > 0
     assert not (project / "pandas-baseline.csv").exists()
+
+
+# A stage command on the dask engine's plumbing: it stages a file to DASK_SCRATCH and has the
+# cluster's workers send each other data.
+CLUSTER_STAGE = """
+import os, pathlib, distributed
+from kkbox import cluster
+pathlib.Path("input.bin").write_bytes(os.urandom(300_000))
+with cluster.connect() as (client, space):
+    space.stage(pathlib.Path("input.bin"))
+    a, b = client.scheduler_info()["workers"]
+    data = client.submit(os.urandom, 200_000, workers=[a], pure=False)
+    assert client.submit(len, data, workers=[b]).result() == 200_000
+"""
+
+
+@pytest.mark.s3
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_run_on_a_cluster_measures_workers_staging_and_transfers(tmp_path):
+    """time_on_cluster on a real loopback cluster and S3: each measure comes from them."""
+    (tmp_path / "stage.py").write_text(CLUSTER_STAGE)
+    stage = {"cmd": f"python {tmp_path / 'stage.py'}"}
+    with bench.loopback_s3(tmp_path, 16 << 20) as s3:
+        run = bench.time_on_cluster(stage, tmp_path, tmp_path, "t", 2, "1GiB", s3)
+        assert run["staged_bytes"] == 300_000
+        assert bench._drain(bench._s3_client(s3), s3["S3_BUCKET"], "") == 0  # drained
+    assert run["dask_transfer_bytes"] >= 200_000
+    assert len(run["worker_peak_rss_mib"]) == 2 and min(run["worker_peak_rss_mib"]) > 50
+    assert run["wall_s"] > 0 and run["workers"] == 2
+
+
+def test_params_edits_reach_any_key_and_are_put_back(tmp_path):
+    original = (ROOT / "params.yaml").read_text(encoding="utf-8")
+    (tmp_path / "params.yaml").write_text(original, encoding="utf-8")
+    with bench.edited_params(tmp_path, {"engine": "dask", "train.seed": 5}):
+        changed = yaml.safe_load((tmp_path / "params.yaml").read_text(encoding="utf-8"))
+        assert changed["engine"] == "dask" and changed["train"]["seed"] == 5
+    assert (tmp_path / "params.yaml").read_text(encoding="utf-8") == original

@@ -174,3 +174,42 @@ def test_the_data_stages_are_held_to_the_pandas_baseline():
         "| pandas baseline (train rows: read, join, codes, write) | 60.0 | 70.0 | 3900 | → 7.38M |"
         in report
     )
+
+
+def test_the_engines_report_holds_each_engine_against_the_local_one():
+    local = {"wall_s": 10.0, "peak_rss_mib": 900.0, "x_local": 1.0}
+    dask = {
+        "wall_s": 15.0,
+        "peak_rss_mib": 300.0,
+        "x_local": 1.5,
+        "worker_peak_rss_mib": 700.0,
+        "staged_bytes": 3 << 20,
+        "dask_transfer_bytes": 5 << 20,
+        "workers": 2,
+        "threads_per_worker": 1,
+    }
+    results = {
+        **_run(repeat=3),
+        "engines": {
+            "local": {
+                "preprocess": local,
+                "train": local,
+                "roc_auc": 0.75,
+                "auc_difference": 0.0,
+                "same_features": True,
+            },
+            "dask-2": {
+                "preprocess": dask,
+                "train": dask,
+                "roc_auc": 0.7488,
+                "auc_difference": -0.0012,
+                "same_features": True,
+            },
+        },
+    }
+    report = benchreport.engines_markdown(results)
+    assert "| dask-2 2 x 1 threads | preprocess | 15.0 s | 1.50 | 300 MiB | 700 MiB" in report
+    assert "| 3 MiB | 5 MiB |" in report
+    assert "| dask-2 | 0.7488 | -0.0012 | bit for bit |" in report
+    results["engines"]["dask-2"]["same_features"] = False
+    assert "| dask-2 | 0.7488 | -0.0012 | **no** |" in benchreport.engines_markdown(results)

@@ -25,13 +25,13 @@ def test_a_file_is_staged_under_its_md5_once(tmp_path: Path):
     space = cluster.Scratch(str(tmp_path / "scratch"), {"auto_mkdir": True})
     source = tmp_path / "members.csv"
     source.write_text("msno,city\nA,1\n")
-    url = space.stage(source)
+    (url,) = space.stage(source)
     digest = hashlib.md5(source.read_bytes()).hexdigest()
     assert url == f"{space.url}/md5/{digest[:2]}/{digest[2:]}"
     assert Path(url).read_bytes() == source.read_bytes()
     first = Path(url).stat().st_mtime_ns
     time.sleep(0.01)
-    assert space.stage(source) == url and Path(url).stat().st_mtime_ns == first  # not again
+    assert space.stage(source) == [url] and Path(url).stat().st_mtime_ns == first  # not again
     assert [p.name for p in Path(url).parent.iterdir()] == [digest[2:]]  # no temp file left
 
 
@@ -95,3 +95,31 @@ def test_an_unreachable_scheduler_fails_within_ten_seconds_naming_it(monkeypatch
     assert time.monotonic() - started <= 10
     assert f"cannot reach the Dask scheduler at {address} (DASK_SCHEDULER_ADDRESS)" in str(err)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.timeout(120)
+def test_workers_running_other_kkbox_code_are_refused(tmp_path: Path, monkeypatch):
+    """Real workers: one imports this checkout's kkbox, the other a copy with one line changed
+    (first on its PYTHONPATH)."""
+    import shutil
+
+    from cd4ml import daskcluster
+
+    other = tmp_path / "other"
+    shutil.copytree(Path(cluster.__file__).parent, other / "kkbox")
+    with (other / "kkbox" / "features.py").open("a") as fh:
+        fh.write("\nUNSEEN = 7\n")
+    same = daskcluster.start(tmp_path / "same", workers=1)
+    odd = daskcluster.start(tmp_path / "odd", workers=1, env={"PYTHONPATH": str(other)})
+    monkeypatch.setenv("DASK_SCRATCH", str(tmp_path / "scratch"))  # a shared folder: one machine
+    try:
+        monkeypatch.setenv(cluster.SCHEDULER, same.address)
+        with cluster.connect() as (client, _):
+            assert set(client.run(cluster.code_digest).values()) == {cluster.code_digest()}
+        monkeypatch.setenv(cluster.SCHEDULER, odd.address)
+        refused = pytest.raises(UserError, match=r"^1 of the 1 Dask workers of tcp://127.0.0.1:")
+        with refused, cluster.connect():
+            pass
+    finally:
+        same.stop()
+        odd.stop()
