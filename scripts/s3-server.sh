@@ -188,6 +188,10 @@ admin socket = $DIR/run/\$name.\$pid.asok
 [client.rgw.a]
 rgw frontends = beast endpoint=127.0.0.1:$PORT
 rgw data = $DIR/rgw
+# A deleted object's data is reclaimed within seconds (by default after 2 h): the store is RAM,
+# and a full OSD blocks every write, so what a bench or test deletes must make room again.
+rgw gc obj min wait = 0
+rgw gc processor period = 2
 EOF
 }
 

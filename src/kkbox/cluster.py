@@ -125,6 +125,13 @@ def scratch(local_cluster: bool) -> Scratch:
         url = str(Path(".dask-scratch").resolve())
     if not url.startswith("s3://"):
         return Scratch(str(Path(url).resolve()), {"auto_mkdir": True})
+    # A server that stops answering (or a full one, which holds every write) fails the stage
+    # instead of hanging it.
+    options["config_kwargs"] = {
+        "connect_timeout": 5,
+        "read_timeout": 60,
+        "retries": {"max_attempts": 3},
+    }
     return Scratch(url.rstrip("/"), options)
 
 

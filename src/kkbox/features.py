@@ -376,6 +376,11 @@ class KeyStats:
 
     @classmethod
     def fit(cls, key: np.ndarray, target: np.ndarray) -> KeyStats:
+        return cls.fit_slots(key, target)[0]
+
+    @classmethod
+    def fit_slots(cls, key: np.ndarray, target: np.ndarray) -> tuple[KeyStats, np.ndarray]:
+        """fit(), and the slot of each row's key (what slots(key) would look up again)."""
         if len(key) and key.min() >= 0 and key.max() < _DENSE_KEYS:
             index, slots, size = None, key, int(key.max()) + 1
         else:
@@ -384,13 +389,20 @@ class KeyStats:
             index, size = pd.Index(uniques), len(uniques)
         # One more slot, always 0: where slot -1 (a key not seen in training) reads from.
         counts, sums = _count_and_sum(slots, target, size + 1)
-        return cls(index, counts, sums)
+        return cls(index, counts, sums), slots
 
     @classmethod
     def merge(cls, parts: list[KeyStats]) -> KeyStats:
         """The statistics of the rows of all parts together: equal to fit() on all of them."""
         if len(parts) == 1:
             return parts[0]
+        if all(p.index is None for p in parts):  # dense: add the arrays up
+            size = max(len(p.counts) for p in parts)
+            counts, sums = np.zeros(size), np.zeros(size)
+            for p in parts:
+                counts[: len(p.counts)] += p.counts
+                sums[: len(p.sums)] += p.sums
+            return cls(None, counts, sums)
         keys, counts, sums = (
             np.concatenate(x) for x in zip(*(p.seen() for p in parts), strict=True)
         )
@@ -548,8 +560,7 @@ def transform(
     for col in NUMERIC:
         out[col] = np.asarray(frame[col], dtype=np.float32)
     radix = _radix(encoder.vocabularies)
-    if folds is not None and fold_stats is None:
-        fold_stats = _key_stats(coded, frame, radix, folds)
+    y = frame["target"].to_numpy(dtype=np.float64) if folds is not None else None
     member_plays = None
     # One key at a time, its temporaries freed before the next: memory stays flat at scale.
     for name, cols in STAT_KEYS.items():
@@ -562,8 +573,13 @@ def transform(
             out[count] = (n / member_plays if share else n).astype(np.float32)
         if name in TARGET_KEYS:
             if folds is not None:
-                own = fold_stats[name]
-                own_n, own_s = own.at(own.slots(_in_folds(key, folds)))
+                cells = _in_folds(key, folds)
+                if fold_stats is None:  # the (key, fold) statistics of these very rows
+                    own, own_slots = KeyStats.fit_slots(cells, y)
+                else:
+                    own = fold_stats[name]
+                    own_slots = own.slots(cells)
+                own_n, own_s = own.at(own_slots)
                 n, s = n - own_n, s - own_s
             out[name] = smoothed_rate(s, n, encoder.prior, encoder.smoothing)
         del key, n, s

@@ -48,11 +48,9 @@ def test_scratch_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     space = cluster.scratch(local_cluster=False)
     assert space.url == "s3://b/dask-scratch"
-    assert space.options == {
-        "key": "id",
-        "secret": "secret",
-        "client_kwargs": {"endpoint_url": "http://127.0.0.1:7480"},
-    }
+    assert space.options["key"] == "id" and space.options["secret"] == "secret"
+    assert space.options["client_kwargs"] == {"endpoint_url": "http://127.0.0.1:7480"}
+    assert space.options["config_kwargs"]["read_timeout"] == 60
     monkeypatch.setenv("DASK_SCRATCH", "s3://other/prefix/")
     assert cluster.scratch(local_cluster=False).url == "s3://other/prefix"
 
