@@ -213,11 +213,12 @@ def _on_worker_stats(
     lo = _before(frame, start, cut)
     before = frame.iloc[:lo]
     fold_rows = features.Folds(features.assign_folds(start, start + lo, *folds), folds[0])
-    return (
+    stats = (
         features.key_stats(before, vocabularies[0]),
         features.key_stats(before, vocabularies[0], fold_rows),
         features.key_stats(frame, vocabularies[1]),
     )
+    return tuple({name: stat.compact() for name, stat in kind.items()} for kind in stats)
 
 
 def _on_worker_merged(*parts: tuple[dict, ...]) -> tuple[dict, ...]:

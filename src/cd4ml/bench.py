@@ -102,8 +102,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="local",
         help="dask: preprocess and train on the local engine and on Dask clusters, side by side",
     )
-    add("--workers", default="1,2", help="with --engine dask: cluster sizes, comma-separated")
+    add(
+        "--workers",
+        default="0,1,2",
+        help="with --engine dask: cluster sizes, comma-separated; 0 is the local engine",
+    )
     add("--memory-limit", default="auto", help="with --engine dask: per worker, e.g. 4GiB")
+    add(
+        "--replicate",
+        type=int,
+        default=1,
+        help="with --engine dask: the split's rows N times over (the same members and songs): "
+        "N x the plays for preprocess and train",
+    )
+    add("--trees", type=int, default=0, help="with --engine dask: train.xgb.n_estimators")
     add("--regenerate", action="store_true", help="make (and time) the data anew")
     add(
         "--work",
@@ -648,6 +660,32 @@ def _transfer_total(dask_worker: Any) -> int:
     return int(dask_worker.transfer_outgoing_bytes_total)
 
 
+def _worker_counters(dask_worker: Any) -> dict[str, int]:
+    """On a worker: the bytes it has sent to other workers and to clients, and spilled to disk."""
+    spill = getattr(dask_worker.data, "cumulative_metrics", {})
+    return {
+        "sent": int(dask_worker.transfer_outgoing_bytes_total),
+        "spilled": int(spill.get(("disk-write", "bytes"), 0)),
+    }
+
+
+def replicate_split(split: Path, times: int) -> None:
+    """The split's parts `times` over, row group by row group (the same members and songs, so
+    N x the plays with the statistics of one copy): what the dask engine's bench scales with."""
+    for name in ("train.parquet", "eval.parquet", "eval_truth.parquet"):
+        path = split / name
+        source = pq.ParquetFile(path)
+        with atomic_path(path) as tmp:
+            writer = pq.ParquetWriter(
+                tmp, source.schema_arrow, compression="zstd", **io.PLAYS_PARQUET
+            )
+            for _ in range(times):
+                for group in range(source.num_row_groups):
+                    writer.write_table(source.read_row_group(group))
+            writer.close()
+        log.info("%s: %d rows, %d times over", path, source.metadata.num_rows, times)
+
+
 def _s3_client(s3: dict[str, str]) -> Any:
     import boto3
 
@@ -699,7 +737,9 @@ def time_on_cluster(
         run = measure(stage["cmd"], project, work / "logs" / f"{label}.log", env)
         run["worker_peak_rss_mib"] = cluster.peak_rss_mib()
         with distributed.Client(cluster.address, timeout=10) as client:
-            run["dask_transfer_bytes"] = sum(client.run(_transfer_total).values())
+            counters = client.run(_worker_counters).values()
+        run["dask_transfer_bytes"] = sum(c["sent"] for c in counters)
+        run["spilled_bytes"] = sum(c["spilled"] for c in counters)
     finally:
         cluster.stop()
     run["staged_bytes"] = _drain(_s3_client(s3), s3["S3_BUCKET"], prefix)
@@ -710,55 +750,72 @@ def time_on_cluster(
 def time_engines(
     args: argparse.Namespace, stages: dict[str, dict[str, Any]], project: Path, work: Path
 ) -> dict[str, Any]:
-    """preprocess and train on the local engine, then on clusters of each --workers size:
-    medians of --repeat runs (one for a stage over --once-over), then evaluate's ROC AUC."""
+    """preprocess and train on the local engine (--workers 0) and on clusters of each other
+    --workers size: medians of --repeat runs (one for a stage over --once-over), then
+    evaluate's ROC AUC. An engine that fails (out of memory) is recorded as failed."""
     logs = work / "logs" / f"engines-{args.scale}"
     order = list(stages)
     for name in order[: order.index("preprocess")]:
         log.info("%-12s (setup run)", name)
         measure(stages[name]["cmd"], project, logs / f"{name}-setup.log")
-    sizes = [int(n) for n in args.workers.split(",") if n]
+    if args.replicate > 1:
+        replicate_split(project / "clean_data" / "split", args.replicate)
     inputs = sum(tree_bytes(p) for p in stage_inputs(project, stages["preprocess"]))
+    trees = {"train.xgb.n_estimators": args.trees} if args.trees else {}
     engines: dict[str, Any] = {}
     with loopback_s3(work, 3 * inputs) as s3:
-        for workers in [0, *sizes]:
+        for workers in (int(n) for n in args.workers.split(",") if n):
             engine = f"dask-{workers}" if workers else "local"
-            result: dict[str, Any] = {}
-            with edited_params(project, {"engine": "dask" if workers else "local"}):
-                for name in ENGINE_STAGES:
-                    runs: list[dict[str, Any]] = []
-                    while len(runs) < args.repeat and (
-                        not runs or runs[0]["wall_s"] < args.once_over
-                    ):
-                        label = f"{engine}-{name}-{len(runs) + 1}"
-                        if workers:
-                            memory = args.memory_limit
-                            runs.append(
-                                time_on_cluster(
-                                    stages[name], project, work, label, workers, memory, s3
-                                )
-                            )
-                        else:
-                            runs.append(measure(stages[name]["cmd"], project, logs / label))
-                    result[name] = _engine_summary(runs)
-                    log.info(
-                        "%-8s %-10s %7.1f s wall %7.0f MiB client  (%d runs)",
-                        *(engine, name, result[name]["wall_s"], result[name]["peak_rss_mib"]),
-                        len(runs),
-                    )
-                measure(stages["evaluate"]["cmd"], project, logs / f"{engine}-evaluate.log")
-            scores = json.loads((project / "metrics" / "eval.json").read_text(encoding="utf-8"))
-            result["roc_auc"] = scores["roc_auc"]
-            features = project / "clean_data" / "features"
-            result["features_md5"] = {name: _md5(features / name) for name in FEATURES}
-            engines[engine] = result
-    local = engines["local"]
-    for result in engines.values():
+            with edited_params(project, {"engine": "dask" if workers else "local", **trees}):
+                try:
+                    engines[engine] = _time_engine(args, stages, project, work, workers, s3)
+                except UserError as err:
+                    log.error("%s failed: %s", engine, str(err).splitlines()[0])
+                    engines[engine] = {"error": str(err).splitlines()[0]}
+    done = {name: result for name, result in engines.items() if "error" not in result}
+    local = done.get("local") or next(iter(done.values()), None)
+    for result in done.values():
         result["same_features"] = result["features_md5"] == local["features_md5"]
         result["auc_difference"] = round(result["roc_auc"] - local["roc_auc"], 5)
         for name in ENGINE_STAGES:
             result[name]["x_local"] = round(result[name]["wall_s"] / local[name]["wall_s"], 2)
     return engines
+
+
+def _time_engine(
+    args: argparse.Namespace,
+    stages: dict[str, dict[str, Any]],
+    project: Path,
+    work: Path,
+    workers: int,
+    s3: dict[str, str],
+) -> dict[str, Any]:
+    """One engine's preprocess and train runs, then evaluate (untimed) for its ROC AUC."""
+    engine = f"dask-{workers}" if workers else "local"
+    logs = work / "logs" / f"engines-{args.scale}"
+    result: dict[str, Any] = {}
+    for name in ENGINE_STAGES:
+        runs: list[dict[str, Any]] = []
+        while len(runs) < args.repeat and (not runs or runs[0]["wall_s"] < args.once_over):
+            label = f"{engine}-{name}-{len(runs) + 1}"
+            if workers:
+                memory = args.memory_limit
+                runs.append(
+                    time_on_cluster(stages[name], project, work, label, workers, memory, s3)
+                )
+            else:
+                runs.append(measure(stages[name]["cmd"], project, logs / label))
+        result[name] = _engine_summary(runs)
+        log.info(
+            "%-8s %-10s %7.1f s wall %7.0f MiB client  (%d runs)",
+            *(engine, name, result[name]["wall_s"], result[name]["peak_rss_mib"], len(runs)),
+        )
+    measure(stages["evaluate"]["cmd"], project, logs / f"{engine}-evaluate.log")
+    scores = json.loads((project / "metrics" / "eval.json").read_text(encoding="utf-8"))
+    result["roc_auc"] = scores["roc_auc"]
+    features = project / "clean_data" / "features"
+    result["features_md5"] = {name: _md5(features / name) for name in FEATURES}
+    return result
 
 
 def _engine_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -770,7 +827,7 @@ def _engine_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if "worker_peak_rss_mib" in runs[0]:
         summary["worker_peak_rss_mib"] = max(max(r["worker_peak_rss_mib"]) for r in runs)
-        for key in ("staged_bytes", "dask_transfer_bytes"):
+        for key in ("staged_bytes", "dask_transfer_bytes", "spilled_bytes"):
             summary[key] = int(statistics.median(r[key] for r in runs))
         summary["workers"], summary["threads_per_worker"] = (
             runs[0]["workers"],
@@ -796,6 +853,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.engine == "dask":
         project = copy_project(work / f"engines-{args.scale}", data, with_dvc=False)
         results["engines"] = time_engines(args, load_stages(project), project, work)
+        results["replicate"], results["memory_limit"] = args.replicate, args.memory_limit
+        results["trees"] = args.trees or None
         results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         write_results(args.out, f"dask-{args.scale}", results, engines_markdown(results))
         return

@@ -240,18 +240,36 @@ def _mib(n: float) -> str:
 def engines_markdown(results: dict[str, Any]) -> str:
     """bench/dask-<scale>.md: preprocess and train on each engine, side by side."""
     m, engines = results["machine"], results["engines"]
+    times = results.get("replicate", 1)
+    scale = results["scale"] + (f" scale, its plays {times} times over" if times > 1 else " scale")
+    notes = (
+        [f"workers capped at {results['memory_limit']}"]
+        if results.get("memory_limit")
+        not in (
+            None,
+            "auto",
+        )
+        else []
+    )
+    if results.get("trees"):
+        notes.append(f"train.xgb.n_estimators {results['trees']}")
     lines = [
-        f"# Local vs dask engine: {results['scale']} scale",
+        f"# Local vs dask engine: {scale}",
         "",
         f"{m['cpu']}, {m['nproc']} cores, {m['ram_gib']} GiB; median of {results['repeat']} "
         f"runs for a stage under {results['once_over']:.0f} s. Every dask run: a fresh loopback "
-        "cluster (workers x threads = the cores) and an empty scratch prefix on a loopback S3.",
+        "cluster (workers x threads = the cores) and an empty scratch prefix on a loopback S3"
+        + "".join(f"; {n}" for n in notes)
+        + ".",
         "",
         "| engine | stage | wall | x local | client peak | worker peak | staged to S3 "
-        "| sent between Dask processes |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| sent between Dask processes | spilled to disk |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for engine, result in engines.items():
+        if "error" in result:
+            lines.append(f"| {engine} | | failed: {result['error']} | | | | | | |")
+            continue
         for name in ("preprocess", "train"):
             r = result[name]
             workers = (
@@ -261,7 +279,8 @@ def engines_markdown(results: dict[str, Any]) -> str:
                 f"| {engine} {workers} | {name} | {r['wall_s']:.1f} s | {r['x_local']:.2f} "
                 f"| {r['peak_rss_mib']:,.0f} MiB "
                 f"| {r.get('worker_peak_rss_mib', 0):,.0f} MiB "
-                f"| {_mib(r.get('staged_bytes', 0))} | {_mib(r.get('dask_transfer_bytes', 0))} |"
+                f"| {_mib(r.get('staged_bytes', 0))} | {_mib(r.get('dask_transfer_bytes', 0))} "
+                f"| {_mib(r.get('spilled_bytes', 0))} |"
             )
     lines += [
         "",
@@ -269,6 +288,8 @@ def engines_markdown(results: dict[str, Any]) -> str:
         "|---|---:|---:|---|",
     ]
     for engine, result in engines.items():
+        if "error" in result:
+            continue
         same = "bit for bit" if result["same_features"] else "**no**"
         lines.append(
             f"| {engine} | {result['roc_auc']:.4f} | {result['auc_difference']:+.4f} | {same} |"

@@ -393,9 +393,8 @@ class KeyStats:
 
     @classmethod
     def merge(cls, parts: list[KeyStats]) -> KeyStats:
-        """The statistics of the rows of all parts together: equal to fit() on all of them."""
-        if len(parts) == 1:
-            return parts[0]
+        """The statistics of the rows of all parts together: equal to fit() on all of them,
+        whichever layout each part has (see compact)."""
         if all(p.index is None for p in parts):  # dense: add the arrays up
             size = max(len(p.counts) for p in parts)
             counts, sums = np.zeros(size), np.zeros(size)
@@ -406,7 +405,7 @@ class KeyStats:
         keys, counts, sums = (
             np.concatenate(x) for x in zip(*(p.seen() for p in parts), strict=True)
         )
-        uniques, slots = np.unique(keys, return_inverse=True)
+        slots, uniques = pd.factorize(keys, sort=True)
         counts = np.bincount(slots, weights=counts, minlength=len(uniques) + 1)
         sums = np.bincount(slots, weights=sums, minlength=len(uniques) + 1)
         if len(uniques) and uniques[0] >= 0 and uniques[-1] < _DENSE_KEYS:
@@ -414,6 +413,14 @@ class KeyStats:
             dense[:, uniques] = counts[:-1], sums[:-1]
             return cls(None, dense[0], dense[1])
         return cls(pd.Index(uniques), counts, sums)
+
+    def compact(self) -> KeyStats:
+        """The same statistics holding the seen keys only: what a partition sends to be
+        merged, as small as its keys however wide their range (a dense layout is not)."""
+        if self.index is not None:
+            return self
+        keys, counts, sums = self.seen()
+        return KeyStats(pd.Index(keys), np.append(counts, 0.0), np.append(sums, 0.0))
 
     def seen(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The keys seen in training, with their counts and target sums."""

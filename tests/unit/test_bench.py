@@ -232,3 +232,14 @@ def test_params_edits_reach_any_key_and_are_put_back(tmp_path):
         changed = yaml.safe_load((tmp_path / "params.yaml").read_text(encoding="utf-8"))
         assert changed["engine"] == "dask" and changed["train"]["seed"] == 5
     assert (tmp_path / "params.yaml").read_text(encoding="utf-8") == original
+
+
+def test_replicating_the_split_repeats_its_rows_row_group_by_row_group(tmp_path):
+    table = pa.table({"msno": ["a", "b", "c"], "target": [1, 0, 1]})
+    for name in ("train.parquet", "eval.parquet", "eval_truth.parquet"):
+        pq.write_table(table, tmp_path / name, row_group_size=2)
+    bench.replicate_split(tmp_path, 3)
+    for name in ("train.parquet", "eval.parquet", "eval_truth.parquet"):
+        again = pq.ParquetFile(tmp_path / name)
+        assert again.read().equals(pa.concat_tables([table] * 3))
+        assert again.num_row_groups == 6

@@ -213,3 +213,15 @@ def test_the_engines_report_holds_each_engine_against_the_local_one():
     assert "| dask-2 | 0.7488 | -0.0012 | bit for bit |" in report
     results["engines"]["dask-2"]["same_features"] = False
     assert "| dask-2 | 0.7488 | -0.0012 | **no** |" in benchreport.engines_markdown(results)
+
+
+def test_a_failed_engine_is_reported_as_such():
+    results = {
+        **_run(),
+        "replicate": 10,
+        "memory_limit": "4GiB",
+        "engines": {"local": {"error": "`python src/preprocess.py` failed with exit code 137"}},
+    }
+    report = benchreport.engines_markdown(results)
+    assert "tiny scale, its plays 10 times over" in report and "workers capped at 4GiB" in report
+    assert "| local | | failed: `python src/preprocess.py` failed with exit code 137 |" in report

@@ -187,6 +187,14 @@ def test_statistics_of_partitions_add_up_to_those_of_all_rows():
         name: F.KeyStats.merge([F.key_stats(p, vocab)[name] for p in parts]) for name in whole
     }
     _assert_stats_equal(merged, whole)
+    # what partitions send: their seen keys only; merged, the same statistics
+    compact = {
+        name: F.KeyStats.merge([F.key_stats(p, vocab)[name].compact() for p in parts])
+        for name in whole
+    }
+    _assert_stats_equal(compact, whole)
+    one = {name: F.KeyStats.merge([stat.compact()]) for name, stat in whole.items()}
+    _assert_stats_equal(one, whole)
     # dense parts (no unknown member) and a part with one merge into what all rows give
     known = train[train["member_key"] >= 0]
     mixed = [known.iloc[:1000], train.iloc[:0], train]
