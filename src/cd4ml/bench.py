@@ -116,6 +116,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "N x the plays for preprocess and train",
     )
     add("--trees", type=int, default=0, help="with --engine dask: train.xgb.n_estimators")
+    add(
+        "--scratch",
+        choices=("s3", "folder"),
+        default="s3",
+        help="with --engine dask: the scratch space, a loopback S3 (objects in RAM) or a folder",
+    )
     add("--regenerate", action="store_true", help="make (and time) the data anew")
     add(
         "--work",
@@ -717,10 +723,11 @@ def time_on_cluster(
     label: str,
     workers: int,
     memory_limit: str,
-    s3: dict[str, str],
+    s3: dict[str, str] | None,
 ) -> dict[str, Any]:
-    """One run of a stage with the dask engine on a fresh loopback cluster and scratch prefix:
-    wall time, workers' peak memory, bytes staged to S3 and sent between Dask processes."""
+    """One run of a stage with the dask engine on a fresh loopback cluster and scratch prefix
+    (on S3, or in a folder without `s3`): wall time, workers' peak memory, bytes staged and
+    sent between Dask processes and spilled to disk."""
     import distributed
 
     threads = max(1, machine()["nproc"] // workers)
@@ -728,11 +735,9 @@ def time_on_cluster(
     shutil.rmtree(where, ignore_errors=True)
     cluster = daskcluster.start(where, workers, memory_limit, threads)
     prefix = f"scratch-{label}"
-    env = {
-        **s3,
-        "DASK_SCHEDULER_ADDRESS": cluster.address,
-        "DASK_SCRATCH": f"s3://{s3['S3_BUCKET']}/{prefix}",
-    }
+    folder = work / "dask" / prefix
+    scratch = f"s3://{s3['S3_BUCKET']}/{prefix}" if s3 else str(folder)
+    env = {**(s3 or {}), "DASK_SCHEDULER_ADDRESS": cluster.address, "DASK_SCRATCH": scratch}
     try:
         run = measure(stage["cmd"], project, work / "logs" / f"{label}.log", env)
         run["worker_peak_rss_mib"] = cluster.peak_rss_mib()
@@ -742,7 +747,11 @@ def time_on_cluster(
         run["spilled_bytes"] = sum(c["spilled"] for c in counters)
     finally:
         cluster.stop()
-    run["staged_bytes"] = _drain(_s3_client(s3), s3["S3_BUCKET"], prefix)
+    if s3:
+        run["staged_bytes"] = _drain(_s3_client(s3), s3["S3_BUCKET"], prefix)
+    else:
+        run["staged_bytes"] = tree_bytes(folder)
+        shutil.rmtree(folder, ignore_errors=True)
     run.update(workers=workers, threads_per_worker=threads)
     return run
 
@@ -763,7 +772,8 @@ def time_engines(
     inputs = sum(tree_bytes(p) for p in stage_inputs(project, stages["preprocess"]))
     trees = {"train.xgb.n_estimators": args.trees} if args.trees else {}
     engines: dict[str, Any] = {}
-    with loopback_s3(work, 3 * inputs) as s3:
+    scratch = loopback_s3(work, 3 * inputs) if args.scratch == "s3" else contextlib.nullcontext()
+    with scratch as s3:
         for workers in (int(n) for n in args.workers.split(",") if n):
             engine = f"dask-{workers}" if workers else "local"
             with edited_params(project, {"engine": "dask" if workers else "local", **trees}):
@@ -788,7 +798,7 @@ def _time_engine(
     project: Path,
     work: Path,
     workers: int,
-    s3: dict[str, str],
+    s3: dict[str, str] | None,
 ) -> dict[str, Any]:
     """One engine's preprocess and train runs, then evaluate (untimed) for its ROC AUC."""
     engine = f"dask-{workers}" if workers else "local"
@@ -854,9 +864,10 @@ def main(argv: list[str] | None = None) -> None:
         project = copy_project(work / f"engines-{args.scale}", data, with_dvc=False)
         results["engines"] = time_engines(args, load_stages(project), project, work)
         results["replicate"], results["memory_limit"] = args.replicate, args.memory_limit
-        results["trees"] = args.trees or None
+        results["trees"], results["scratch"] = args.trees or None, args.scratch
         results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-        write_results(args.out, f"dask-{args.scale}", results, engines_markdown(results))
+        times = f"-x{args.replicate}" if args.replicate > 1 else ""
+        write_results(args.out, f"dask-{args.scale}{times}", results, engines_markdown(results))
         return
     project = copy_project(work / f"project-{args.scale}", data, with_dvc=not args.no_repro)
     logs = work / "logs" / args.scale

@@ -253,16 +253,18 @@ def engines_markdown(results: dict[str, Any]) -> str:
     )
     if results.get("trees"):
         notes.append(f"train.xgb.n_estimators {results['trees']}")
+    if results.get("scratch") == "folder":
+        notes.append("scratch in a folder on the local disk, not S3")
     lines = [
         f"# Local vs dask engine: {scale}",
         "",
         f"{m['cpu']}, {m['nproc']} cores, {m['ram_gib']} GiB; median of {results['repeat']} "
         f"runs for a stage under {results['once_over']:.0f} s. Every dask run: a fresh loopback "
-        "cluster (workers x threads = the cores) and an empty scratch prefix on a loopback S3"
+        "cluster (workers x threads = the cores) and an empty scratch prefix (a loopback S3)"
         + "".join(f"; {n}" for n in notes)
         + ".",
         "",
-        "| engine | stage | wall | x local | client peak | worker peak | staged to S3 "
+        "| engine | stage | wall | x local | client peak | worker peak | staged "
         "| sent between Dask processes | spilled to disk |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]

@@ -130,3 +130,24 @@ def test_an_unreachable_scheduler_fails_the_stage_in_one_line(project: Path):
     # The last good outputs are back (scripts/repro.sh), and the local engine runs on.
     assert all((project / "clean_data/features" / name).exists() for name in FEATURE_FILES)
     run(["make", "repro", "ENGINE=local"], project)
+
+
+def test_scratch_space_with_a_wrong_secret_fails_in_one_line_naming_it(
+    project: Path, tmp_path: Path, dask_cluster: Cluster, s3_server: S3Server, s3_bucket: str
+):
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        (project / "params.yaml").read_text().replace("engine: local", "engine: dask")
+    )
+    env = {**_cluster_env(dask_cluster, s3_server, s3_bucket), "AWS_SECRET_ACCESS_KEY": "wrong"}
+    cmd = [
+        "python", "src/preprocess.py", "--data", "data", "--split", "clean_data/split",
+        "--out", str(tmp_path / "features"), "--params", str(params),
+    ]  # fmt: skip
+    result = run(cmd, project, check=False, **env)
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    first = errors[0]
+    assert first.startswith(f"error: cannot upload to the dask scratch space s3://{s3_bucket}/")
+    assert f"(endpoint {s3_server.endpoint})" in first and "Traceback" not in result.stderr
+    assert not (tmp_path / "features").exists()

@@ -243,3 +243,12 @@ def test_replicating_the_split_repeats_its_rows_row_group_by_row_group(tmp_path)
         again = pq.ParquetFile(tmp_path / name)
         assert again.read().equals(pa.concat_tables([table] * 3))
         assert again.num_row_groups == 6
+
+
+@pytest.mark.timeout(120)
+def test_a_run_on_a_cluster_can_stage_to_a_folder(tmp_path):
+    (tmp_path / "stage.py").write_text(CLUSTER_STAGE)
+    stage = {"cmd": f"python {tmp_path / 'stage.py'}"}
+    run = bench.time_on_cluster(stage, tmp_path, tmp_path, "t", 2, "1GiB", None)
+    assert run["staged_bytes"] == 300_000 and run["dask_transfer_bytes"] >= 200_000
+    assert not (tmp_path / "dask" / "scratch-t").exists()  # the scratch folder is removed
