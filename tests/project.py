@@ -84,6 +84,17 @@ def copy_project(dest: Path, with_data: bool = False) -> Path:
     return dest
 
 
+def tiny_project(dest: Path) -> Path:
+    """copy_project with the tiny synthetic data made and tracked (`dvc add`), nothing run."""
+    copy_project(dest)
+    for cmd in (
+        ["python", "-m", "cd4ml.generate", "--scale", "tiny", "--out", "data"],
+        ["dvc", "add", "data", "--quiet"],
+    ):
+        subprocess.run(cmd, cwd=dest, env=project_env(), check=True, capture_output=True)
+    return dest
+
+
 def write_params(path: Path, **generate: object) -> None:
     """The project's params.yaml with these `generate` keys (every section is required)."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))

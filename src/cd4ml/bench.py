@@ -34,6 +34,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -527,16 +528,22 @@ def version_bytes(project: Path, stages: dict[str, dict[str, Any]]) -> dict[str,
 
 
 @contextlib.contextmanager
-def loopback_s3(work: Path, store_bytes: int) -> Iterator[dict[str, str]]:
+def loopback_s3(store_bytes: int) -> Iterator[dict[str, str]]:
     """scripts/s3-server.sh on free loopback ports, its store (RAM) sized for `store_bytes`; the
     environment cd4ml.remote reads (endpoint, bucket, keys). Stopped and deleted afterwards."""
     if shutil.which("radosgw") is None:
         raise UserError("Ceph radosgw is not installed: run `make system-deps` (or --no-transfer)")
+    # Ceph's unix sockets need a short path: a temp folder of its own.
+    with tempfile.TemporaryDirectory(prefix="cd4ml-s3-") as where:
+        yield from _loopback_s3(Path(where) / "server", store_bytes)
+
+
+def _loopback_s3(where: Path, store_bytes: int) -> Iterator[dict[str, str]]:
     port, mon_port = free_ports(2)
     keys = {"AWS_ACCESS_KEY_ID": "cd4ml-bench", "AWS_SECRET_ACCESS_KEY": "cd4ml-bench-secret"}
     server = {
         **keys,
-        "S3_SERVER_DIR": str(work / "s3-server"),
+        "S3_SERVER_DIR": str(where),
         "S3_PORT": str(port),
         "S3_MON_PORT": str(mon_port),
         "S3_BUCKET": "cd4ml-bench",
@@ -653,14 +660,6 @@ ENGINE_STAGES = ("preprocess", "train")
 FEATURES = ("train.parquet", "valid.parquet", "eval.parquet")
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _transfer_total(dask_worker: Any) -> int:
     """On a worker: the bytes it has sent to other workers and to clients."""
     return int(dask_worker.transfer_outgoing_bytes_total)
@@ -772,7 +771,7 @@ def time_engines(
     inputs = sum(tree_bytes(p) for p in stage_inputs(project, stages["preprocess"]))
     trees = {"train.xgb.n_estimators": args.trees} if args.trees else {}
     engines: dict[str, Any] = {}
-    scratch = loopback_s3(work, 3 * inputs) if args.scratch == "s3" else contextlib.nullcontext()
+    scratch = loopback_s3(3 * inputs) if args.scratch == "s3" else contextlib.nullcontext()
     with scratch as s3:
         for workers in (int(n) for n in args.workers.split(",") if n):
             engine = f"dask-{workers}" if workers else "local"
@@ -824,7 +823,7 @@ def _time_engine(
     scores = json.loads((project / "metrics" / "eval.json").read_text(encoding="utf-8"))
     result["roc_auc"] = scores["roc_auc"]
     features = project / "clean_data" / "features"
-    result["features_md5"] = {name: _md5(features / name) for name in FEATURES}
+    result["features_md5"] = {name: io.md5(features / name) for name in FEATURES}
     return result
 
 
@@ -885,7 +884,7 @@ def main(argv: list[str] | None = None) -> None:
         results["dvc"] = time_dvc(project, logs, args.repeat)
         results["storage"] = version_bytes(project, stages)
         if not args.no_transfer:
-            with loopback_s3(work, results["storage"]["cache"]) as s3:
+            with loopback_s3(results["storage"]["cache"]) as s3:
                 results["transfer"] = time_transfer(project, stages, logs, s3)
     if args.train_sweep:
         results["train_sweep"] = sweep_train(stages, project, logs, parse_sweep(args.train_sweep))

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kkbox.io import UserError, atomic_path
+from kkbox.io import UserError, atomic_path, md5
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +95,6 @@ class Scratch:
             ) from None
 
 
-def md5(path: Path) -> str:
-    """Hex MD5 of a file's content: the name DVC's cache gives it."""
-    digest = hashlib.md5()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def scratch(local_cluster: bool) -> Scratch:
     """The scratch space the environment names (see the module's docstring)."""
     env = os.environ
@@ -161,7 +152,7 @@ def connect(workers: int | None = None) -> Iterator[tuple[Any, Scratch]]:
                     n_workers=count,
                     threads_per_worker=1,
                     host="127.0.0.1",
-                    dashboard_address=None,
+                    dashboard_address="127.0.0.1:0",  # loopback, a free port
                     silence_logs=logging.WARNING,
                 )
             )

@@ -27,7 +27,7 @@ import pytest
 import yaml
 
 from kkbox import params
-from tests.project import copy_project, out_of_range, run
+from tests.project import out_of_range, run, tiny_project
 
 pytestmark = pytest.mark.slow
 
@@ -438,9 +438,7 @@ PARAM_CASES = [_param_case(*leaf) for leaf in params.leaves() if leaf[1] in (int
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory) -> Path:
     """A project with tiny data and the whole pipeline run: every stage in DVC's lock and cache."""
-    project = copy_project(tmp_path_factory.mktemp("bad-inputs") / "base")
-    run(["python", "-m", "cd4ml.generate", "--scale", "tiny", "--out", "data"], project)
-    run(["dvc", "add", "data", "--quiet"], project)
+    project = tiny_project(tmp_path_factory.mktemp("bad-inputs") / "base")
     run(["dvc", "repro"], project)
     return project
 

@@ -13,7 +13,7 @@ import yaml
 
 from cd4ml.daskcluster import Cluster, start
 from tests.conftest import S3Server
-from tests.project import ROOT, copy_project, run
+from tests.project import ROOT, run, tiny_project
 
 pytestmark = pytest.mark.slow
 
@@ -23,9 +23,7 @@ FEATURE_FILES = ["train.parquet", "valid.parquet", "eval.parquet"]
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """Tiny data and the whole pipeline run with the local engine (params.yaml's default)."""
-    project = copy_project(tmp_path_factory.mktemp("dask") / "repo")
-    run(["python", "-m", "cd4ml.generate", "--scale", "tiny", "--out", "data"], project)
-    run(["dvc", "add", "data", "--quiet"], project)
+    project = tiny_project(tmp_path_factory.mktemp("dask") / "repo")
     run(["make", "repro"], project)
     return project
 
