@@ -193,6 +193,11 @@ def _before(frame: pd.DataFrame, start: int, cut: int) -> int:
     return min(max(cut - start, 0), len(frame))
 
 
+def _folds(start: int, rows: int, folds: tuple[int, int]) -> features.Folds:
+    """The folds of `rows` training rows from row `start` on (`folds`: number, seed)."""
+    return features.Folds(features.assign_folds(start, start + rows, *folds), folds[0])
+
+
 def _on_worker_counts(frame: pd.DataFrame, start: int, cut: int) -> tuple[dict, dict]:
     """The category counts of a partition's rows before the cut and of all its rows."""
     return (
@@ -212,7 +217,7 @@ def _on_worker_stats(
     all its rows (with the vocabularies of the rows before the cut and of all rows)."""
     lo = _before(frame, start, cut)
     before = frame.iloc[:lo]
-    fold_rows = features.Folds(features.assign_folds(start, start + lo, *folds), folds[0])
+    fold_rows = _folds(start, lo, folds)
     stats = (
         features.key_stats(before, vocabularies[0]),
         features.key_stats(before, vocabularies[0], fold_rows),
@@ -246,7 +251,7 @@ def _on_worker_features(
     frame: pd.DataFrame,
     start: int,
     cut: int,
-    encoders: tuple[features.Encoder, dict, features.Encoder] | None,
+    encoders: tuple[features.Encoder, dict, features.Encoder],
     folds: tuple[int, int],
     urls: tuple[str, str],
     options: dict[str, Any],
@@ -260,7 +265,7 @@ def _on_worker_features(
     else:
         lo = _before(frame, start, cut)
         before, after = frame.iloc[:lo], frame.iloc[lo:]
-        fold_rows = features.Folds(features.assign_folds(start, start + lo, *folds), folds[0])
+        fold_rows = _folds(start, lo, folds)
         tables = [
             _with_target(features.transform(before, past, fold_rows, fold_stats), y[:lo]),
             _with_target(features.transform(after, past), y[lo:]),
@@ -289,7 +294,6 @@ def on_cluster(args: argparse.Namespace, settings: params.Preprocess) -> None:
     """The dask engine: partitions of the plays joined, counted and encoded on the workers, the
     statistics merged into the local engine's encoder, the features streamed back here."""
     import dask
-    import dask.dataframe as dd
 
     folds = (settings.target_folds, settings.seed)
     with cluster.connect() as (client, space):
@@ -301,17 +305,16 @@ def on_cluster(args: argparse.Namespace, settings: params.Preprocess) -> None:
             *(args.split / f"{part}.parquet" for part in ("train", "eval")),
         )
         tables = client.submit(_on_worker_tables, dict(zip(names, csvs, strict=True)), options)
-        parts, starts, pieces_of = {}, {}, {}
+        read = functools.partial(_on_worker_plays, options=options)
+        parts, starts, rows, meta = {}, {}, {}, None
         for part, url in (("train", train_url), ("eval", eval_url)):
-            cuts = cluster.pieces(space, url, 2 * workers)
-            read = functools.partial(_on_worker_plays, options=options)
-            plays = dd.from_map(read, cuts, meta=read(cluster.Piece(url, 0, 0)))
-            meta = client.submit(_on_worker_joined, plays._meta, tables).result()
+            plays, cuts = cluster.frame(space, url, 2 * workers, read)
+            if meta is None:  # the joined columns: a join of no rows, on a worker
+                meta = client.submit(_on_worker_joined, plays._meta, tables).result()
             # Each partition is read and joined on a worker once, and kept there for the passes.
             joined = client.persist(plays.map_partitions(_on_worker_joined, tables, meta=meta))
             parts[part], starts[part] = joined.to_delayed(), [piece.start for piece in cuts]
-            pieces_of[part] = cuts
-        rows = {part: pieces_of[part][-1].stop for part in parts}
+            rows[part] = cuts[-1].stop
         cut = features.early_stopping_start(rows["train"], settings.valid_fraction)
         train = list(zip(parts["train"], starts["train"], strict=True))
 

@@ -48,16 +48,14 @@ def _fit_local(estimator: object, features: Path) -> tuple[dict, int, int]:
 
 def _fit_on_cluster(estimator: object, features: Path) -> tuple[dict, int, int]:
     """xgboost.dask on the cluster: the workers read the features from the scratch space."""
-    import dask.dataframe as dd
-
     with cluster.connect() as (client, space):
         workers = len(client.scheduler_info()["workers"])
+        read = functools.partial(_on_worker_read, options=space.options)
         frames = []
         urls = space.stage(*(features / f"{part}.parquet" for part in ("train", "valid")))
         for part, url in zip(("train", "valid"), urls, strict=True):
-            cuts = cluster.pieces(space, url, 2 * workers)
-            read = functools.partial(_on_worker_read, options=space.options)
-            frames.append(dd.from_map(read, cuts, meta=read(cluster.Piece(cuts[0].url, 0, 0))))
+            frame, cuts = cluster.frame(space, url, 2 * workers, read)
+            frames.append(frame)
             log.info("%s: %d rows in %d partitions", part, cuts[-1].stop, len(cuts))
         train, valid = (client.persist(f) for f in frames)
         info = model.fit_on_cluster(

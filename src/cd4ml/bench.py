@@ -660,11 +660,6 @@ ENGINE_STAGES = ("preprocess", "train")
 FEATURES = ("train.parquet", "valid.parquet", "eval.parquet")
 
 
-def _transfer_total(dask_worker: Any) -> int:
-    """On a worker: the bytes it has sent to other workers and to clients."""
-    return int(dask_worker.transfer_outgoing_bytes_total)
-
-
 def _worker_counters(dask_worker: Any) -> dict[str, int]:
     """On a worker: the bytes it has sent to other workers and to clients, and spilled to disk."""
     spill = getattr(dask_worker.data, "cumulative_metrics", {})

@@ -18,16 +18,19 @@ import hashlib
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kkbox.io import UserError, atomic_path, md5
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +223,17 @@ def pieces(space: Scratch, url: str, partitions: int) -> list[Piece]:
     return [Piece(url, lo, min(rows, lo + size)) for lo in range(0, rows, size)] or [
         Piece(url, 0, 0)
     ]
+
+
+def frame(
+    space: Scratch, url: str, partitions: int, read: Callable[[Piece], pd.DataFrame]
+) -> tuple[Any, list[Piece]]:
+    """A dask DataFrame of a staged Parquet file, about `partitions` pieces that `read` turns
+    into pandas on the workers (its meta: `read` of no rows, here); and the pieces."""
+    import dask.dataframe as dd
+
+    cuts = pieces(space, url, partitions)
+    return dd.from_map(read, cuts, meta=read(Piece(url, 0, 0))), cuts
 
 
 def read_piece(
