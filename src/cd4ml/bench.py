@@ -1,10 +1,11 @@
-"""Benchmark the pipeline at one data scale: every stage of dvc.yaml, its read floor, dvc repro.
+"""Benchmark the pipeline at one data scale: every stage of dvc.yaml, its I/O floor, dvc repro.
 
 In a throw-away copy of the project (in --work) it makes the data of the scale (once; timed),
 runs each stage's exact `cmd` from dvc.yaml and records its wall time, CPU time (user + sys)
 and peak RSS (from the child's own rusage, os.wait4), the rows it read and wrote; stages under
 a minute run --repeat times and the median counts. For the data stages it also times a bare
-multi-threaded pyarrow read of the data files among the stage's deps in dvc.yaml: the floor.
+multi-threaded pyarrow read of the data files among the stage's deps in dvc.yaml and a bare write
+of the tables among its outs: the floor.
 Then `dvc add data`, a full `dvc repro` and no-op ones, the bytes the data version stores (the
 DVC cache: raw data and each stage's cached outputs), and `dvc push` / `dvc pull` of that version
 against a loopback S3 server (scripts/s3-server.sh). Results: <out>/results.json and .md.
@@ -245,16 +246,40 @@ def _count_rows(path: str, mtime_ns: int, size: int) -> int:
     return max(lines - 1, 0)
 
 
+# A stage's floor: a bare multi-threaded pyarrow read of its input files, then a bare write of
+# its output tables (read back first, untimed) with the codec and row groups they were written
+# with, in a temporary folder of the working directory (the stage's own disk).
 _FLOOR = """
-import sys, time
+import sys, tempfile, time
 import pyarrow.csv as pacsv, pyarrow.parquet as pq
+CODECS = {"UNCOMPRESSED": "none", "LZ4_RAW": "lz4"}
+cut = sys.argv.index("--")
 started = time.perf_counter()
-for path in sys.argv[1:]:
+for path in sys.argv[1:cut]:
     if path.endswith(".parquet"):
         pq.read_table(path, use_threads=True)
     else:
         pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=True))
-print(time.perf_counter() - started)
+read, write = time.perf_counter() - started, 0.0
+with tempfile.TemporaryDirectory(dir=".") as tmp:
+    for i, path in enumerate(sys.argv[cut + 1 :]):
+        copy = f"{tmp}/{i}"
+        if path.endswith(".parquet"):
+            meta = pq.ParquetFile(path).metadata
+            first = meta.row_group(0) if meta.num_row_groups else None
+            codec = first.column(0).compression if first else "UNCOMPRESSED"
+            table = pq.read_table(path, use_threads=True)
+            started = time.perf_counter()
+            pq.write_table(
+                table, copy, compression=CODECS.get(codec, codec.lower()),
+                row_group_size=first.num_rows if first else None,
+            )
+        else:
+            table = pacsv.read_csv(path, read_options=pacsv.ReadOptions(use_threads=True))
+            started = time.perf_counter()
+            pacsv.write_csv(table, copy)
+        write += time.perf_counter() - started
+print(read, write)
 """
 
 
@@ -295,15 +320,17 @@ def time_pandas_baseline(project: Path, logs: Path) -> dict[str, Any]:
     return result
 
 
-def read_floor(files: list[Path], repeat: int) -> float:
-    """Median seconds of a bare multi-threaded pyarrow read of the files (all columns), timed
-    inside a fresh process, as the stage itself runs."""
-    times = []
+def io_floor(inputs: list[Path], outputs: list[Path], repeat: int, cwd: Path) -> dict[str, float]:
+    """Seconds of a bare read of the input files and a bare write of the output tables (the
+    median of `repeat` runs of both), each run in a fresh process, as the stage itself runs."""
+    runs = []
     for _ in range(repeat):
-        cmd = [sys.executable, "-c", _FLOOR, *map(str, files)]
-        result = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        times.append(float(result.stdout.strip().splitlines()[-1]))
-    return round(statistics.median(times), 3)
+        cmd = [sys.executable, "-c", _FLOOR, *map(str, inputs), "--", *map(str, outputs)]
+        result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True)
+        read, write = map(float, result.stdout.strip().splitlines()[-1].split())
+        runs.append({"floor_s": read + write, "floor_read_s": read, "floor_write_s": write})
+    median = sorted(runs, key=lambda r: r["floor_s"])[len(runs) // 2]
+    return {k: round(v, 3) for k, v in median.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -469,14 +496,17 @@ def time_stage(
     result["rows_in"] = sum(result["inputs"].values())
     result["rows_out"] = sum(result["outputs"].values())
     # A data stage reads tables and writes tables, or only checks raw CSVs (validate): it is
-    # held to a bare read of its inputs.
+    # held to a bare read of its inputs and a bare write of its output tables.
     written = any(p.suffix == ".parquet" for p in outputs)
     result["data_stage"] = bool(inputs) and (written or all(p.suffix == ".csv" for p in inputs))
     floor = ""
     if result["data_stage"]:
-        result["floor_s"] = read_floor(inputs, repeat)
+        result.update(io_floor(inputs, outputs, repeat, project))
         result["x_floor"] = round(result["wall_s"] / max(result["floor_s"], 1e-3), 2)
-        floor = f"  floor {result['floor_s']:.2f} s, x{result['x_floor']}"
+        floor = (
+            f"  floor {result['floor_s']:.2f} s (read {result['floor_read_s']:.2f} + write "
+            f"{result['floor_write_s']:.2f}), x{result['x_floor']}"
+        )
     log.info(
         "%-12s %7.1f s wall %7.1f s CPU %7.0f MiB  (%d run%s)%s",
         *(label, result["wall_s"], result["cpu_s"], result["peak_rss_mib"], len(runs)),

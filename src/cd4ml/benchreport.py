@@ -45,7 +45,7 @@ def _measured(results: dict[str, Any]) -> list[tuple[str, float | None, str, str
             )
     for name in DATA_STAGES:
         if "x_floor" in stages.get(name, {}):
-            found.append((f"{name} / read floor", stages[name]["x_floor"], f"{name}_x_floor", "x"))
+            found.append((f"{name} / I/O floor", stages[name]["x_floor"], f"{name}_x_floor", "x"))
     data_rss = [s["peak_rss_mib"] for s in stages.values() if s.get("data_stage")]
     if data_rss:
         found.append(
@@ -125,7 +125,8 @@ def _step_rows(results: dict[str, Any]) -> list[str]:
     gen = results["generate"]
     cached = " (cached)" if gen.get("cached") else ""
     lines = [
-        "| step | wall s | CPU s | peak RSS MiB | rows in → out | read floor s | × floor |",
+        "| step | wall s | CPU s | peak RSS MiB | rows in → out | I/O floor s (read + write) "
+        "| × floor |",
         "|---|---:|---:|---:|---:|---:|---:|",
         f"| generate data{cached} | {gen['wall_s']:.1f} | {gen['cpu_s']:.1f} "
         f"| {gen['peak_rss_mib']:.0f} | → {gen.get('bytes', 0) / 2**30:.2f} GiB CSV | | |",
@@ -135,7 +136,11 @@ def _step_rows(results: dict[str, Any]) -> list[str]:
         if "error" in s:
             lines.append(f"| {label} | failed: {s['error']} | | | | | |")
             continue
-        floor = f"{s['floor_s']:.2f} | {s['x_floor']:.1f}" if "floor_s" in s else " | "
+        floor = " | "
+        if "floor_s" in s:
+            parts = (s.get("floor_read_s"), s.get("floor_write_s"))
+            split = f" ({parts[0]:.2f} + {parts[1]:.2f})" if None not in parts else ""
+            floor = f"{s['floor_s']:.2f}{split} | {s['x_floor']:.1f}"
         lines.append(
             f"| {label} ({len(s['runs'])}×) | {s['wall_s']:.1f} | {s['cpu_s']:.1f} "
             f"| {s['peak_rss_mib']:.0f} | {_rows(s['rows_in'])} → {_rows(s['rows_out'])} "

@@ -9,7 +9,9 @@ possible model (the oracle AUC of that probability).
 from __future__ import annotations
 
 import base64
+import functools
 import logging
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -491,10 +493,12 @@ def make_plays(
     n_test: int,
     positive_rate: float = 0.5,
     effects: TimeEffects | None = None,
+    keep_parts: bool = False,
 ) -> dict[str, np.ndarray]:
     """Plays in time order: member, song, source and the true replay probability of each; its
     mean over the train rows is `positive_rate` (see logit_offset for 0.5). Songs and members
-    enter, trend and the source mix drifts as `effects` says."""
+    enter, trend and the source mix drifts as `effects` says. `keep_parts` adds the train rows'
+    logit parts (see logit_parts)."""
     fx = effects or TimeEffects()
     n = n_train + n_test
     n_members = len(members["bias"])
@@ -610,19 +614,17 @@ def make_plays(
         mix /= mix.sum(axis=1, keepdims=True)
         source[start:end] = _row_choice(rng, mix, member[start:end])
 
-    source_effect = np.array([s[4] for s in SOURCES])[source]
-    genre_match = (songs["genre"][song][:, None] == members["genres"][member]).any(axis=1)
-    artist_match = (songs["artist"][song][:, None] == favourites[member]).any(axis=1)
-    lang_match = songs["language"][song] == members["language"][member]
-    logit = (
-        0.55 * members["bias"][member]
-        + 0.50 * songs["appeal"][song]
-        + 0.70 * genre_match
-        + 0.90 * artist_match
-        + 0.35 * lang_match
-        + source_effect
-        - 0.20 * when
-    )
+    # The parts of the logit: what the oracle knows of each play (see logit_parts).
+    parts = {
+        "member_bias": 0.55 * members["bias"][member],
+        "song_appeal": 0.50 * songs["appeal"][song],
+        "genre_match": 0.70 * (songs["genre"][song][:, None] == members["genres"][member]).any(1),
+        "artist_match": 0.90 * (songs["artist"][song][:, None] == favourites[member]).any(1),
+        "language_match": 0.35 * (songs["language"][song] == members["language"][member]),
+        "source": np.array([s[4] for s in SOURCES])[source],
+        "time": -0.20 * when,
+    }
+    logit = functools.reduce(operator.add, parts.values())
     logit = 1.3 * (logit - np.median(logit[:n_train]))
     logit += logit_offset(logit[:n_train], positive_rate)
     log.debug("plays: %d rows, %d members, %d songs", n, n_members, n_songs)
@@ -632,6 +634,7 @@ def make_plays(
         "source": source,
         "probability": _sigmoid(logit),
         "n_train": n_train,
+        **({"parts": {k: v[:n_train] for k, v in parts.items()}} if keep_parts else {}),
     }
 
 
@@ -639,11 +642,14 @@ def _rows(values: pa.Array | np.ndarray, keep: np.ndarray) -> pa.Array | np.ndar
     return values.filter(pa.array(keep)) if isinstance(values, pa.Array) else values[keep]
 
 
-def generate(
-    scale: Scale, seed: int, positive_rate: float = 0.5, **effects: float
-) -> dict[str, dict[str, np.ndarray]]:
-    """All Kaggle tables (as column arrays) plus the truth file, from one seed; the train rows'
-    mean true replay probability is `positive_rate`, `effects` are TimeEffects' fields."""
+def _draw(
+    scale: Scale,
+    seed: int,
+    positive_rate: float,
+    effects: dict[str, float],
+    keep_parts: bool = False,
+) -> tuple[np.random.Generator, dict, dict, dict, dict]:
+    """The members, songs and plays of generate(), and its random generator where they leave it."""
     rng = np.random.default_rng(seed)
     members, member_traits = make_members(rng, scale.members)
     log.info("members: %d rows", scale.members)
@@ -657,8 +663,28 @@ def generate(
         scale.test,
         positive_rate=positive_rate,
         effects=TimeEffects(**effects),
+        keep_parts=keep_parts,
     )
     log.info("plays: %d train + %d test rows", scale.train, scale.test)
+    return rng, members, songs, extra, plays
+
+
+def logit_parts(
+    scale: Scale, seed: int, positive_rate: float = 0.5, **effects: float
+) -> dict[str, np.ndarray]:
+    """The parts of each train.csv row's logit, as generate() with the same arguments draws
+    them, before the sum is centred and scaled: what the oracle knows of a play and a model has
+    to estimate (the member's bias, the song's appeal, whether the song is of the member's
+    hidden genres, favourite artists or language, the source's and the time's effects)."""
+    return _draw(scale, seed, positive_rate, effects, keep_parts=True)[-1]["parts"]
+
+
+def generate(
+    scale: Scale, seed: int, positive_rate: float = 0.5, **effects: float
+) -> dict[str, dict[str, np.ndarray]]:
+    """All Kaggle tables (as column arrays) plus the truth file, from one seed; the train rows'
+    mean true replay probability is `positive_rate`, `effects` are TimeEffects' fields."""
+    rng, members, songs, extra, plays = _draw(scale, seed, positive_rate, effects)
 
     source = plays["source"]
     target = (rng.random(len(source)) < plays["probability"]).astype(np.int64)

@@ -98,11 +98,18 @@ def test_a_data_version_is_measured_by_what_the_dvc_cache_holds(small_project):
     assert sizes["outs"] == {"clean_data/part": 300, "out": out, "models/missing": 0}
 
 
+FLOOR = {"floor_s": 0.5, "floor_read_s": 0.3, "floor_write_s": 0.2}
+
+
 def test_floor_reads_the_data_files_of_the_stage_deps_in_dvc_yaml(small_project, monkeypatch):
     floored: list[list[Path]] = []
     run = {"wall_s": 1.0, "cpu_s": 1.0, "peak_rss_mib": 10.0}
     monkeypatch.setattr(bench, "measure", lambda cmd, cwd, log_path: dict(run))
-    monkeypatch.setattr(bench, "read_floor", lambda files, repeat: floored.append(files) or 0.5)
+    monkeypatch.setattr(
+        bench,
+        "io_floor",
+        lambda inputs, outputs, repeat, cwd: floored.append(inputs) or dict(FLOOR),
+    )
     stage = bench.load_stages(small_project)["use"]
     result = bench.time_stage("use", stage, small_project, small_project / "logs", 1, 60.0)
     expected = {"tables/a.parquet": 3, "raw/sub/y.parquet": 2, "raw/x.csv": 4}
@@ -112,6 +119,17 @@ def test_floor_reads_the_data_files_of_the_stage_deps_in_dvc_yaml(small_project,
     ]
     assert result["outputs"] == {"out/result.parquet": 1}
     assert result["data_stage"] and result["floor_s"] == 0.5 and result["x_floor"] == 2.0
+
+
+def test_the_floor_reads_the_inputs_and_writes_the_output_tables_again(small_project):
+    inputs = [small_project / "tables" / "a.parquet", small_project / "raw" / "x.csv"]
+    outputs = [small_project / "out" / "result.parquet", small_project / "raw" / "x.csv"]
+    before = sorted(small_project.rglob("*"))
+    floor = bench.io_floor(inputs, outputs, 3, small_project)
+    assert floor["floor_read_s"] > 0 and floor["floor_write_s"] > 0
+    total = floor["floor_read_s"] + floor["floor_write_s"]
+    assert floor["floor_s"] == pytest.approx(total, abs=2e-3)
+    assert sorted(small_project.rglob("*")) == before  # the copies are gone
 
 
 @pytest.mark.parametrize(
@@ -130,7 +148,7 @@ def test_a_data_stage_reads_tables_and_writes_tables_or_checks_raw_csvs(
         "measure",
         lambda cmd, cwd, log_path: {"wall_s": 1.0, "cpu_s": 1.0, "peak_rss_mib": 1.0},
     )
-    monkeypatch.setattr(bench, "read_floor", lambda files, repeat: 0.5)
+    monkeypatch.setattr(bench, "io_floor", lambda inputs, outputs, repeat, cwd: dict(FLOOR))
     stage = {"cmd": "true", "deps": deps, "outs": outs}
     result = bench.time_stage("s", stage, small_project, small_project / "logs", 1, 60.0)
     assert result["data_stage"] is data_stage and ("floor_s" in result) is data_stage

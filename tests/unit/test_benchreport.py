@@ -49,14 +49,14 @@ def test_targets_and_report_from_results():
     met = {t["target"]: t["met"] for t in results["targets"]}
     assert met == {
         "generate data": True,
-        "split / read floor": False,
+        "split / I/O floor": False,
         "peak RSS of a data stage": True,
         "train[cpu]": True,
         "ROC AUC gap to the oracle": True,
     }
     report = benchreport.markdown(results)
     assert "| split (1×) | 1.0 |" in report and "train[cuda] | failed: no GPU" in report
-    assert "| split / read floor | 2.5 x | 2 x | **no** |" in report
+    assert "| split / I/O floor | 2.5 x | 2 x | **no** |" in report
 
 
 def test_cached_data_is_no_target_and_the_dvc_timings_are():
@@ -89,8 +89,8 @@ def test_the_way_from_csv_to_features_is_held_to_the_csv_read():
     results = {"stages": stages, "generate": {"cached": True}}
     targets = {t["target"]: (t["value"], t["met"]) for t in check_targets(results)}
     assert targets["CSV to features / CSV read floor"] == (4.0, False)  # (3 + 0.5 + 4.5) / 2
-    assert targets["validate / read floor"] == (1.5, True)
-    assert targets["preprocess / read floor"] == (4.5, False)
+    assert targets["validate / I/O floor"] == (1.5, True)
+    assert targets["preprocess / I/O floor"] == (4.5, False)
     assert targets["peak RSS of a data stage"] == (3.0, False)
 
 
