@@ -7,6 +7,7 @@ no eval target can leak into a feature.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -475,12 +476,15 @@ class Encoder:
         return self._indexes
 
 
+_KEY_COLUMNS = ("member_key", "song_key", "artist_key")
+
+
 def _coded(
     frame: pd.DataFrame, vocabularies: dict[str, list] | dict[str, pd.Index]
 ) -> dict[str, np.ndarray]:
     """The key columns and the codes of the categorical columns (no copy of the frame)."""
     out = {col: encode(frame[col], vocabularies[col]) for col in CATEGORICAL}
-    for col in ("member_key", "song_key", "artist_key"):
+    for col in _KEY_COLUMNS:
         out[col] = np.asarray(frame[col])
     return out
 
@@ -518,16 +522,18 @@ def key_stats(
     """Counts and target sums of every statistic's key in these training rows; with `folds`,
     of each target encoding's (key, fold) pairs: what out-of-fold encoding takes away. A
     partition's statistics add up with KeyStats.merge."""
-    return _key_stats(_coded(frame, vocabularies), frame, _radix(vocabularies), folds)
-
-
-def _key_stats(
-    coded: dict[str, np.ndarray], frame: pd.DataFrame, radix: dict[str, int], folds: Folds | None
-) -> dict[str, KeyStats]:
-    y = frame["target"].to_numpy(dtype=np.float64)
     names = TARGET_KEYS if folds is not None else STAT_KEYS
+    return {name: fitted for name, (fitted, _) in _fit(frame, vocabularies, names, folds).items()}
+
+
+def _fit(
+    frame: pd.DataFrame, vocabularies: dict[str, list], names: Iterable[str], folds: Folds | None
+) -> dict[str, tuple[KeyStats, np.ndarray]]:
+    """KeyStats.fit_slots of the named statistics' keys (with `folds`: (key, fold) pairs)."""
+    coded, radix = _coded(frame, vocabularies), _radix(vocabularies)
+    y = frame["target"].to_numpy(dtype=np.float64)
     return {
-        name: KeyStats.fit(_in_folds(_composite(coded, STAT_KEYS[name], radix), folds), y)
+        name: KeyStats.fit_slots(_in_folds(_composite(coded, STAT_KEYS[name], radix), folds), y)
         for name in names
     }
 
@@ -557,22 +563,27 @@ def transform(
     encoder: Encoder,
     folds: Folds | None = None,
     fold_stats: dict[str, KeyStats] | None = None,
+    slots: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Model features for joined rows. For the training rows themselves pass their `folds`:
     their target encodings then come from the other folds only (out-of-fold), so a row's own
     target never feeds its features. `fold_stats` are the (key, fold) statistics of all the
-    training rows (key_stats with folds); by default, of `frame`'s rows."""
+    training rows (key_stats with folds); by default, of `frame`'s rows. `slots` are where
+    the rows' keys are in the encoder's statistics, if known (KeyStats.fit_slots on these rows):
+    they are then not looked up again."""
     coded = _coded(frame, encoder.indexes())
     out = {col: coded[col] for col in CATEGORICAL}
     for col in NUMERIC:
         out[col] = np.asarray(frame[col], dtype=np.float32)
     radix = _radix(encoder.vocabularies)
     y = frame["target"].to_numpy(dtype=np.float64) if folds is not None else None
+    fold_rows = _rows_by_fold(folds) if folds is not None and fold_stats is None else []
     member_plays = None
     # One key at a time, its temporaries freed before the next: memory stays flat at scale.
     for name, cols in STAT_KEYS.items():
         key = _composite(coded, cols, radix)
-        n, s = encoder.stats[name].at(encoder.stats[name].slots(key))
+        slot = slots[name] if slots is not None else encoder.stats[name].slots(key)
+        n, s = encoder.stats[name].at(slot)
         if name == "te_member":
             member_plays = np.maximum(n, 1.0)
         count, share = _COUNT_FEATURES[name]
@@ -580,17 +591,41 @@ def transform(
             out[count] = (n / member_plays if share else n).astype(np.float32)
         if name in TARGET_KEYS:
             if folds is not None:
-                cells = _in_folds(key, folds)
                 if fold_stats is None:  # the (key, fold) statistics of these very rows
-                    own, own_slots = KeyStats.fit_slots(cells, y)
+                    size = len(encoder.stats[name].counts)
+                    own_n, own_s = _own_fold(slot, y, folds, fold_rows, size)
                 else:
                     own = fold_stats[name]
-                    own_slots = own.slots(cells)
-                own_n, own_s = own.at(own_slots)
+                    own_n, own_s = own.at(own.slots(_in_folds(key, folds)))
                 n, s = n - own_n, s - own_s
             out[name] = smoothed_rate(s, n, encoder.prior, encoder.smoothing)
-        del key, n, s
+        del key, slot, n, s
     return pd.DataFrame({col: out[col] for col in FEATURES}, copy=False)
+
+
+def _rows_by_fold(folds: Folds) -> list[np.ndarray]:
+    """The row numbers of each fold."""
+    order = np.argsort(folds.of_row, kind="stable")
+    bounds = np.searchsorted(folds.of_row[order], np.arange(folds.count + 1))
+    return [order[bounds[f] : bounds[f + 1]] for f in range(folds.count)]
+
+
+def _own_fold(
+    slot: np.ndarray, y: np.ndarray, folds: Folds, fold_rows: list[np.ndarray], size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and target sum of each row's key within the row's own fold, counted over the keys'
+    slots (-1: unseen) in plain arrays: all (slot, fold) cells at once where they are few, else
+    fold by fold (`fold_rows`: each fold's rows)."""
+    if (size + 1) * folds.count <= _DENSE_KEYS:
+        cell = (slot + 1) * folds.count + folds.of_row
+        counts, sums = _count_and_sum(cell, y, (size + 1) * folds.count)
+        return counts[cell], sums[cell]
+    own_n, own_s = np.empty(len(slot)), np.empty(len(slot))
+    for rows in fold_rows:
+        cell = slot[rows] + 1
+        counts, sums = _count_and_sum(cell, y[rows], size + 1)
+        own_n[rows], own_s[rows] = counts[cell], sums[cell]
+    return own_n, own_s
 
 
 def fit_training(
@@ -607,10 +642,25 @@ def fit_training(
     its encodings there, so early stopping sees what eval will see."""
     cut = early_stopping_start(len(train), valid_fraction)
     before, last = train.iloc[:cut], train.iloc[cut:]
-    past = fit(before, min_count, smoothing)
-    before_x = transform(before, past, Folds(assign_folds(0, cut, *folds), folds[0]))
+    counts = [category_counts(before), category_counts(last)]
+    vocabularies = fit_vocabularies(counts[:1], min_count)
+    fitted = _fit(before, vocabularies, STAT_KEYS, None)
+    past = encoder_of(vocabularies, {n: f[0] for n, f in fitted.items()}, smoothing)
+    slots = {name: f[1] for name, f in fitted.items()}
+    before_x = transform(before, past, Folds(assign_folds(0, cut, *folds), folds[0]), None, slots)
     last_x = transform(last, past)
-    return fit(train, min_count, smoothing), before_x, last_x
+    del fitted, slots
+    # Every row's encoder: the keys of members, songs and artists do not depend on the
+    # vocabularies, so their statistics are those of the rows before the slice plus the
+    # slice's (what the dask engine merges, too); the others count their keys anew.
+    vocabularies = fit_vocabularies(counts, min_count)
+    plain = [n for n, cols in STAT_KEYS.items() if set(cols) <= {*_KEY_COLUMNS}]
+    stats = {
+        n: f for n, (f, _) in _fit(train, vocabularies, STAT_KEYS.keys() - plain, None).items()
+    }
+    for name, (fitted_last, _) in _fit(last, vocabularies, plain, None).items():
+        stats[name] = KeyStats.merge([past.stats[name], fitted_last])
+    return encoder_of(vocabularies, {n: stats[n] for n in STAT_KEYS}, smoothing), before_x, last_x
 
 
 def early_stopping_start(n_rows: int, valid_fraction: float) -> int:

@@ -216,6 +216,33 @@ def test_out_of_fold_features_of_a_partition_equal_those_of_all_rows():
     pd.testing.assert_frame_equal(part, whole.iloc[500:900].reset_index(drop=True))
 
 
+@pytest.mark.parametrize("dense_keys", [F._DENSE_KEYS, 64])
+def test_out_of_fold_counts_are_those_of_the_fold_statistics(monkeypatch, dense_keys):
+    # 64: every key is hashed and (slot, fold) cells are counted fold by fold.
+    monkeypatch.setattr(F, "_DENSE_KEYS", dense_keys)
+    train = _random_joined(2000, 7)
+    encoder = F.fit(train, 1, 3.0)
+    folds = F.Folds(F.assign_folds(0, len(train), 5, 42), 5)
+    fold_stats = F.key_stats(train, encoder.vocabularies, folds)
+    pd.testing.assert_frame_equal(
+        F.transform(train, encoder, folds), F.transform(train, encoder, folds, fold_stats)
+    )
+
+
+@pytest.mark.parametrize("dense_keys", [F._DENSE_KEYS, 64])
+def test_fit_training_gives_what_fitting_each_part_anew_gives(monkeypatch, dense_keys):
+    monkeypatch.setattr(F, "_DENSE_KEYS", dense_keys)
+    train = _random_joined(3000, 8)
+    encoder, before, last = F.fit_training(train, 2, 3.0, (5, 1), valid_fraction=0.1)
+    whole = F.fit(train, 2, 3.0)
+    assert encoder.vocabularies == whole.vocabularies and encoder.prior == whole.prior
+    _assert_stats_equal(encoder.stats, whole.stats)
+    past = F.fit(train.iloc[:2700], 2, 3.0)
+    folds = F.Folds(F.assign_folds(0, 2700, 5, 1), 5)
+    pd.testing.assert_frame_equal(before, F.transform(train.iloc[:2700], past, folds))
+    pd.testing.assert_frame_equal(last, F.transform(train.iloc[2700:], past))
+
+
 def test_folds_are_a_function_of_the_row_position_and_the_seed():
     folds = F.assign_folds(0, 10_000, 5, 42)
     np.testing.assert_array_equal(F.assign_folds(1234, 5678, 5, 42), folds[1234:5678])
