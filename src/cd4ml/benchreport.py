@@ -115,7 +115,8 @@ def _intro(results: dict[str, Any]) -> list[str]:
         "",
         f"Stages run as `dvc.yaml` runs them; median of up to {results['repeat']} runs (stages "
         f"over {results['once_over']:.0f} s run once). CPU = user + sys of the stage's process; "
-        "floor = a bare multi-threaded pyarrow read of the files the stage read.",
+        "I/O floor = a bare multi-threaded pyarrow read of the data files among the stage's deps "
+        "plus a bare write of the tables among its outs (same codec and row groups).",
         "",
     ]
 
