@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.csv as pacsv
 
 from cd4ml import synth
 from kkbox import metrics, model, params, schema
 from kkbox.io import UserError, atomic_path, read_parquet, run_main
+from kkbox.raw import read_table
 
 log = logging.getLogger("oraclegap")
 
@@ -51,11 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def scale_of(train_rows: int) -> synth.Scale:
-    """The synthetic scale with this many train.csv rows."""
-    for scale in synth.SCALES.values():
+def scale_of(train_rows: int) -> tuple[str, synth.Scale]:
+    """The synthetic scale (name, sizes) with this many train.csv rows."""
+    for name, scale in synth.SCALES.items():
         if scale.train == train_rows:
-            return scale
+            return name, scale
     sizes = ", ".join(f"{name} {s.train:,}" for name, s in synth.SCALES.items())
     raise UserError(
         f"train.csv has {train_rows:,} rows, no synthetic scale's ({sizes}): the hidden parts "
@@ -63,11 +63,13 @@ def scale_of(train_rows: int) -> synth.Scale:
     )
 
 
-def _column(path: Path, column: str) -> np.ndarray:
-    if not path.exists():
-        raise UserError(f"{path} not found: the oracle gap needs the synthetic data (make data)")
-    options = pacsv.ConvertOptions(include_columns=[column])
-    return pacsv.read_csv(path, convert_options=options).column(column).to_numpy()
+def _column(data: Path, table: str, column: str) -> np.ndarray:
+    """One column of a raw table, read by the stages' reader."""
+    if not (data / table).exists():
+        raise UserError(
+            f"{data / table} not found: the oracle gap needs the synthetic data (make data)"
+        )
+    return read_table(data / table, table, [column])[column].to_numpy()
 
 
 def hidden_parts(
@@ -153,12 +155,11 @@ def markdown(report: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     config = params.load(args.params)
-    truth = _column(args.data / schema.TRUTH, "target_probability")
-    scale = scale_of(len(truth))
+    truth = _column(args.data, schema.TRUTH, "target_probability")
+    name, scale = scale_of(len(truth))
     parts = hidden_parts(truth, scale, config.generate)
-    frames = read_features(args.features, _column(args.data / schema.TRAIN, "target"))
+    frames = read_features(args.features, _column(args.data, schema.TRAIN, "target"))
     eval_rows = len(frames["eval"])
-    name = next(n for n, s in synth.SCALES.items() if s == scale)
     report = {
         "scale": name,
         "eval_rows": eval_rows,

@@ -577,7 +577,6 @@ def transform(
         out[col] = np.asarray(frame[col], dtype=np.float32)
     radix = _radix(encoder.vocabularies)
     y = frame["target"].to_numpy(dtype=np.float64) if folds is not None else None
-    fold_rows = _rows_by_fold(folds) if folds is not None and fold_stats is None else []
     member_plays = None
     # One key at a time, its temporaries freed before the next: memory stays flat at scale.
     for name, cols in STAT_KEYS.items():
@@ -593,7 +592,7 @@ def transform(
             if folds is not None:
                 if fold_stats is None:  # the (key, fold) statistics of these very rows
                     size = len(encoder.stats[name].counts)
-                    own_n, own_s = _own_fold(slot, y, folds, fold_rows, size)
+                    own_n, own_s = _own_fold(slot, y, folds, size)
                 else:
                     own = fold_stats[name]
                     own_n, own_s = own.at(own.slots(_in_folds(key, folds)))
@@ -611,17 +610,17 @@ def _rows_by_fold(folds: Folds) -> list[np.ndarray]:
 
 
 def _own_fold(
-    slot: np.ndarray, y: np.ndarray, folds: Folds, fold_rows: list[np.ndarray], size: int
+    slot: np.ndarray, y: np.ndarray, folds: Folds, size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and target sum of each row's key within the row's own fold, counted over the keys'
     slots (-1: unseen) in plain arrays: all (slot, fold) cells at once where they are few, else
-    fold by fold (`fold_rows`: each fold's rows)."""
+    fold by fold."""
     if (size + 1) * folds.count <= _DENSE_KEYS:
         cell = (slot + 1) * folds.count + folds.of_row
         counts, sums = _count_and_sum(cell, y, (size + 1) * folds.count)
         return counts[cell], sums[cell]
     own_n, own_s = np.empty(len(slot)), np.empty(len(slot))
-    for rows in fold_rows:
+    for rows in _rows_by_fold(folds):
         cell = slot[rows] + 1
         counts, sums = _count_and_sum(cell, y[rows], size + 1)
         own_n[rows], own_s[rows] = counts[cell], sums[cell]
@@ -655,9 +654,8 @@ def fit_training(
     # slice's (what the dask engine merges, too); the others count their keys anew.
     vocabularies = fit_vocabularies(counts, min_count)
     plain = [n for n, cols in STAT_KEYS.items() if set(cols) <= {*_KEY_COLUMNS}]
-    stats = {
-        n: f for n, (f, _) in _fit(train, vocabularies, STAT_KEYS.keys() - plain, None).items()
-    }
+    coded_anew = [n for n in STAT_KEYS if n not in plain]
+    stats = {n: f for n, (f, _) in _fit(train, vocabularies, coded_anew, None).items()}
     for name, (fitted_last, _) in _fit(last, vocabularies, plain, None).items():
         stats[name] = KeyStats.merge([past.stats[name], fitted_last])
     return encoder_of(vocabularies, {n: stats[n] for n in STAT_KEYS}, smoothing), before_x, last_x
