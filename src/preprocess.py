@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from kkbox import cluster, features, featurizer, params, schema
-from kkbox.io import lean_memory_pool, parquet_folder, read_parquet, run_main
+from kkbox.io import lean_memory_pool, parquet_folder, read_parquet, run_main, write_json
 from kkbox.raw import read_table
 
 log = logging.getLogger("preprocess")
@@ -113,30 +113,36 @@ def local(args: argparse.Namespace, settings: params.Preprocess) -> None:
     }
     keys, attrs, ids = _keys_and_attributes(args.data, parts)
     log.info("attributes: %d members, %d songs", len(attrs[0]), len(attrs[1]))
-
-    train = _joined(parts["train"], keys.pop("train"), attrs, "target")
-    encoder, train_x, valid_x = features.fit_training(
-        train,
-        settings.min_category_count,
-        settings.target_smoothing,
-        (settings.target_folds, settings.seed),
-        settings.valid_fraction,
-    )
-    # Each part is written on another thread while the next one is computed; lz4: the model
-    # stages read these files, and they decompress fastest.
-    cut = len(train_x)
+    # Each file is written on another thread while the next one is computed. The features are
+    # lz4: the model stages read them, and they decompress fastest. Test rows are scored by the
+    # predict stage through the release bundle (the featurizer), from raw rows.
     with parquet_folder(args.out) as out:
+        (out.path / "featurizer").mkdir()
+        for name, table in featurizer.attribute_tables(ids[0], attrs[0], ids[1], attrs[1]).items():
+            out.write(table, f"featurizer/{name}")
+        train = _joined(parts["train"], keys.pop("train"), attrs, "target")
         target = train["target"].to_numpy()
-        for name, x, y in (("train", train_x, target[:cut]), ("valid", valid_x, target[cut:])):
-            out.write(_with_target(x, y), f"{name}.parquet", "lz4")
-        del train, train_x, valid_x, target, x
+
+        def write(train_x: pd.DataFrame, valid_x: pd.DataFrame) -> None:
+            cut = len(train_x)
+            out.write(_with_target(train_x, target[:cut]), "train.parquet", "lz4")
+            out.write(_with_target(valid_x, target[cut:]), "valid.parquet", "lz4")
+            log.info("train: %d rows before the early-stopping slice", cut)
+
+        encoder, *_ = features.fit_training(
+            train,
+            settings.min_category_count,
+            settings.target_smoothing,
+            (settings.target_folds, settings.seed),
+            settings.valid_fraction,
+            write,
+        )
+        write_json(featurizer.spec(encoder), out.path / "featurizer/encoder.json")
+        out.write(featurizer.stats_table(encoder.stats), "featurizer/stats.parquet")
+        del train, _
         frame = _joined(parts["eval"], keys.pop("eval"), attrs, "target")
         x = features.transform(frame, encoder)
         out.write(_with_target(x, frame["target"].to_numpy()), "eval.parquet", "lz4")
-        del frame, x
-        # Test rows are scored by the predict stage through the release bundle, from raw rows.
-        featurizer.save(out.path / "featurizer", encoder, ids[0], attrs[0], ids[1], attrs[1])
-    log.info("train: %d rows before the early-stopping slice", cut)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ no eval target can leak into a feature.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -369,7 +369,9 @@ _DENSE_KEYS = 1 << 24
 class KeyStats:
     """Counts and target sums per key, fitted on the training part.
 
-    `index` maps a key to its slot in counts / sums; None means the key is its own slot."""
+    `index` holds the keys seen, sorted: a key's slot in counts / sums is its position there;
+    None means the key is its own slot. Sorted keys are found by binary search, and equal keys
+    get equal slots however the rows were partitioned."""
 
     index: pd.Index | None
     counts: np.ndarray
@@ -385,8 +387,7 @@ class KeyStats:
         if len(key) and key.min() >= 0 and key.max() < _DENSE_KEYS:
             index, slots, size = None, key, int(key.max()) + 1
         else:
-            # Sorted: the same keys give the same slots however the rows were partitioned.
-            slots, uniques = pd.factorize(key, sort=True)
+            uniques, slots = _factorize(key)
             index, size = pd.Index(uniques), len(uniques)
         # One more slot, always 0: where slot -1 (a key not seen in training) reads from.
         counts, sums = _count_and_sum(slots, target, size + 1)
@@ -406,7 +407,8 @@ class KeyStats:
         keys, counts, sums = (
             np.concatenate(x) for x in zip(*(p.seen() for p in parts), strict=True)
         )
-        slots, uniques = pd.factorize(keys, sort=True)
+        uniques = _unique(keys)
+        slots = np.searchsorted(uniques, keys)  # each part's keys are sorted: a forward walk
         counts = np.bincount(slots, weights=counts, minlength=len(uniques) + 1)
         sums = np.bincount(slots, weights=sums, minlength=len(uniques) + 1)
         if len(uniques) and uniques[0] >= 0 and uniques[-1] < _DENSE_KEYS:
@@ -438,12 +440,53 @@ class KeyStats:
     def slots(self, key: np.ndarray) -> np.ndarray:
         """Slot of each key in counts / sums; -1 for keys never seen in training."""
         if self.index is not None:
-            return self.index.get_indexer(key)
+            return _find(self.index.to_numpy(), key)
         return np.where((key >= 0) & (key < len(self.counts) - 1), key, -1)
 
     def at(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Counts and target sums at slots (slot -1: zeros)."""
         return self.counts[slots], self.sums[slots]
+
+
+# Sorts, not hashes: numpy's sort of int64 is vectorised, and at 5 M keys (numpy 2.4) these are
+# 2x faster than pd.factorize(sort=True) or np.unique with the positions, and 60x faster than
+# np.unique without them (it hashes) on keys in sorted runs.
+def _unique(key: np.ndarray) -> np.ndarray:
+    """The sorted unique keys."""
+    ordered = np.sort(key)
+    return ordered[_firsts(ordered)]
+
+
+def _factorize(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted unique keys, and each key's position there."""
+    order = np.argsort(key)
+    ordered = key[order]
+    first = _firsts(ordered)
+    slots = np.empty(len(key), dtype=np.intp)
+    slots[order] = np.cumsum(first) - 1
+    return ordered[first], slots
+
+
+def _firsts(ordered: np.ndarray) -> np.ndarray:
+    """Where each run of equal sorted keys starts."""
+    first = np.empty(len(ordered), dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return first
+
+
+def _find(uniques: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Position of each key in sorted unique keys; -1 where it is not there. The keys are sorted
+    first, so the binary searches walk the uniques forward: at full scale (1.5 M keys in 3.9 M)
+    4x faster than a hash index of the uniques, which would be built for the call."""
+    found = np.full(len(key), -1, dtype=np.intp)
+    if not len(uniques) or not len(key):
+        return found
+    order = np.argsort(key)
+    wanted = key[order]
+    at = np.minimum(np.searchsorted(uniques, wanted), len(uniques) - 1)
+    found[order] = np.where(uniques[at] == wanted, at, -1)
+    return found
 
 
 def _count_and_sum(
@@ -633,12 +676,15 @@ def fit_training(
     smoothing: float,
     folds: tuple[int, int],
     valid_fraction: float,
+    on_features: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None,
 ) -> tuple[Encoder, pd.DataFrame, pd.DataFrame]:
     """The encoder of eval and test (fitted on every training row), and the training rows'
     features in two parts: the rows before the early-stopping slice, out-of-fold (`folds` =
     number, seed), and the slice (the last `valid_fraction`), with the statistics of the rows
     before it only, as eval's come from the rows before eval: a row's own period never feeds
-    its encodings there, so early stopping sees what eval will see."""
+    its encodings there, so early stopping sees what eval will see. `on_features` is called with
+    the two parts as soon as they are made, before the encoder is fitted (preprocess starts
+    writing them)."""
     cut = early_stopping_start(len(train), valid_fraction)
     before, last = train.iloc[:cut], train.iloc[cut:]
     counts = [category_counts(before), category_counts(last)]
@@ -649,6 +695,8 @@ def fit_training(
     before_x = transform(before, past, Folds(assign_folds(0, cut, *folds), folds[0]), None, slots)
     last_x = transform(last, past)
     del fitted, slots
+    if on_features is not None:
+        on_features(before_x, last_x)
     # Every row's encoder: the keys of members, songs and artists do not depend on the
     # vocabularies, so their statistics are those of the rows before the slice plus the
     # slice's (what the dask engine merges, too); the others count their keys anew.

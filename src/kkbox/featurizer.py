@@ -11,7 +11,6 @@ same functions of kkbox.features that made the training features. Files (no pick
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,20 +74,12 @@ class Featurizer:
         )
 
     def warm_up(self) -> None:
-        """Build the lookup indexes and joinable tables now (a service does this before it
-        says it is ready). The statistics' integer hash tables are built on another thread
-        (pandas releases the GIL there) while the id indexes, Python strings, are built here."""
-        with ThreadPoolExecutor(1) as pool:
-            pending = [
-                pool.submit(stat.index.get_indexer, stat.index[:1])
-                for stat in self.encoder.stats.values()
-                if stat.index is not None
-            ]
-            self._index("members", self.member_ids)
-            self._index("songs", self.song_ids)
-            self._tables()
-            for job in pending:
-                job.result()
+        """Build the id lookup indexes and joinable tables now (a service does this before it
+        says it is ready). The statistics need nothing built: their keys are sorted, and found
+        by binary search."""
+        self._index("members", self.member_ids)
+        self._index("songs", self.song_ids)
+        self._tables()
 
     def transform(
         self, plays: pa.Table, keys: tuple[np.ndarray, np.ndarray] | None = None
@@ -117,10 +108,10 @@ def _compact(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def _stats_table(stats: dict[str, features.KeyStats]) -> pa.Table:
-    """Every statistic's slots in one long table, one statistic after the other: name, key (the
-    slot itself where the key is its own slot), count and target sum. The last slot, always 0,
-    is not stored."""
+def stats_table(stats: dict[str, features.KeyStats]) -> pa.Table:
+    """stats.parquet: every statistic's slots in one long table, one statistic after the other:
+    name, key (the slot itself where the key is its own slot), count and target sum. The last
+    slot, always 0, is not stored."""
     sizes, keys, counts, sums = [], [], [], []
     for stat in stats.values():
         n = len(stat.counts) - 1
@@ -140,17 +131,9 @@ def _stats_table(stats: dict[str, features.KeyStats]) -> pa.Table:
     )
 
 
-def save(
-    folder: Path,
-    encoder: features.Encoder,
-    member_ids: pa.ChunkedArray | pa.Array,
-    member_attrs: pd.DataFrame,
-    song_ids: pa.ChunkedArray | pa.Array,
-    song_attrs: pd.DataFrame,
-) -> None:
-    """Write the featurizer's files into `folder` (each one atomically)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    spec = {
+def spec(encoder: features.Encoder) -> dict:
+    """encoder.json: everything of the encoder but its statistics' numbers."""
+    return {
         "format": FORMAT,
         "features": features.FEATURES,
         "prior": encoder.prior,
@@ -166,14 +149,40 @@ def save(
             for name, stat in encoder.stats.items()
         },
     }
-    write_json(spec, folder / "encoder.json")
+
+
+def attribute_tables(
+    member_ids: pa.ChunkedArray | pa.Array,
+    member_attrs: pd.DataFrame,
+    song_ids: pa.ChunkedArray | pa.Array,
+    song_attrs: pd.DataFrame,
+) -> dict[str, pa.Table]:
+    """members.parquet and songs.parquet (file name: table): the ids, then the attributes. They
+    do not depend on the fit, so preprocess writes them while it fits."""
+    out = {}
     for name, ids, attrs in (
         ("members", member_ids, member_attrs),
         ("songs", song_ids, song_attrs),
     ):
         table = pa.Table.from_pandas(attrs, preserve_index=False)
-        write_parquet(table.add_column(0, ID_COLUMNS[name], ids), folder / f"{name}.parquet")
-    write_parquet(_stats_table(encoder.stats), folder / "stats.parquet")
+        out[f"{name}.parquet"] = table.add_column(0, ID_COLUMNS[name], ids)
+    return out
+
+
+def save(
+    folder: Path,
+    encoder: features.Encoder,
+    member_ids: pa.ChunkedArray | pa.Array,
+    member_attrs: pd.DataFrame,
+    song_ids: pa.ChunkedArray | pa.Array,
+    song_attrs: pd.DataFrame,
+) -> None:
+    """Write the featurizer's files into `folder` (each one atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(spec(encoder), folder / "encoder.json")
+    tables = attribute_tables(member_ids, member_attrs, song_ids, song_attrs)
+    for name, table in {**tables, "stats.parquet": stats_table(encoder.stats)}.items():
+        write_parquet(table, folder / name)
 
 
 def load(folder: Path) -> Featurizer:
@@ -208,7 +217,7 @@ def _read_stats(path: Path, spec: dict) -> dict[str, features.KeyStats]:
     table = read_parquet(path, read_dictionary=["name"])
     names = table["name"].combine_chunks()
     codes = names.indices.to_numpy()
-    # Each statistic's rows are one run (see _stats_table): slices, no masks.
+    # Each statistic's rows are one run (see stats_table): slices, no masks.
     starts = (
         np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]])) if len(codes) else []
     )
@@ -223,7 +232,14 @@ def _read_stats(path: Path, spec: dict) -> dict[str, features.KeyStats]:
         counts, sums = (np.zeros(end - start + 1) for _ in range(2))  # + the slot of unseen keys
         counts[:-1] = rows["count"].to_numpy()
         sums[:-1] = rows["sum"].to_numpy()
-        index = None if layout["dense"] else pd.Index(rows["key"].to_numpy())
+        index = None
+        if not layout["dense"]:
+            keys = rows["key"].to_numpy()
+            if (np.diff(keys) <= 0).any():  # the lookups are binary searches
+                raise UserError(
+                    f"{path}: the keys of {name!r} are not sorted; rebuild it (dvc repro)"
+                )
+            index = pd.Index(keys)
         stats[name] = features.KeyStats(index, counts, sums)
     missing = set(features.STAT_KEYS) - set(stats)
     if missing:

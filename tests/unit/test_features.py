@@ -243,6 +243,40 @@ def test_fit_training_gives_what_fitting_each_part_anew_gives(monkeypatch, dense
     pd.testing.assert_frame_equal(last, F.transform(train.iloc[2700:], past))
 
 
+def test_fit_training_hands_the_training_features_over_before_it_returns():
+    train = _random_joined(3000, 8)
+    handed: list[tuple[pd.DataFrame, pd.DataFrame]] = []
+    _, before, last = F.fit_training(
+        train, 2, 3.0, (5, 1), 0.1, lambda *parts: handed.append(parts)
+    )
+    assert len(handed) == 1 and handed[0][0] is before and handed[0][1] is last
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sorting_factorize_and_unique_agree_with_pandas(seed):
+    rng = np.random.default_rng(seed)
+    key = rng.integers(-3, [5, 50, 1 << 40, 1 << 62][seed], 1000)
+    uniques, slots = F._factorize(key)
+    want_slots, want_uniques = pd.factorize(key, sort=True)
+    np.testing.assert_array_equal(uniques, want_uniques)
+    np.testing.assert_array_equal(slots, want_slots)
+    np.testing.assert_array_equal(F._unique(key), want_uniques)
+    for empty in (F._unique(key[:0]), *F._factorize(key[:0])):
+        assert len(empty) == 0
+
+
+def test_hashed_keys_are_found_as_a_hash_index_finds_them():
+    rng = np.random.default_rng(3)
+    uniques = np.unique(rng.integers(0, 1 << 40, 500))
+    stats = F.KeyStats(pd.Index(uniques), np.ones(len(uniques) + 1), np.ones(len(uniques) + 1))
+    # seen keys, unseen ones between, below and above them, repeats, in no order
+    key = rng.permutation(np.concatenate([uniques, uniques[:50] + 1, [-5, 1 << 41], uniques[:9]]))
+    np.testing.assert_array_equal(stats.slots(key), pd.Index(uniques).get_indexer(key))
+    assert len(stats.slots(key[:0])) == 0
+    nothing = F.KeyStats(pd.Index(np.array([], dtype=np.int64)), np.zeros(1), np.zeros(1))
+    np.testing.assert_array_equal(nothing.slots(key[:3]), [-1, -1, -1])
+
+
 def test_folds_are_a_function_of_the_row_position_and_the_seed():
     folds = F.assign_folds(0, 10_000, 5, 42)
     np.testing.assert_array_equal(F.assign_folds(1234, 5678, 5, 42), folds[1234:5678])

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from kkbox import features, featurizer
@@ -133,6 +135,19 @@ def test_a_featurizer_without_the_member_language_statistic_is_refused(copy):
     del spec["stats"]["member_language"]
     edit_spec(copy, stats=spec["stats"])
     with pytest.raises(UserError, match="member_language"):
+        featurizer.load(copy)
+
+
+def test_statistics_whose_keys_are_not_sorted_are_refused(copy):
+    # Hashed keys are found by binary search: unsorted ones would find wrong rows silently.
+    path = copy / "stats.parquet"
+    table = pq.read_table(path)
+    rows = np.flatnonzero(pc.equal(table["name"], "te_member_artist").to_numpy(False))
+    assert len(rows) > 1
+    keys = table["key"].to_numpy().copy()
+    keys[rows[[0, 1]]] = keys[rows[[1, 0]]]
+    pq.write_table(table.set_column(1, "key", pa.array(keys)), path)
+    with pytest.raises(UserError, match=r"stats\.parquet: the keys of 'te_member_artist' are not"):
         featurizer.load(copy)
 
 
