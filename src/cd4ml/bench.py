@@ -8,7 +8,9 @@ multi-threaded pyarrow read of the data files among the stage's deps in dvc.yaml
 of the tables among its outs: the floor.
 Then `dvc add data`, a full `dvc repro` and no-op ones, the bytes the data version stores (the
 DVC cache: raw data and each stage's cached outputs), and `dvc push` / `dvc pull` of that version
-against a loopback S3 server (scripts/s3-server.sh). Results: <out>/results.json and .md.
+against a loopback S3 server (scripts/s3-server.sh); then one more chunk (--ingest, the last 1 %
+of train.csv's rows): the history before it reproduced, the chunk ingested, and the rerun
+timed. Results: <out>/results.json and .md.
 
 GPU machine: `python -m cd4ml.bench --scale full --stages train --device cuda,cpu --out DIR`
 times train on each device, on the same data and machine.
@@ -30,6 +32,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shlex
 import shutil
 import statistics
@@ -37,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +52,11 @@ from dvc.exceptions import DvcException
 from dvc.repo import Repo
 from dvc.stage import PipelineStage
 
-from cd4ml import daskcluster, synth, workspace
+from cd4ml import chunks, daskcluster, ingestion, synth, workspace
 from cd4ml.benchreport import check_targets, engines_markdown, markdown
+from cd4ml.incoming import truth_name
 from cd4ml.shell import dvc, free_ports
-from kkbox import io, params, provenance
+from kkbox import io, params, provenance, schema
 from kkbox.io import UserError, atomic_path, run_main, write_json
 
 log = logging.getLogger("bench")
@@ -92,6 +96,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--no-repro", action="store_true", help="skip the dvc add / repro / push / pull timings")
     add("--no-transfer", action="store_true", help="skip the dvc push / pull timings")
     add("--no-baseline", action="store_true", help="skip the pandas baseline of the data stages")
+    add(
+        "--ingest",
+        type=float,
+        default=0.01,
+        help="share of train.csv's last rows to ingest as one new chunk after the dvc timings: "
+        "the history before it reproduced, then `cd4ml.ingest` and the rerun timed (0: skip)",
+    )
     add(
         "--train-sweep",
         default="",
@@ -135,6 +146,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if not 0 <= args.ingest < 1:
+        parser.error("--ingest must be a share of the train rows in [0, 1)")
     return args
 
 
@@ -615,6 +628,70 @@ def time_transfer(
     return {"push": push, "pull": pull}
 
 
+def last_share(share: float) -> Callable[[int], list[int]]:
+    """Row boundaries (for chunks.write_chunks) of two chunks: the rows before the last `share`
+    of them, and that share (at least one row each)."""
+
+    def cuts(n_rows: int) -> list[int]:
+        if n_rows < 2:
+            raise UserError(f"--ingest: train.csv has {n_rows} row(s); two chunks need two")
+        return [0, n_rows - min(n_rows - 1, max(1, round(n_rows * share))), n_rows]
+
+    return cuts
+
+
+def time_ingest(project: Path, logs: Path, share: float) -> dict[str, Any]:
+    """One more chunk, as the daily data job brings it: data/ restarted with train.csv's rows
+    before its last `share` (and their truth) and reproduced, then that share put in an
+    incoming folder, ingested (`python -m cd4ml.ingest`, what `make ingest` runs) and the
+    `dvc repro` after it timed, with the stages it reran."""
+    data = project / "data"
+    incoming = project.parent / f"incoming-{project.name}"
+    shutil.rmtree(incoming, ignore_errors=True)
+    incoming.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(dir=project.parent) as tmp:
+        cuts = last_share(share)
+        train = chunks.write_chunks(data / schema.TRAIN, Path(tmp), cuts)
+        truth_file = data / schema.TRUTH
+        truth = (
+            chunks.write_chunks(truth_file, Path(tmp), cuts, ".truth.csv")
+            if truth_file.exists()
+            else [None, None]
+        )
+        ingestion.new_version(data, train[0], truth[0], train[0].name, restart=True)
+        shutil.move(train[1], incoming / train[1].name)
+        if truth[1] is not None:
+            shutil.move(truth[1], incoming / truth_name(train[1].name))
+    # The run cache holds the stages' runs on all the rows (time_dvc), which the ingest makes
+    # again: DVC would restore them instead of running. A real chunk is new data.
+    shutil.rmtree(project / ".dvc" / "cache" / "runs", ignore_errors=True)
+    before = measure("dvc repro", project, logs / "ingest-before-repro.log")
+    log.info("dvc repro of the history before the chunk: %.1f s", before["wall_s"])
+    python = shlex.quote(sys.executable)
+    cmd = f"{python} -m cd4ml.ingest --incoming {shlex.quote(str(incoming))} --data data"
+    ingest = measure(cmd, project, logs / "ingest.log")
+    rerun = measure("dvc repro", project, logs / "ingest-repro.log")
+    ran = re.findall(r"Running stage '([^']+)'", (logs / "ingest-repro.log").read_text())
+    log.info(
+        "ingest: %.1f s; dvc repro after it: %.1f s, %d stage(s) rerun",
+        ingest["wall_s"],
+        rerun["wall_s"],
+        len(ran),
+    )
+    shutil.rmtree(incoming, ignore_errors=True)
+    entries = ingestion.read_manifest(data)["chunks"]
+    return {
+        "share": share,
+        "rows_before": entries[0]["rows"],
+        "rows_new": entries[-1]["rows"],
+        "repro_before": before,
+        "ingest": ingest,
+        "rerun": rerun,
+        "rerun_stages": ran,
+        "stages": len(load_stages(project)),
+    }
+
+
 def _proc_value(path: str, key: str) -> str | None:
     """The value after `key:` in a /proc file such as /proc/cpuinfo; None where it has none."""
     with contextlib.suppress(OSError), open(path, encoding="utf-8") as fh:
@@ -911,6 +988,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_transfer:
             with loopback_s3(results["storage"]["cache"]) as s3:
                 results["transfer"] = time_transfer(project, stages, logs, s3)
+        if args.ingest:
+            results["ingest"] = time_ingest(project, logs, args.ingest)
     if args.train_sweep:
         results["train_sweep"] = sweep_train(stages, project, logs, parse_sweep(args.train_sweep))
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

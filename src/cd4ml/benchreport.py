@@ -148,11 +148,8 @@ def _step_rows(results: dict[str, Any]) -> list[str]:
             f"| {floor} |"
         )
     if d := results.get("dvc"):
-        for step, run in (("`dvc add data`", d["add"]), ("`dvc repro` (all stages)", d["repro"])):
-            lines.append(
-                f"| {step} | {run['wall_s']:.1f} | {run['cpu_s']:.1f} "
-                f"| {run['peak_rss_mib']:.0f} | | | |"
-            )
+        lines.append(_run_row("`dvc add data`", d["add"]))
+        lines.append(_run_row("`dvc repro` (all stages)", d["repro"]))
         noop_cpu = statistics.median(r["cpu_s"] for r in d["noop_runs"])
         lines.append(
             f"| `dvc repro` (nothing to do, {len(d['noop_runs'])}×) | {d['noop_s']:.2f} "
@@ -167,11 +164,32 @@ def _step_rows(results: dict[str, Any]) -> list[str]:
         )
     for step, key in (("`dvc push` (loopback S3)", "push"), ("`dvc pull` (fresh clone)", "pull")):
         if run := (results.get("transfer") or {}).get(key):
-            lines.append(
-                f"| {step} | {run['wall_s']:.1f} | {run['cpu_s']:.1f} "
-                f"| {run['peak_rss_mib']:.0f} | | | |"
-            )
+            lines.append(_run_row(step, run))
+    if ing := results.get("ingest"):
+        lines += [
+            _run_row(
+                f"`dvc repro` of the history before one more chunk "
+                f"({_rows(ing['rows_before'])} train rows)",
+                ing["repro_before"],
+            ),
+            _run_row(
+                f"`python -m cd4ml.ingest` of the chunk (train.csv's last {ing['share']:.0%}: "
+                f"{_rows(ing['rows_new'])} rows)",
+                ing["ingest"],
+            ),
+            _run_row(
+                f"`dvc repro` after it ({len(ing['rerun_stages'])} of {ing['stages']} stages "
+                "rerun)",
+                ing["rerun"],
+            ),
+        ]
     return lines
+
+
+def _run_row(step: str, run: dict[str, Any]) -> str:
+    """A step of the table that is one measured command: wall, CPU, peak RSS."""
+    wall, cpu, rss = run["wall_s"], run["cpu_s"], run["peak_rss_mib"]
+    return f"| {step} | {wall:.1f} | {cpu:.1f} | {rss:.0f} | | | |"
 
 
 def _storage_rows(results: dict[str, Any]) -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from cd4ml import ingestion
@@ -34,14 +35,17 @@ def cut_points(n_rows: int, n_chunks: int) -> list[int]:
     return [round(i * n_rows / n_chunks) for i in range(n_chunks + 1)]
 
 
-def write_chunks(src: Path, folder: Path, n_chunks: int, suffix: str = ".csv") -> list[Path]:
-    """Split a CSV by lines into n_chunks files, each starting with the header row."""
+def write_chunks(
+    src: Path, folder: Path, cuts: int | Callable[[int], list[int]], suffix: str = ".csv"
+) -> list[Path]:
+    """Split a CSV by lines into chunk files, each starting with the header row. `cuts`: the
+    number of near-equal chunks, or the row boundaries (first 0, last n) of a CSV of n rows."""
     with src.open("rb") as fh:
         header = fh.readline()
         lines = fh.read().splitlines(keepends=True)
-    bounds = cut_points(len(lines), n_chunks)
+    bounds = cut_points(len(lines), cuts) if isinstance(cuts, int) else cuts(len(lines))
     paths = []
-    for i in range(n_chunks):
+    for i in range(len(bounds) - 1):
         path = folder / chunk_name(i + 1).replace(".csv", suffix)
         with path.open("wb") as out:
             out.write(header)

@@ -272,3 +272,49 @@ def test_a_run_on_a_cluster_can_stage_to_a_folder(tmp_path):
     run = bench.time_on_cluster(stage, tmp_path, tmp_path, "t", 2, "1GiB", None)
     assert run["staged_bytes"] == 300_000 and run["dask_transfer_bytes"] >= 200_000
     assert not (tmp_path / "dask" / "scratch-t").exists()  # the scratch folder is removed
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "share", "cuts"),
+    [(10_000, 0.01, [0, 9_900, 10_000]), (10, 0.01, [0, 9, 10]), (2, 0.9, [0, 1, 2])],
+)
+def test_the_ingested_chunk_is_the_last_share_of_the_rows_and_never_empty(n_rows, share, cuts):
+    assert bench.last_share(share)(n_rows) == cuts
+
+
+COUNT_PIPELINE = """
+stages:
+  count:
+    cmd: python -c "print(sum(1 for _ in open('data/train.csv')))" > rows.txt
+    deps:
+      - data/train.csv
+    outs:
+      - rows.txt
+  other:
+    cmd: echo unrelated > other.txt
+    outs:
+      - other.txt
+"""
+
+
+def test_an_ingested_chunk_is_timed_with_the_stages_it_reruns(tmp_path):
+    project = tmp_path / "project"
+    (project / ".dvc").mkdir(parents=True)
+    (project / ".dvc" / "config").write_text("[core]\n    no_scm = true\n")
+    (project / "dvc.yaml").write_text(COUNT_PIPELINE)
+    header = "msno,song_id,source_system_tab,source_screen_name,source_type,target\n"
+    rows = "".join(f"m{i % 3},s{i},radio,Radio,radio,{i % 2}\n" for i in range(20))
+    (project / "data").mkdir()
+    (project / "data" / "train.csv").write_text(header + rows)
+    truth = "target_probability\n" + "0.5\n" * 20
+    (project / "data" / "train_truth.csv").write_text(truth)
+    # as the bench leaves it: every stage run on all the rows, which the run cache remembers
+    subprocess.run(["dvc", "repro", "--quiet"], cwd=project, env=project_env(), check=True)
+    result = bench.time_ingest(project, tmp_path / "logs", 0.25)
+    assert (result["rows_before"], result["rows_new"]) == (15, 5)
+    assert result["rerun_stages"] == ["count"]  # run, not restored from the run cache
+    assert result["stages"] == 2
+    assert (project / "rows.txt").read_text().strip() == "21"
+    assert (project / "data" / "train.csv").read_text() == header + rows
+    assert (project / "data" / "train_truth.csv").read_text() == truth
+    assert result["repro_before"]["wall_s"] > 0 and result["ingest"]["wall_s"] > 0

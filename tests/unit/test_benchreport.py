@@ -120,6 +120,30 @@ def test_the_bytes_of_a_data_version_and_its_transfer_are_reported():
     assert "| `dvc pull` (fresh clone) | 20.0 |" in report
 
 
+def test_the_rerun_after_one_more_chunk_is_reported_with_the_stages_it_ran():
+    run = {"wall_s": 150.0, "cpu_s": 160.0, "peak_rss_mib": 3000.0}
+    results = {
+        **_run(),
+        "generate": {"wall_s": 2.0, "cpu_s": 2.0, "peak_rss_mib": 50.0, "cached": True},
+        "stages": {},
+        "ingest": {
+            "share": 0.01,
+            "rows_before": 7_303_644,
+            "rows_new": 73_774,
+            "repro_before": run,
+            "ingest": {**run, "wall_s": 9.5},
+            "rerun": {**run, "wall_s": 151.5},
+            "rerun_stages": ["validate", "split"],
+            "stages": 3,
+        },
+    }
+    results["targets"] = check_targets(results)
+    report = benchreport.markdown(results)
+    assert "history before one more chunk (7.30M train rows) | 150.0 |" in report
+    assert "chunk (train.csv's last 1%: 73,774 rows) | 9.5 |" in report
+    assert "| `dvc repro` after it (2 of 3 stages rerun) | 151.5 | 160.0 | 3000 |" in report
+
+
 def test_the_train_sweep_is_a_table_of_auc_against_train_time():
     results = {
         **_run(),

@@ -53,6 +53,12 @@ def test_write_chunks_keeps_the_header_and_the_order_of_the_rows(tmp_path):
     assert HEADER + body == src.read_text(encoding="utf-8")
 
 
+def test_write_chunks_cuts_where_it_is_told(tmp_path):
+    src = _train(tmp_path / "train.csv", 10)
+    paths = chunks.write_chunks(src, tmp_path, lambda n: [0, n - 1, n])
+    assert [len(p.read_text(encoding="utf-8").splitlines()) - 1 for p in paths] == [9, 1]
+
+
 def test_write_chunks_of_a_truth_file_names_them_after_their_chunks(tmp_path):
     src = tmp_path / "train_truth.csv"
     src.write_text("target_probability\n0.1\n0.2\n0.3\n0.4", encoding="utf-8")  # no newline
