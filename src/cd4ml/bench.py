@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+import numpy as np
 import pyarrow.parquet as pq
 import yaml
 from dvc.dependency.param import ParamsDependency
@@ -644,7 +645,8 @@ def time_ingest(project: Path, logs: Path, share: float) -> dict[str, Any]:
     """One more chunk, as the daily data job brings it: data/ restarted with train.csv's rows
     before its last `share` (and their truth) and reproduced, then that share put in an
     incoming folder, ingested (`python -m cd4ml.ingest`, what `make ingest` runs) and the
-    `dvc repro` after it timed, with the stages it reran."""
+    `dvc repro` after it timed, with the stages it reran and how many of the training rows
+    that both runs featurise got other features (what a rerun could have kept)."""
     data = project / "data"
     incoming = project.parent / f"incoming-{project.name}"
     shutil.rmtree(incoming, ignore_errors=True)
@@ -670,7 +672,13 @@ def time_ingest(project: Path, logs: Path, share: float) -> dict[str, Any]:
     python = shlex.quote(sys.executable)
     cmd = f"{python} -m cd4ml.ingest --incoming {shlex.quote(str(incoming))} --data data"
     ingest = measure(cmd, project, logs / "ingest.log")
+    features = project / "clean_data" / "features" / "train.parquet"
+    kept = project.parent / f"features-before-{project.name}.parquet"
+    if features.exists():
+        shutil.copyfile(features, kept)
     rerun = measure("dvc repro", project, logs / "ingest-repro.log")
+    changed = changed_rows(kept, features) if kept.exists() and features.exists() else None
+    kept.unlink(missing_ok=True)
     ran = re.findall(r"Running stage '([^']+)'", (logs / "ingest-repro.log").read_text())
     log.info(
         "ingest: %.1f s; dvc repro after it: %.1f s, %d stage(s) rerun",
@@ -689,7 +697,29 @@ def time_ingest(project: Path, logs: Path, share: float) -> dict[str, Any]:
         "rerun": rerun,
         "rerun_stages": ran,
         "stages": len(load_stages(project)),
+        "features_changed": changed,
     }
+
+
+def changed_rows(before: Path, after: Path) -> dict[str, Any]:
+    """How the features of the rows that two feature files both have (the first ones) differ:
+    the share of those rows with any feature changed, and the share for each feature."""
+    first, second = pq.ParquetFile(before), pq.ParquetFile(after)
+    n = min(first.metadata.num_rows, second.metadata.num_rows)
+    any_changed = np.zeros(n, dtype=bool)
+    by_feature = {}
+    for name in first.schema_arrow.names:
+        if name == "target":
+            continue
+        x = first.read([name])[name].to_numpy()[:n]
+        y = second.read([name])[name].to_numpy()[:n]
+        changed = x != y
+        if x.dtype.kind == "f":
+            changed &= ~(np.isnan(x) & np.isnan(y))
+        by_feature[name] = round(float(changed.mean()), 4) if n else 0.0
+        any_changed |= changed
+    share = round(float(any_changed.mean()), 4) if n else 0.0
+    return {"rows": n, "changed": share, "by_feature": by_feature}
 
 
 def _proc_value(path: str, key: str) -> str | None:

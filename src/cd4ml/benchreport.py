@@ -208,6 +208,20 @@ def _storage_rows(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ingest_lines(results: dict[str, Any]) -> list[str]:
+    """What the chunk changed in the features of the training rows that were there before."""
+    changed = (results.get("ingest") or {}).get("features_changed")
+    if not changed:
+        return []
+    most = sorted(changed["by_feature"].items(), key=lambda kv: -kv[1])[:3]
+    top = ", ".join(f"{name} {share:.1%}" for name, share in most)
+    return [
+        "",
+        f"After the chunk, {changed['changed']:.1%} of the {_rows(changed['rows'])} training "
+        f"rows featurised before it have another feature value (most often: {top}).",
+    ]
+
+
 def _sweep_rows(results: dict[str, Any]) -> list[str]:
     """The train sweep: eval ROC AUC against train time, one setting changed at a time."""
     sweep = results.get("train_sweep")
@@ -250,6 +264,7 @@ def markdown(results: dict[str, Any]) -> str:
     parts = [
         *_intro(results),
         *_step_rows(results),
+        *_ingest_lines(results),
         *_storage_rows(results),
         *_sweep_rows(results),
         *_outcome(results),

@@ -318,3 +318,14 @@ def test_an_ingested_chunk_is_timed_with_the_stages_it_reruns(tmp_path):
     assert (project / "data" / "train.csv").read_text() == header + rows
     assert (project / "data" / "train_truth.csv").read_text() == truth
     assert result["repro_before"]["wall_s"] > 0 and result["ingest"]["wall_s"] > 0
+
+
+def test_changed_rows_counts_rows_with_any_feature_changed_over_the_rows_both_have(tmp_path):
+    nan = float("nan")
+    before = pa.table({"a": [1.0, nan, 3.0, 4.0], "b": [1, 2, 3, 4], "target": [0, 1, 0, 1]})
+    after = pa.table({"a": [1.0, nan, 3.5, 4.0, 9.0], "b": [1, 2, 3, 5, 9], "target": [1] * 5})
+    pq.write_table(before, tmp_path / "before.parquet")
+    pq.write_table(after, tmp_path / "after.parquet")
+    got = bench.changed_rows(tmp_path / "before.parquet", tmp_path / "after.parquet")
+    # NaN stays NaN (unchanged); the target is no feature; the fifth row is only in one file
+    assert got == {"rows": 4, "changed": 0.5, "by_feature": {"a": 0.25, "b": 0.25}}

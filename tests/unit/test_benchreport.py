@@ -135,6 +135,11 @@ def test_the_rerun_after_one_more_chunk_is_reported_with_the_stages_it_ran():
             "rerun": {**run, "wall_s": 151.5},
             "rerun_stages": ["validate", "split"],
             "stages": 3,
+            "features_changed": {
+                "rows": 5_250_000,
+                "changed": 0.9991,
+                "by_feature": {"city": 0.0, "te_member": 0.9502, "te_song": 0.81, "bd": 0.1},
+            },
         },
     }
     results["targets"] = check_targets(results)
@@ -142,6 +147,10 @@ def test_the_rerun_after_one_more_chunk_is_reported_with_the_stages_it_ran():
     assert "history before one more chunk (7.30M train rows) | 150.0 |" in report
     assert "chunk (train.csv's last 1%: 73,774 rows) | 9.5 |" in report
     assert "| `dvc repro` after it (2 of 3 stages rerun) | 151.5 | 160.0 | 3000 |" in report
+    assert (
+        "After the chunk, 99.9% of the 5.25M training rows featurised before it have another "
+        "feature value (most often: te_member 95.0%, te_song 81.0%, bd 10.0%)." in report
+    )
 
 
 def test_the_train_sweep_is_a_table_of_auc_against_train_time():
