@@ -212,7 +212,7 @@ endif
 REPEAT ?= 3
 BENCH_WORK ?= bench/runs
 
-bench: $(STAMP) ## Time every stage, its I/O floor and dvc repro (BENCH_SCALE=full, REPEAT=3; ENGINE=dask: local vs Dask, bench/dask-<scale>.md)
+bench: $(STAMP) ## Time every stage, its I/O floor, dvc repro, push / pull and one more chunk's rerun (BENCH_SCALE=full, REPEAT=3; ENGINE=dask: local vs Dask, bench/dask-<scale>.md)
 	$(PY) -m cd4ml.bench --scale $(BENCH_SCALE) --repeat $(REPEAT) --work $(BENCH_WORK) $(if $(filter dask,$(ENGINE)),--engine dask,) $(ARGS)
 
 bench-serve: $(STAMP) ## Load-test the service on the BENCH_SCALE=full bundle (20 s a case); writes bench/serve.md
