@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from kkbox import cluster, features, featurizer, params, schema
-from kkbox.io import lean_memory_pool, parquet_folder, read_parquet, run_main, write_json
+from kkbox.io import lean_memory_pool, parquet_folder, read_parquet, run_main
 from kkbox.raw import read_table
 
 log = logging.getLogger("preprocess")
@@ -117,9 +117,8 @@ def local(args: argparse.Namespace, settings: params.Preprocess) -> None:
     # lz4: the model stages read them, and they decompress fastest. Test rows are scored by the
     # predict stage through the release bundle (the featurizer), from raw rows.
     with parquet_folder(args.out) as out:
-        (out.path / "featurizer").mkdir()
-        for name, table in featurizer.attribute_tables(ids[0], attrs[0], ids[1], attrs[1]).items():
-            out.write(table, f"featurizer/{name}")
+        saved = out.path / "featurizer"
+        featurizer.save_attributes(saved, ids[0], attrs[0], ids[1], attrs[1], out.write)
         train = _joined(parts["train"], keys.pop("train"), attrs, "target")
         target = train["target"].to_numpy()
 
@@ -137,8 +136,7 @@ def local(args: argparse.Namespace, settings: params.Preprocess) -> None:
             settings.valid_fraction,
             write,
         )
-        write_json(featurizer.spec(encoder), out.path / "featurizer/encoder.json")
-        out.write(featurizer.stats_table(encoder.stats), "featurizer/stats.parquet")
+        featurizer.save_encoder(saved, encoder, out.write)
         del train, _
         frame = _joined(parts["eval"], keys.pop("eval"), attrs, "target")
         x = features.transform(frame, encoder)

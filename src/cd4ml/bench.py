@@ -55,9 +55,9 @@ from dvc.stage import PipelineStage
 
 from cd4ml import chunks, daskcluster, ingestion, synth, workspace
 from cd4ml.benchreport import check_targets, engines_markdown, markdown
-from cd4ml.incoming import truth_name
+from cd4ml.incoming import open_incoming
 from cd4ml.shell import dvc, free_ports
-from kkbox import io, params, provenance, schema
+from kkbox import io, params, provenance
 from kkbox.io import UserError, atomic_path, run_main, write_json
 
 log = logging.getLogger("bench")
@@ -641,29 +641,18 @@ def last_share(share: float) -> Callable[[int], list[int]]:
     return cuts
 
 
-def time_ingest(project: Path, logs: Path, share: float) -> dict[str, Any]:
+def time_ingest(
+    project: Path, stages: dict[str, dict[str, Any]], logs: Path, share: float
+) -> dict[str, Any]:
     """One more chunk, as the daily data job brings it: data/ restarted with train.csv's rows
-    before its last `share` (and their truth) and reproduced, then that share put in an
-    incoming folder, ingested (`python -m cd4ml.ingest`, what `make ingest` runs) and the
-    `dvc repro` after it timed, with the stages it reran and how many of the training rows
-    that both runs featurise got other features (what a rerun could have kept)."""
+    before its last `share` (and their truth) and reproduced, then that share ingested from an
+    incoming folder (`python -m cd4ml.ingest`, what `make ingest` runs) and the `dvc repro`
+    after it timed, with the stages it reran and how many of the training rows that both runs
+    featurise got other features (what a rerun could have kept)."""
     data = project / "data"
     incoming = project.parent / f"incoming-{project.name}"
     shutil.rmtree(incoming, ignore_errors=True)
-    incoming.mkdir(parents=True)
-    with tempfile.TemporaryDirectory(dir=project.parent) as tmp:
-        cuts = last_share(share)
-        train = chunks.write_chunks(data / schema.TRAIN, Path(tmp), cuts)
-        truth_file = data / schema.TRUTH
-        truth = (
-            chunks.write_chunks(truth_file, Path(tmp), cuts, ".truth.csv")
-            if truth_file.exists()
-            else [None, None]
-        )
-        ingestion.new_version(data, train[0], truth[0], train[0].name, restart=True)
-        shutil.move(train[1], incoming / train[1].name)
-        if truth[1] is not None:
-            shutil.move(truth[1], incoming / truth_name(train[1].name))
+    chunks.restart(data, open_incoming(str(incoming)), last_share(share))
     # The run cache holds the stages' runs on all the rows (time_dvc), which the ingest makes
     # again: DVC would restore them instead of running. A real chunk is new data.
     shutil.rmtree(project / ".dvc" / "cache" / "runs", ignore_errors=True)
@@ -696,7 +685,7 @@ def time_ingest(project: Path, logs: Path, share: float) -> dict[str, Any]:
         "ingest": ingest,
         "rerun": rerun,
         "rerun_stages": ran,
-        "stages": len(load_stages(project)),
+        "stages": len(stages),
         "features_changed": changed,
     }
 
@@ -1019,7 +1008,7 @@ def main(argv: list[str] | None = None) -> None:
             with loopback_s3(results["storage"]["cache"]) as s3:
                 results["transfer"] = time_transfer(project, stages, logs, s3)
         if args.ingest:
-            results["ingest"] = time_ingest(project, logs, args.ingest)
+            results["ingest"] = time_ingest(project, stages, logs, args.ingest)
     if args.train_sweep:
         results["train_sweep"] = sweep_train(stages, project, logs, parse_sweep(args.train_sweep))
     results["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cd4ml import ingestion
-from cd4ml.incoming import chunk_name, open_incoming, truth_name
+from cd4ml.incoming import Incoming, chunk_name, open_incoming, truth_name
 from kkbox import schema
 from kkbox.io import UserError, run_main
 from kkbox.raw import read_header
@@ -54,30 +54,35 @@ def write_chunks(
     return paths
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    train = args.data / schema.TRAIN
+def restart(data: Path, incoming: Incoming, cuts: int | Callable[[int], list[int]]) -> list[str]:
+    """Cut data/train.csv (and its truth file, where there is one) into chunks (`cuts` as
+    write_chunks takes it), put them all in the incoming area, and restart data/ with the
+    first. The chunks' names, in order."""
+    train = data / schema.TRAIN
     read_header(train)
-    incoming = open_incoming(args.out)
     with tempfile.TemporaryDirectory() as tmp:
-        chunks = write_chunks(train, Path(tmp), args.chunks)
-        truth_file = args.data / schema.TRUTH
+        chunks = write_chunks(train, Path(tmp), cuts)
+        truth_file = data / schema.TRUTH
         truths = (
-            write_chunks(truth_file, Path(tmp), args.chunks, ".truth.csv")
+            write_chunks(truth_file, Path(tmp), cuts, ".truth.csv")
             if truth_file.exists()
-            else [None] * args.chunks
+            else [None] * len(chunks)
         )
         for chunk, truth in zip(chunks, truths, strict=True):
             incoming.put(chunk, chunk.name)
             if truth is not None:
                 incoming.put(truth, truth_name(chunk.name))
-        log.info("wrote %d chunks of %s to %s", args.chunks, train, args.out)
-        first = chunk_name(1)
-        ingestion.new_version(args.data, chunks[0], truths[0], first, restart=True)
+        ingestion.new_version(data, chunks[0], truths[0], chunks[0].name, restart=True)
+    return [chunk.name for chunk in chunks]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    names = restart(args.data, open_incoming(args.out), args.chunks)
+    log.info("wrote %d chunks of %s to %s", len(names), args.data / schema.TRAIN, args.out)
     if args.commit:
-        ingestion.record(
-            Path.cwd(), f"data: restart the history with {first}", push=args.push, git_push=False
-        )
+        message = f"data: restart the history with {names[0]}"
+        ingestion.record(Path.cwd(), message, push=args.push, git_push=False)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ every part the model comes back to the oracle, which checks the method.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import pandas as pd
 
 from cd4ml import synth
 from kkbox import metrics, model, params, schema
-from kkbox.io import UserError, atomic_path, read_parquet, run_main
+from kkbox.io import UserError, atomic_path, read_parquet, run_main, write_json
 from kkbox.raw import read_table
 
 log = logging.getLogger("oraclegap")
@@ -169,9 +168,9 @@ def main(argv: list[str] | None = None) -> None:
         "model": config.train.model,
         "cases": gaps(frames, parts, config.train),
     }
-    for suffix, text in (("json", json.dumps(report, indent=2) + "\n"), ("md", markdown(report))):
-        with atomic_path(args.out / f"oracle-gap-{name}.{suffix}") as tmp:
-            tmp.write_text(text, encoding="utf-8")
+    write_json(report, args.out / f"oracle-gap-{name}.json")
+    with atomic_path(args.out / f"oracle-gap-{name}.md") as tmp:
+        tmp.write_text(markdown(report), encoding="utf-8")
     print(markdown(report), end="")
 
 

@@ -11,6 +11,7 @@ same functions of kkbox.features that made the training features. Files (no pick
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,7 +109,7 @@ def _compact(values: np.ndarray) -> np.ndarray:
     return values
 
 
-def stats_table(stats: dict[str, features.KeyStats]) -> pa.Table:
+def _stats_table(stats: dict[str, features.KeyStats]) -> pa.Table:
     """stats.parquet: every statistic's slots in one long table, one statistic after the other:
     name, key (the slot itself where the key is its own slot), count and target sum. The last
     slot, always 0, is not stored."""
@@ -131,7 +132,7 @@ def stats_table(stats: dict[str, features.KeyStats]) -> pa.Table:
     )
 
 
-def spec(encoder: features.Encoder) -> dict:
+def _spec(encoder: features.Encoder) -> dict:
     """encoder.json: everything of the encoder but its statistics' numbers."""
     return {
         "format": FORMAT,
@@ -151,22 +152,34 @@ def spec(encoder: features.Encoder) -> dict:
     }
 
 
-def attribute_tables(
+# How save_* write a table to a path: write_parquet, or a background writer's (io.ParquetFolder).
+Write = Callable[[pa.Table, Path], None]
+
+
+def save_attributes(
+    folder: Path,
     member_ids: pa.ChunkedArray | pa.Array,
     member_attrs: pd.DataFrame,
     song_ids: pa.ChunkedArray | pa.Array,
     song_attrs: pd.DataFrame,
-) -> dict[str, pa.Table]:
-    """members.parquet and songs.parquet (file name: table): the ids, then the attributes. They
-    do not depend on the fit, so preprocess writes them while it fits."""
-    out = {}
+    write: Write = write_parquet,
+) -> None:
+    """members.parquet and songs.parquet: the ids, then the attributes. They do not depend on
+    the fit, so preprocess writes them while it fits."""
+    folder.mkdir(parents=True, exist_ok=True)
     for name, ids, attrs in (
         ("members", member_ids, member_attrs),
         ("songs", song_ids, song_attrs),
     ):
         table = pa.Table.from_pandas(attrs, preserve_index=False)
-        out[f"{name}.parquet"] = table.add_column(0, ID_COLUMNS[name], ids)
-    return out
+        write(table.add_column(0, ID_COLUMNS[name], ids), folder / f"{name}.parquet")
+
+
+def save_encoder(folder: Path, encoder: features.Encoder, write: Write = write_parquet) -> None:
+    """encoder.json and stats.parquet: what the fit made."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(_spec(encoder), folder / "encoder.json")
+    write(_stats_table(encoder.stats), folder / "stats.parquet")
 
 
 def save(
@@ -178,11 +191,8 @@ def save(
     song_attrs: pd.DataFrame,
 ) -> None:
     """Write the featurizer's files into `folder` (each one atomically)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(spec(encoder), folder / "encoder.json")
-    tables = attribute_tables(member_ids, member_attrs, song_ids, song_attrs)
-    for name, table in {**tables, "stats.parquet": stats_table(encoder.stats)}.items():
-        write_parquet(table, folder / name)
+    save_encoder(folder, encoder)
+    save_attributes(folder, member_ids, member_attrs, song_ids, song_attrs)
 
 
 def load(folder: Path) -> Featurizer:
@@ -217,7 +227,7 @@ def _read_stats(path: Path, spec: dict) -> dict[str, features.KeyStats]:
     table = read_parquet(path, read_dictionary=["name"])
     names = table["name"].combine_chunks()
     codes = names.indices.to_numpy()
-    # Each statistic's rows are one run (see stats_table): slices, no masks.
+    # Each statistic's rows are one run (see _stats_table): slices, no masks.
     starts = (
         np.flatnonzero(np.concatenate([[True], codes[1:] != codes[:-1]])) if len(codes) else []
     )

@@ -118,8 +118,11 @@ class ParquetFolder:
         self._pool = pool
         self._jobs: list[Future] = []
 
-    def write(self, table: pa.Table, name: str, compression: str = "zstd", **options: Any) -> None:
-        """Start writing `table` as `name` on a background thread (see write_parquet)."""
+    def write(
+        self, table: pa.Table, name: str | Path, compression: str = "zstd", **options: Any
+    ) -> None:
+        """Start writing `table` as `name` (a path in the folder: relative to it, or under
+        it) on a background thread (see write_parquet)."""
         job = self._pool.submit(write_parquet, table, self.path / name, compression, **options)
         self._jobs.append(job)
 

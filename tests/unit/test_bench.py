@@ -310,7 +310,7 @@ def test_an_ingested_chunk_is_timed_with_the_stages_it_reruns(tmp_path):
     (project / "data" / "train_truth.csv").write_text(truth)
     # as the bench leaves it: every stage run on all the rows, which the run cache remembers
     subprocess.run(["dvc", "repro", "--quiet"], cwd=project, env=project_env(), check=True)
-    result = bench.time_ingest(project, tmp_path / "logs", 0.25)
+    result = bench.time_ingest(project, bench.load_stages(project), tmp_path / "logs", 0.25)
     assert (result["rows_before"], result["rows_new"]) == (15, 5)
     assert result["rerun_stages"] == ["count"]  # run, not restored from the run cache
     assert result["stages"] == 2
