@@ -114,7 +114,7 @@ class ParquetFolder:
     """The temp folder of `parquet_folder`, and its background writer."""
 
     def __init__(self, path: Path, pool: ThreadPoolExecutor) -> None:
-        self.path = path
+        self.path = path.absolute()  # a path under it then names a file in it from any cwd
         self._pool = pool
         self._jobs: list[Future] = []
 

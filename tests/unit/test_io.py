@@ -7,6 +7,7 @@ import hashlib
 import io as stdio
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +55,18 @@ def test_parquet_folder_writes_in_the_background_and_all_or_nothing(tmp_path):
         folder.write(table, "new.parquet")
         raise RuntimeError("boom")
     assert not (tmp_path / "p" / "new.parquet").exists()
+
+
+def test_parquet_folder_takes_paths_under_it_from_a_relative_output_folder(tmp_path, monkeypatch):
+    # What featurizer.save_* hand it: their folder's paths, as preprocess runs from the project.
+    monkeypatch.chdir(tmp_path)
+    table = pa.table({"x": [1, 2, 3]})
+    with io.parquet_folder(Path("out")) as folder:
+        (folder.path / "sub").mkdir()
+        folder.write(table, folder.path / "sub" / "t.parquet")
+        folder.write(table, "sub/u.parquet")
+    assert io.read_parquet(tmp_path / "out" / "sub" / "t.parquet").equals(table)
+    assert io.read_parquet(tmp_path / "out" / "sub" / "u.parquet").equals(table)
 
 
 def test_a_failed_background_write_fails_the_folder(tmp_path):
