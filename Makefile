@@ -1,4 +1,5 @@
-# cd4ml-kkbox: every workflow of the project is a target here. `make` lists them.
+# cd4ml-kkbox: every workflow of the project is a target here. `make` lists them: the loop first,
+# in the order of the README, then the tools.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -27,14 +28,14 @@ PY := $(VENV)/bin/python
 DVC := $(VENV)/bin/dvc
 STAMP := $(VENV)/.installed
 
-##@ Setup
+##@ Set up
 .PHONY: help install system-deps
 help: ## List every target (this message)
 	@awk 'BEGIN {FS = ":.*## "} \
 	  /^##@/ {printf "\n\033[1m%s\033[0m\n", substr($$0, 5)} \
 	  /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo
-	@echo "Variables: SCALE=$(SCALE) (tiny|small|medium|full)  SOURCE=$(SOURCE) (synthetic|kaggle)"
+	@echo "Variables: SCALE=$(SCALE) (tiny|small|medium|full)  SOURCE=$(SOURCE) (synthetic|download)"
 	@echo "           S3_BUCKET, S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (remote)  ARGS=... (extra arguments)"
 	@echo "           ENGINE=local|dask, DASK_SCHEDULER_ADDRESS, DASK_WORKERS, DASK_SCRATCH (the dask engine)"
 
@@ -50,59 +51,39 @@ system-deps: ## Install the Debian packages and npm tools the test servers need
 	@scripts/system-deps.sh
 
 ##@ Data
-.PHONY: data
-data: $(STAMP) ## Make data/ (SCALE=tiny|small|medium|full, SOURCE=synthetic|kaggle) and track it with DVC
+.PHONY: data reference
+data: $(STAMP) ## Make data/ (SCALE=tiny|small|medium|full, SOURCE=synthetic|download) and track it with DVC
 	$(PY) -m cd4ml.generate --source $(SOURCE) --scale $(SCALE) --params params.yaml --out data
 	$(DVC) add data --quiet
 
-data/train.csv:
-	@$(MAKE) --no-print-directory data
-
-##@ Data evolution
-.PHONY: split-data ingest history demo-evolution
-INCOMING ?= incoming
-split-data: $(STAMP) data/train.csv ## Cut data/train.csv into CHUNKS=3 chunks in INCOMING (folder or s3://), restart data/ with the first
-	$(PY) -m cd4ml.chunks --chunks $(CHUNKS) --out $(INCOMING) --commit $(if $(PUSH),--push,)
-
-ingest: $(STAMP) ## Append the next chunk from INCOMING to data/ as a new DVC version; dvc push (PUSH=1) and commit
-	$(PY) -m cd4ml.ingest --incoming $(INCOMING) --commit $(if $(PUSH),--push --git-push,)
-
-history: $(STAMP) ## Plot ROC AUC and rows per data version from git history (plots/history/)
-	$(PY) -m cd4ml.history --out plots/history
-
-demo-evolution: $(STAMP) ## The whole data-evolution story in a temp clone (CHUNKS=3, SCALE=small)
-	CHUNKS=$(CHUNKS) SCALE=$(SCALE) scripts/demo-evolution.sh
-
-##@ Data validation
-.PHONY: reference
 REFERENCE_DATA ?= data
-
 reference: $(STAMP) ## Refresh reference/profile.json, the drift baseline, from REFERENCE_DATA (default data/)
 	$(PY) src/validate.py --data $(REFERENCE_DATA) --reference reference/profile.json --update-reference
 	@echo "Review and commit reference/profile.json; the committed one is from SCALE=small synthetic data." >&2
 
 ##@ Pipeline
-.PHONY: run repro metrics plots
-# ENGINE=local|dask writes params.yaml's `engine` (DVC records a run's engine); a scheduler
-# address in DASK_SCHEDULER_ADDRESS means dask. Neither: params.yaml as it is.
-ENGINE ?= $(if $(DASK_SCHEDULER_ADDRESS),dask,)
-run: $(STAMP) data/train.csv repro metrics ## Set up, make the sample data, run the pipeline, show the metrics
+.PHONY: run repro metrics plots params
+# ENGINE=local|dask runs preprocess and train there (forced: DVC reruns nothing for an engine);
+# without it a scheduler address in DASK_SCHEDULER_ADDRESS means dask for the stages that run.
+ENGINE ?=
+run: $(STAMP) ## Set up, make the sample data, run the pipeline, show the metrics
+	@test -d data || $(MAKE) --no-print-directory data
+	@$(MAKE) --no-print-directory repro metrics
 
 repro: $(STAMP) ## Run the DVC pipeline (changed stages only; a failure puts the last good outputs back); ENGINE=local|dask
-ifneq ($(ENGINE),)
-	@case "$(ENGINE)" in local|dask) ;; *) echo "error: ENGINE=$(ENGINE): use local or dask" >&2; exit 1;; esac
-	@sed -i -E 's/^engine: [a-z]+$$/engine: $(ENGINE)/' params.yaml
-endif
-	DVC=$(DVC) scripts/repro.sh $(ARGS)
+	DVC=$(DVC) ENGINE=$(ENGINE) scripts/repro.sh $(ARGS)
 
 metrics: $(STAMP) ## Show the metrics of the workspace
-	@$(DVC) metrics show metrics/eval.json
+	@$(DVC) metrics show eval/metrics.json
 
-plots: $(STAMP) ## Render the DVC plots to plots/report/index.html (PNG images are in plots/)
+plots: $(STAMP) ## Render the DVC plots to plots/report/index.html (PNG images are in eval/plots/images)
 	$(DVC) plots show --out plots/report
 
-##@ Release
-.PHONY: sanity champion gate promote compare metrics-diff report plots-diff mr-note registry release
+params: $(STAMP) ## Check every key of params.yaml (docs/reference/params.md lists them)
+	@$(PY) -m cd4ml.params
+
+##@ Evaluate and gate
+.PHONY: sanity champion gate compare metrics-diff report plots-diff mr-note
 BASE_REV ?= HEAD
 CHAMPION := models/champion
 
@@ -116,9 +97,6 @@ gate: $(STAMP) champion ## After `make repro`: the bundle must beat the prod one
 	@$(PY) -m cd4ml.gate diff
 	$(PY) -m cd4ml.gate check --champion $(CHAMPION)
 
-promote: $(STAMP) ## Pass the gate, then write the new roc_auc into baseline.txt (commit it)
-	$(PY) -m cd4ml.gate promote --champion $(CHAMPION)
-
 compare: $(STAMP) ## Write metrics/gate.json: challenger vs champion, never failing on the verdict
 	$(PY) -m cd4ml.gate compare --champion $(CHAMPION)
 
@@ -130,24 +108,28 @@ report: $(STAMP) compare ## Write reports/index.html: the offline evaluation pag
 
 NODE_MODULES ?= .tools/node_modules
 plots-diff: $(STAMP) ## Write reports/plots/index.html: dvc plots diff against BASE_REV=HEAD, rendering offline (vega inlined)
-	$(PY) -m cd4ml.browser vega-template .cache/vega-template.html --node-modules $(NODE_MODULES)
+	$(PY) -m tools.browser vega-template .cache/vega-template.html --node-modules $(NODE_MODULES)
 	$(DVC) plots diff $(BASE_REV) --html-template .cache/vega-template.html -o reports/plots
 
 mr-note: $(STAMP) ## On a merge-request pipeline: post or update the one MR note (metrics diff, verdict, report link)
 	$(PY) -m cd4ml.mrnote --body reports/mr_note.md
 
+##@ Release
+.PHONY: promote registry release
+promote: $(STAMP) ## Pass the gate, then write the new roc_auc into baseline.txt (commit it)
+	$(PY) -m cd4ml.gate promote --champion $(CHAMPION)
+
 registry: $(STAMP) ## List the registered versions of the bundle, their stages and roc_auc (GTO tags)
 	@$(PY) -m cd4ml.registry list
 
 release: $(STAMP) ## Register HEAD as the next version and assign it to prod (GTO tags; CI pushes them)
-	$(PY) -m cd4ml.registry release -m "$(or $(RELEASE_MESSAGE),Release of kkbox-recommender)"
+	$(PY) -m cd4ml.registry release $(if $(RELEASE_MESSAGE),-m "$(RELEASE_MESSAGE)",)
 
-##@ Serve
+##@ Serve and monitor
 .PHONY: serve monitor
 BUNDLE ?= models/bundle
 HOST ?= 127.0.0.1
 PORT ?= 8000
-
 PREDICTION_LOG ?= logs/predictions
 
 serve: $(STAMP) ## Serve BUNDLE=models/bundle over HTTP on HOST=127.0.0.1 PORT=8000, logging to PREDICTION_LOG (OpenAPI page: /docs)
@@ -156,24 +138,20 @@ serve: $(STAMP) ## Serve BUNDLE=models/bundle over HTTP on HOST=127.0.0.1 PORT=8
 monitor: $(STAMP) ## Judge PREDICTION_LOG against BUNDLE's training profile (LABELS=file: live AUC); metrics/monitor.json, plots/monitor/
 	$(PY) -m cd4ml.monitor --log "$(PREDICTION_LOG)" --bundle $(BUNDLE) $(if $(LABELS),--labels $(LABELS),) $(ARGS)
 
-##@ Quality
-.PHONY: lint format test unit
-lint: $(STAMP) ## Check style with ruff
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+##@ New data
+.PHONY: split-data ingest history
+INCOMING ?= incoming
+split-data: $(STAMP) ## Cut the examples table (data/train.csv) into CHUNKS=3 chunks in INCOMING (folder or s3://), restart data/ with the first
+	$(PY) -m cd4ml.chunks --chunks $(CHUNKS) --out $(INCOMING) --commit $(if $(PUSH),--push,)
 
-format: $(STAMP) ## Format the code with ruff
-	$(VENV)/bin/ruff check --fix src tests
-	$(VENV)/bin/ruff format src tests
+ingest: $(STAMP) ## Append the next chunk from INCOMING to data/ as a new DVC version; dvc push (PUSH=1) and commit
+	$(PY) -m cd4ml.ingest --incoming $(INCOMING) --commit $(if $(PUSH),--push --git-push,)
 
-test: $(STAMP) system-deps ## Install what is missing and run the whole test suite
-	$(VENV)/bin/pytest $(ARGS)
+history: $(STAMP) ## Plot ROC AUC and rows per data version from git history (plots/history/)
+	$(PY) -m cd4ml.history --out plots/history
 
-unit: $(STAMP) ## Run the fast tests only: tests/unit and tests/data (no pipeline run, no servers)
-	$(VENV)/bin/pytest -m "not slow and not s3 and not ci" $(ARGS)
-
-##@ Remote
-.PHONY: push pull remote-check s3-start s3-stop
+##@ Remote (S3)
+.PHONY: push pull remote-check
 push: $(STAMP) ## Push data, pipeline outputs and run cache to the remote (S3_BUCKET, S3_ENDPOINT)
 	$(PY) -m cd4ml.remote push $(ARGS)
 
@@ -183,12 +161,21 @@ pull: $(STAMP) ## Pull data, pipeline outputs and run cache from the DVC remote
 remote-check: $(STAMP) ## Check that the remote answers, accepts the credentials, has the bucket
 	$(PY) -m cd4ml.remote check
 
-s3-start: $(STAMP) ## Start the loopback S3 server (Ceph radosgw on 127.0.0.1:S3_PORT, 7480)
-	@scripts/s3-server.sh start
-	@echo 'Use it with: eval "$$(scripts/s3-server.sh env)"; make push' >&2
+##@ Quality
+.PHONY: test unit lint format
+test: $(STAMP) system-deps ## Install what is missing and run the whole test suite
+	$(VENV)/bin/pytest $(ARGS)
 
-s3-stop: ## Stop the loopback S3 server and delete its data
-	@scripts/s3-server.sh stop
+unit: $(STAMP) ## Run the fast tests only: tests/unit and tests/data (no pipeline run, no servers)
+	$(VENV)/bin/pytest -m "not slow and not s3 and not ci" $(ARGS)
+
+lint: $(STAMP) ## Check style with ruff
+	$(VENV)/bin/ruff check src tests tools
+	$(VENV)/bin/ruff format --check src tests tools
+
+format: $(STAMP) ## Format the code with ruff
+	$(VENV)/bin/ruff check --fix src tests tools
+	$(VENV)/bin/ruff format src tests tools
 
 ##@ CI
 .PHONY: ci-lint ci-local
@@ -201,8 +188,8 @@ ci-lint: $(STAMP) system-deps ## Check .gitlab-ci.yml offline (GitLab's schema) 
 ci-local: $(STAMP) system-deps ## Run the CI jobs here with gitlab-ci-local and a loopback S3 (CI_SCALE=tiny, ARGS=jobs)
 	SCALE=$(CI_SCALE) scripts/ci-local.sh $(ARGS)
 
-##@ Benchmark
-.PHONY: bench bench-serve oracle-gap
+##@ Tools (tools/: measurements and demos, not part of what is deployed)
+.PHONY: bench bench-serve oracle-gap demo-evolution s3-start s3-stop clean
 # Full (Kaggle) scale unless SCALE is given: `make bench SCALE=medium` is the quicker run.
 ifneq ($(filter command line environment,$(origin SCALE)),)
 BENCH_SCALE ?= $(SCALE)
@@ -212,16 +199,24 @@ endif
 REPEAT ?= 3
 BENCH_WORK ?= bench/runs
 
-bench: $(STAMP) ## Time every stage, its I/O floor, dvc repro, push / pull and one more chunk's rerun (BENCH_SCALE=full, REPEAT=3; ENGINE=dask: local vs Dask, bench/dask-<scale>.md)
-	$(PY) -m cd4ml.bench --scale $(BENCH_SCALE) --repeat $(REPEAT) --work $(BENCH_WORK) $(if $(filter dask,$(ENGINE)),--engine dask,) $(ARGS)
+bench: $(STAMP) ## Time every stage, its I/O floor, dvc repro, push / pull and one more chunk's rerun (BENCH_SCALE=full, REPEAT=3; ENGINE=dask: local vs Dask)
+	$(PY) -m tools.bench --scale $(BENCH_SCALE) --repeat $(REPEAT) --work $(BENCH_WORK) $(if $(filter dask,$(ENGINE)),--engine dask,) $(ARGS)
 
 bench-serve: $(STAMP) ## Load-test the service on the BENCH_SCALE=full bundle (20 s a case); writes bench/serve.md
-	$(PY) -m cd4ml.benchserve --scale $(BENCH_SCALE) --work $(BENCH_WORK) --out bench $(ARGS)
+	$(PY) -m tools.benchserve --scale $(BENCH_SCALE) --work $(BENCH_WORK) --out bench $(ARGS)
 
 oracle-gap: $(STAMP) ## Why the model misses the oracle: retrained with the generator's hidden parts (synthetic data; after make run); writes bench/oracle-gap-<scale>.md
-	$(PY) -m cd4ml.oraclegap --data data --features clean_data/features --out bench
+	$(PY) -m tools.oraclegap --data data --features clean_data/features --out bench
 
-##@ Housekeeping
-.PHONY: clean
+demo-evolution: $(STAMP) ## The whole data-evolution story in a temp clone (CHUNKS=3, SCALE=small)
+	CHUNKS=$(CHUNKS) SCALE=$(SCALE) scripts/demo-evolution.sh
+
+s3-start: $(STAMP) ## Start the loopback S3 server (Ceph radosgw on 127.0.0.1:S3_PORT, 7480)
+	@tools/s3-server.sh start
+	@echo 'Use it with: eval "$$(tools/s3-server.sh env)"; make push' >&2
+
+s3-stop: ## Stop the loopback S3 server and delete its data
+	@tools/s3-server.sh stop
+
 clean: ## Remove pipeline outputs (data/ and the DVC cache stay)
-	rm -rf clean_data models metrics plots predictions
+	rm -rf clean_data models/model models/bundle eval metrics/gate.json predictions

@@ -2,10 +2,10 @@
 # Runs the pipeline of .gitlab-ci.yml on this machine with gitlab-ci-local: the jobs of a branch
 # pipeline, test → train → evaluate (release only runs on the default branch: CI_LOCAL_BRANCH=main;
 # train-gpu is manual), and the manual train-dask against a loopback Dask cluster (a scheduler and
-# two workers, cd4ml.daskcluster) whose address the job gets as DASK_SCHEDULER_ADDRESS.
+# two workers, tools/daskcluster.py) whose address the job gets as DASK_SCHEDULER_ADDRESS.
 # Each job runs in the shell (no Docker) in its own copy of a git snapshot of the working tree, so
 # artifacts and the DVC remote carry the results between jobs, as on GitLab. The working tree itself
-# is left alone. The DVC remote is a loopback S3 server (scripts/s3-server.sh), empty at the start:
+# is left alone. The DVC remote is a loopback S3 server (tools/s3-server.sh), empty at the start:
 # the train job generates data/ at SCALE, pushes, and evaluate pulls.
 #
 #   scripts/ci-local.sh                 run the pipeline
@@ -94,7 +94,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-scripts_s3() { S3_SERVER_DIR=$S3_DIR "$ROOT/scripts/s3-server.sh" "$@"; }
+scripts_s3() { S3_SERVER_DIR=$S3_DIR "$ROOT/tools/s3-server.sh" "$@"; }
 
 # Prints two free TCP ports on 127.0.0.1.
 free_ports() {
@@ -182,7 +182,7 @@ if ((RUNS_JOBS)); then
 fi
 if ((dask_jobs)); then
   mkdir -p "$WORK/dask"
-  "$ROOT/.venv/bin/python" -m cd4ml.daskcluster --workers 2 --dir "$WORK/dask" \
+  PYTHONPATH=$ROOT "$ROOT/.venv/bin/python" -m tools.daskcluster --workers 2 --dir "$WORK/dask" \
     >"$WORK/dask/address" 2>"$WORK/dask/cluster.log" &
   DASK_PID=$!
   for _ in $(seq 180); do

@@ -43,7 +43,7 @@ for version in $(seq 1 "$CHUNKS"); do
     released="not released"
   fi
   cp metrics/gate.json "$WORK/gate-v$version.json"
-  git add -A metrics plots/eval dvc.lock baseline.txt
+  git add -A metrics eval dvc.lock baseline.txt
   git commit -qm "metrics of data version $version ($released)"
   if [[ $released == released ]]; then
     python -m cd4ml.registry release -m "data version $version" >/dev/null

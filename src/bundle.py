@@ -1,5 +1,9 @@
-"""Stage bundle: package the model and its featurizer as the release bundle, load it back (every
-hash verified) and prove it scores the raw eval rows exactly as the pipeline did."""
+"""Stage bundle: package the model and the problem's featurizer as the release bundle, load it
+back (every hash verified) and prove it scores the raw eval rows exactly as the pipeline did.
+
+The manifest records the build: a content hash of every stage's code and every parameter the
+pipeline depends on (cd4ml.provenance), not a git commit, so the same code builds the same
+bundle on every machine and in every commit."""
 
 from __future__ import annotations
 
@@ -7,33 +11,30 @@ import argparse
 import json
 import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
-from kkbox import bundle, featurizer, model, params, provenance
-from kkbox.features import FEATURES, SOURCE
-from kkbox.io import UserError, atomic_dir, read_parquet, run_main
+from cd4ml import bundle, model, params, provenance
+from cd4ml import problem as problems
+from cd4ml.io import UserError, atomic_dir, read_parquet, run_main
+from cd4ml.model import read_features
 
 log = logging.getLogger("bundle")
 
-# The params sections that shape the model (dvc.yaml declares the same ones).
-MODEL_PARAMS = ("split", "preprocess", "train")
 # Same model, same features: only float rounding may differ.
 MAX_DIFFERENCE = 1e-6
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", type=Path, required=True, help="the pipeline's model file")
-    parser.add_argument("--featurizer", type=Path, required=True, help="preprocess's featurizer")
-    parser.add_argument("--features", type=Path, required=True, help="holds eval.parquet")
-    parser.add_argument(
-        "--split", type=Path, required=True, help="the raw train and eval parts (Parquet)"
-    )
+    parser.add_argument("--model", type=Path, required=True, help="the model folder")
+    parser.add_argument("--features", type=Path, required=True, help="features and featurizer")
+    parser.add_argument("--split", type=Path, required=True, help="the split's raw parts")
     parser.add_argument("--metrics", type=Path, required=True, help="the eval metrics")
     parser.add_argument("--out", type=Path, required=True, help="the bundle folder")
+    parser.add_argument("--pipeline", type=Path, default=Path("dvc.yaml"))
     parser.add_argument("--params", default="params.yaml")
     return parser.parse_args(argv)
 
@@ -49,31 +50,35 @@ def _json(path: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = params.load(args.params)
-    estimator = model.load(args.model)
-    trained = _json(args.model.with_name("model.json"))
+    problem = problems.from_params(args.params)
+    fitted = model.load(args.model, problem.kinds)
+    trained = model.read_info(args.model)
+    root = args.pipeline.resolve().parent
     about = {
+        "build": provenance.build(root, args.pipeline, params.read(args.params)),
         "data_version": trained.get("data_version"),
-        "git": provenance.git_commit(),
-        "params": {name: asdict(getattr(settings, name)) for name in MODEL_PARAMS},
         "metrics": _json(args.metrics),
-        "training": {k: trained.get(k) for k in ("n_train_rows", "n_valid_rows", "fit")},
-        "libraries": provenance.library_versions((*provenance.LIBRARIES, "skops")),
+        "training": {k: trained.get(k) for k in ("n_train_rows", "n_valid_rows", "fit", "engine")},
+        "libraries": provenance.library_versions(),
         "python": provenance.python_version(),
     }
     raw = read_parquet(args.split / "eval.parquet")
-    expected = model.predict_proba(
-        estimator, read_parquet(args.features / "eval.parquet").to_pandas()[FEATURES]
+    x, _ = read_features(args.features / "eval.parquet")
+    expected = fitted.predict(x)
+    featurizer = args.features / "featurizer"
+    found = problem.load_featurizer(featurizer).transform(
+        bundle.rows_table(raw, bundle.input_fields(problem.Row))
     )
-    train_plays = read_parquet(args.split / "train.parquet", columns=[*SOURCE, "target"])
-    unknown = [k < 0 for k in featurizer.load(args.featurizer).keys(bundle.plays(raw))]
-    profile = bundle.training_profile(train_plays, unknown, expected)
+    train = pa.concat_tables(
+        read_parquet(args.split / f"{part}.parquet") for part in ("train", "valid")
+    )
+    profile = bundle.training_profile(problem, train, found.flags, expected)
     with atomic_dir(args.out) as tmp:
         manifest = bundle.write(
-            tmp, estimator, settings.train.model, args.featurizer, about, profile
+            tmp, problem, args.model, featurizer, list(x.columns), about, profile
         )
         started = time.perf_counter()
-        scorer = bundle.load(tmp)
+        scorer = bundle.load(tmp, problem)
         loaded = time.perf_counter() - started
         got = scorer.predict_proba(raw)
         difference = float(np.max(np.abs(got - expected))) if len(got) else 0.0
@@ -86,13 +91,14 @@ def main(argv: list[str] | None = None) -> None:
     size = sum(entry["bytes"] for entry in manifest["files"].values())
     log.info(
         "wrote %s: %d files, %.1f MB, loads and verifies in %.2f s; scores the %d raw eval "
-        "rows as the pipeline did (max difference %.1e)",
+        "rows as the pipeline did (max difference %.1e); build %s",
         args.out,
         len(manifest["files"]) + 1,
         size / 1e6,
         loaded,
         len(got),
         difference,
+        about["build"]["sha256"][:12],
     )
 
 

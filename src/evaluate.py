@@ -1,21 +1,19 @@
-"""Stage evaluate: score the model on the eval rows; write metrics, plot data and PNG plots."""
+"""Stage evaluate: score the model on the eval rows; log metrics, plot data and PNG pictures
+with DVCLive (eval/metrics.json, eval/plots/custom/*.json, eval/plots/images/*.png)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
-from kkbox import metrics, model, params, plots
-from kkbox.features import FEATURES
-from kkbox.io import (
-    atomic_dir,
-    atomic_path,
-    read_parquet,
-    run_main,
-    write_json,
-)
+import pyarrow.parquet as pq
+from dvclive import Live
+
+from cd4ml import metrics, model, params, plots
+from cd4ml import problem as problems
+from cd4ml.io import atomic_dir, read_parquet, run_main
+from cd4ml.model import read_features
 
 log = logging.getLogger("evaluate")
 
@@ -24,49 +22,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--features", type=Path, required=True)
     parser.add_argument("--split", type=Path, required=True, help="holds eval_truth.parquet")
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--metrics", type=Path, required=True)
-    parser.add_argument("--plots", type=Path, required=True)
+    parser.add_argument("--model", type=Path, required=True, help="the model folder")
+    parser.add_argument("--out", type=Path, required=True, help="DVCLive's folder")
     parser.add_argument("--params", default="params.yaml")
     return parser.parse_args(argv)
 
 
-def write_plot_data(out: Path, name: str, records: list[dict]) -> None:
-    """DVC plot data: a JSON list of records (one point each)."""
-    with atomic_path(out / name) as tmp:
-        tmp.write_text(json.dumps(records, indent=1) + "\n", encoding="utf-8")
+def _flat(data: dict, prefix: str = "") -> dict[str, float | int]:
+    """Nested metrics as DVCLive's `a/b/c` names; None (undefined) left out."""
+    out: dict[str, float | int] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{name}/"))
+        elif value is not None:
+            out[name] = value
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    settings = params.load(args.params).evaluate
-    estimator = model.load(args.model)
-    frame = read_parquet(args.features / "eval.parquet").to_pandas()
-    valid = read_parquet(args.features / "valid.parquet").to_pandas()
-    n_fit = read_parquet(args.features / "train.parquet", columns=["target"]).num_rows
-    y = frame["target"].to_numpy()
-    p = model.predict_proba(estimator, frame[FEATURES])
+    problem = problems.from_params(args.params)
+    settings = params.section(args.params, "evaluate", metrics.Evaluate)
+    fitted = model.load(args.model, problem.kinds)
+    x, y = read_features(args.features / "eval.parquet")
+    valid_x, valid_y = read_features(args.features / "valid.parquet")
+    n_fit = pq.read_metadata(args.features / "train.parquet").num_rows
+    p = fitted.predict(x)
     scores = metrics.scores(y, p, settings.threshold)
     confusion = scores.pop("confusion")
-    # The early-stopping rows are featurised as eval is: their AUC should be close to eval's.
-    valid_auc = metrics.roc_auc(
-        valid["target"].to_numpy(), model.predict_proba(estimator, valid[FEATURES])
-    )
-    scores.update(n_train=n_fit + len(valid), n_eval=len(y), valid_roc_auc=valid_auc)
+    # The valid rows are featurised as eval rows are: their AUC should be close to eval's.
+    valid_auc = metrics.roc_auc(valid_y, fitted.predict(valid_x))
+    scores.update(n_train=n_fit + len(valid_y), n_eval=len(y), valid_roc_auc=valid_auc)
     if abs(valid_auc - scores["roc_auc"]) > settings.max_valid_gap:
         log.warning(
-            "early-stopping rows ROC AUC %.4f, eval %.4f: apart by more than "
-            "evaluate.max_valid_gap %.4f (does the early-stopping slice see its own period?)",
+            "valid (early-stopping) rows ROC AUC %.4f, eval %.4f: apart by more than "
+            "evaluate.max_valid_gap %.4f (does the valid part see its own period?)",
             valid_auc,
             scores["roc_auc"],
             settings.max_valid_gap,
         )
-    # member_plays / song_plays count the member's / song's rows in the training part.
-    scores["cold_start"] = metrics.cold_start(
-        y, p, frame["member_plays"].to_numpy() > 0, frame["song_plays"].to_numpy() > 0
-    )
+    scores["slices"] = metrics.by_slice(y, p, problem.slices(x))
 
-    truth = read_parquet(args.split / "eval_truth.parquet")["target_probability"]
+    truth = read_parquet(args.split / "eval_truth.parquet").column(0)
     oracle_roc = None
     if truth.null_count == 0 and len(truth) == len(y):
         oracle = truth.to_numpy()
@@ -74,41 +72,48 @@ def main(argv: list[str] | None = None) -> None:
         scores["gap_to_oracle"] = scores["oracle_roc_auc"] - scores["roc_auc"]
         oracle_roc = metrics.roc_points(y, oracle)
     else:
-        log.info("no truth file (real Kaggle data?): oracle AUC not reported")
+        log.info("no truth file (real data?): oracle AUC not reported")
 
     roc = metrics.roc_points(y, p)
     pr = metrics.pr_points(y, p)
     calibration = metrics.calibration_points(y, p)
-    importance = model.importances(estimator, FEATURES)
-    with atomic_dir(args.plots) as tmp:
-        write_plot_data(tmp, "roc.json", roc)
-        write_plot_data(tmp, "precision_recall.json", pr)
-        write_plot_data(tmp, "calibration.json", calibration)
-        write_plot_data(tmp, "confusion.json", metrics.confusion_sample(y, p, settings.threshold))
-        write_plot_data(
-            tmp,
-            "cold_start.json",
-            [{"group": g, **v} for g, v in scores["cold_start"].items()],
+    importance = fitted.importances(list(x.columns))
+    ranked = sorted(importance.items(), key=lambda kv: -kv[1])
+    figures = plots.evaluation(roc, oracle_roc, pr, calibration, importance, scores, confusion)
+    figures["slices"] = plots.slices(scores["slices"], len(y))
+    # DVCLive writes into a temp folder, swapped in whole: a failed run leaves the last good one.
+    with atomic_dir(args.out) as tmp, Live(str(tmp), save_dvc_exp=False, dvcyaml=None) as live:
+        for name, value in _flat(scores).items():
+            live.log_metric(name, value, plot=False)
+        live.log_plot("roc", roc, x="fpr", y="tpr", template="simple", title="ROC (eval rows)")
+        live.log_plot(
+            "precision_recall", pr, x="recall", y="precision", template="simple", title="PR"
         )
-        write_plot_data(
-            tmp,
-            "feature_importance.json",
-            [
-                {"feature": k, "importance": round(v, 6)}
-                for k, v in sorted(importance.items(), key=lambda kv: -kv[1])
-            ],
+        live.log_plot("calibration", calibration, x="predicted", y="observed", template="simple")
+        live.log_plot(
+            "confusion",
+            metrics.confusion_sample(y, p, settings.threshold),
+            x="actual",
+            y="predicted",
+            template="confusion",
         )
-        plots.evaluation(
-            tmp / "images",
-            roc,
-            oracle_roc,
-            pr,
-            calibration,
-            importance,
-            {**scores, "confusion": confusion},
+        live.log_plot(
+            "slices",
+            [{"slice": name, **value} for name, value in scores["slices"].items()],
+            x="roc_auc",
+            y="slice",
+            template="bar_horizontal",
         )
-        plots.cold_start(tmp / "images" / "cold_start.png", scores["cold_start"])
-    write_json(scores, args.metrics)
+        live.log_plot(
+            "feature_importance",
+            [{"feature": k, "importance": round(v, 6)} for k, v in ranked],
+            x="importance",
+            y="feature",
+            template="bar_horizontal",
+        )
+        for name, figure in figures.items():
+            live.log_image(f"{name}.png", figure)
+            plots.close(figure)
     oracle_text = f" (oracle {scores['oracle_roc_auc']:.4f})" if "oracle_roc_auc" in scores else ""
     log.info("eval rows %d: ROC AUC %.4f%s", len(y), scores["roc_auc"], oracle_text)
 

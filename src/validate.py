@@ -1,27 +1,26 @@
-"""Stage validate: read every raw table with explicit dtypes and check it; write the report.
+"""Stage validate: read every raw table of the problem's contract with its dtypes and check it;
+write the report.
 
-The checks are the declared schema (kkbox.schema), referential coverage and drift against the
-committed reference profile (kkbox.validation). Hard violations and, with
-validate.drift_severity: fail, drift anomalies fail the stage, and the stages after it do not
-run. It writes no copy of the tables: the stages after it read the CSVs with the same reader
-(kkbox.raw), which costs less than storing a second copy of the data in every version.
+The checks are the contract (cd4ml.contract: types, nullability, keys, rules), referential
+coverage and drift against the committed reference profile (cd4ml.validation). Hard violations
+and, with validate.drift_severity: fail, drift anomalies fail the stage, and the stages after it
+do not run. It writes no copy of the tables: the stages after it read the CSVs with the same
+reader, which costs less than storing a second copy of the data in every version.
 `--update-reference` writes the profile of the data as the new reference instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
-from kkbox import params, schema, validation
-from kkbox.io import UserError, lean_memory_pool, run_main, write_json
-from kkbox.raw import read_table
+from cd4ml import params, validation
+from cd4ml import problem as problems
+from cd4ml.io import UserError, lean_memory_pool, run_main, write_json
+from cd4ml.reading import read_tables
 
 log = logging.getLogger("validate")
 
@@ -53,70 +52,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def load_reference(path: Path) -> dict:
-    """The committed reference profile, with errors that say how to make one."""
-    if not path.exists():
-        raise UserError(f"{path}: reference profile not found; make it with `make reference`")
-    try:
-        reference = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(
-            f"{path}: not valid JSON ({err}); remake it with `make reference`"
-        ) from None
-    if not isinstance(reference, dict) or not isinstance(reference.get("tables"), dict):
-        raise UserError(f"{path}: not a profile (no 'tables'); remake it with `make reference`")
-    return reference
-
-
-def read_tables(data: Path) -> dict[str, pa.Table]:
-    """Every raw table of the folder, the optional truth file where it exists; the plays' text
-    columns dictionary-encoded (a third of the memory: the checks hold every table at once)."""
-    names = list(schema.REQUIRED) + [n for n in schema.OPTIONAL if (data / n).exists()]
-    plays = (schema.TRAIN, schema.TEST)
-    return {name: read_table(data / name, name, dictionary=name in plays) for name in names}
-
-
-def check(
-    tables: dict[str, pa.Table],
-    settings: params.Validate,
-    reference: dict,
-    where: tuple[Path, Path],
-    report: dict[str, Any],
-) -> validation.Outcome:
-    """Check the tables (read from `where` = (data folder, reference file)); raise when they
-    must be rejected. `report` is filled as soon as the checks have run, so that a rejection
-    has one too."""
-    started = time.perf_counter()
-
-    def timer(step: str) -> None:
-        log.info("%s done at %.2f s", step, time.perf_counter() - started)
-
-    outcome = validation.validate(tables, settings, reference, timer=timer)
-    report.update(outcome.report)
-    validation.judge(outcome, settings, *where)
-    return outcome
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     lean_memory_pool()
-    settings = params.load(args.params).validate
+    contract = problems.from_params(args.params).contract
+    settings = params.section(args.params, "validate", validation.Validate)
     if args.update_reference:
-        outcome = validation.validate(read_tables(args.data), settings, None)
+        outcome = validation.validate(read_tables(args.data, contract), contract, settings, None)
         validation.fail_on_errors(outcome.errors, args.data)
         write_json({"about": ABOUT, **outcome.profile}, args.reference)
         log.info("wrote the reference profile %s", args.reference)
         return
     started = time.perf_counter()
+
+    def timer(step: str) -> None:
+        log.info("%s done at %.2f s", step, time.perf_counter() - started)
+
     report: dict[str, Any] = {}
     try:
-        reference = load_reference(args.reference)
-        tables = read_tables(args.data)
-        log.info("read %d tables in %.2f s", len(tables), time.perf_counter() - started)
-        where = (args.data, args.reference)
-        outcome = check(tables, settings, reference, where, report)
+        reference = validation.load_reference(args.reference)
+        tables = read_tables(args.data, contract)
+        timer(f"read {len(tables)} tables")
+        outcome = validation.validate(tables, contract, settings, reference, timer)
+        report.update(outcome.report)  # written on a rejection too: most useful exactly then
+        validation.judge(outcome, settings, args.data, args.reference)
     except UserError as err:
-        # Written on failure too: the report is most useful exactly then.
         write_json(validation.failure_report(report, err), args.report)
         raise
     write_json({**outcome.report, "errors": []}, args.report)

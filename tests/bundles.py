@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from kkbox import bundle, features, featurizer, model, params
-from kkbox.io import read_parquet, write_parquet
+from cd4ml import bundle, params
+from kkbox import features, featurizer, model
+from cd4ml.io import read_parquet, write_parquet
 from tests.project import ROOT
 
 N_MEMBERS, N_SONGS, N_PLAYS, N_TRAIN = 60, 90, 1500, 1100

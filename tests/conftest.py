@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-from cd4ml import daskcluster
+from tools import daskcluster
 from cd4ml.shell import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------------------------
-# S3 server (scripts/s3-server.sh): one per test session, on free ports, in its own temp dir.
+# S3 server (tools/s3-server.sh): one per test session, on free ports, in its own temp dir.
 # Tests that use `s3_server` (directly or through `s3_bucket`) are marked `s3` automatically.
 
-S3_SERVER_SCRIPT = ROOT / "scripts" / "s3-server.sh"
+S3_SERVER_SCRIPT = ROOT / "tools" / "s3-server.sh"
 S3_TEST_ACCESS_KEY = "cd4ml-test"
 S3_TEST_SECRET_KEY = "cd4ml-test-secret-for-the-loopback-server"
 
@@ -62,7 +62,7 @@ class S3Server:
         )
 
     def run(self, command: str) -> subprocess.CompletedProcess[str]:
-        """Run `scripts/s3-server.sh COMMAND` for this server; fail the test when it fails."""
+        """Run `tools/s3-server.sh COMMAND` for this server; fail the test when it fails."""
         result = subprocess.run(
             [str(S3_SERVER_SCRIPT), command],
             env=self.script_env,
@@ -132,7 +132,7 @@ def s3_bucket(s3_server: S3Server) -> Iterator[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Dask cluster (cd4ml.daskcluster): `dask scheduler` and `dask worker` processes on free loopback
+# Dask cluster (tools/daskcluster.py): `dask scheduler` and `dask worker` processes on free loopback
 # ports, each worker in its own temp working directory.
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from cd4ml import workspace
+from tools import workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
@@ -74,7 +74,7 @@ def link_venv(project: Path) -> Path:
 
 
 def copy_project(dest: Path, with_data: bool = False) -> Path:
-    """A fresh git repo at dest with the repository's files (cd4ml.workspace.copy_project) and
+    """A fresh git repo at dest with the repository's files (tools.workspace.copy_project) and
     this environment: no DVC cache, outputs or data/, as a fresh clone; `with_data` copies data/
     in (not committed)."""
     workspace.copy_project(dest)

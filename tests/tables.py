@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from kkbox import params, schema, validation
+from cd4ml import params, validation
+from kkbox import schema
 
 # Fixed thresholds, so that these tests do not move with params.yaml.
 SETTINGS = params.Validate(

@@ -1,5 +1,5 @@
-"""Cut data/train.csv into time-ordered chunks for the incoming area (each with the header),
-then restart the data history with the first chunk only."""
+"""Cut the examples table (KKBox: data/train.csv) into time-ordered chunks for the incoming area
+(each with the header), then restart the data history with the first chunk only."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cd4ml import ingestion
+from cd4ml import problem as problems
+from cd4ml.contract import Contract
 from cd4ml.incoming import Incoming, chunk_name, open_incoming, truth_name
-from kkbox import schema
-from kkbox.io import UserError, run_main
-from kkbox.raw import read_header
+from cd4ml.io import UserError, run_main
+from cd4ml.reading import read_header
 
 log = logging.getLogger("chunks")
 
@@ -25,6 +26,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default="incoming", help="local folder or s3://bucket/prefix")
     parser.add_argument("--commit", action="store_true", help="record the first version in git")
     parser.add_argument("--push", action="store_true", help="dvc push the first version")
+    parser.add_argument("--params", default="params.yaml")
     return parser.parse_args(argv)
 
 
@@ -54,32 +56,38 @@ def write_chunks(
     return paths
 
 
-def restart(data: Path, incoming: Incoming, cuts: int | Callable[[int], list[int]]) -> list[str]:
+def restart(
+    data: Path,
+    incoming: Incoming,
+    cuts: int | Callable[[int], list[int]],
+    contract: Contract,
+) -> list[str]:
     """Cut data/train.csv (and its truth file, where there is one) into chunks (`cuts` as
     write_chunks takes it), put them all in the incoming area, and restart data/ with the
     first. The chunks' names, in order."""
-    train = data / schema.TRAIN
+    train = data / contract.examples
     read_header(train)
     with tempfile.TemporaryDirectory() as tmp:
         chunks = write_chunks(train, Path(tmp), cuts)
-        truth_file = data / schema.TRUTH
+        truth_file = data / (contract.truth or "")
         truths = (
             write_chunks(truth_file, Path(tmp), cuts, ".truth.csv")
-            if truth_file.exists()
+            if contract.truth and truth_file.exists()
             else [None] * len(chunks)
         )
         for chunk, truth in zip(chunks, truths, strict=True):
             incoming.put(chunk, chunk.name)
             if truth is not None:
                 incoming.put(truth, truth_name(chunk.name))
-        ingestion.new_version(data, chunks[0], truths[0], chunks[0].name, restart=True)
+        ingestion.new_version(data, chunks[0], truths[0], chunks[0].name, True, contract)
     return [chunk.name for chunk in chunks]
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    names = restart(args.data, open_incoming(args.out), args.chunks)
-    log.info("wrote %d chunks of %s to %s", len(names), args.data / schema.TRAIN, args.out)
+    contract = problems.from_params(args.params).contract
+    names = restart(args.data, open_incoming(args.out), args.chunks, contract)
+    log.info("wrote %d chunks of %s to %s", len(names), args.data / contract.examples, args.out)
     if args.commit:
         message = f"data: restart the history with {names[0]}"
         ingestion.record(Path.cwd(), message, push=args.push, git_push=False)

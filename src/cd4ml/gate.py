@@ -22,15 +22,31 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
+from pydantic import Field
+
+from cd4ml import bundle, metrics, params
+from cd4ml import problem as problems
+from cd4ml.io import UserError, atomic_path, read_parquet, run_main, write_json
+from cd4ml.params import OpenFraction, Section, Seed
 from cd4ml.registry import fetched_version
 from cd4ml.shell import dvc, git
-from kkbox import bundle, metrics, params
-from kkbox.io import UserError, atomic_path, read_parquet, run_main, write_json
 
 log = logging.getLogger("gate")
 
 METRIC = "roc_auc"
+
+
+class Gate(Section):
+    """params.yaml's gate: the challenger against the champion on the same rows."""
+
+    # release only if the challenger's roc_auc beats the champion's by more
+    min_improvement: Annotated[float, Field(ge=0, lt=1)]
+    decide_on: Literal["difference", "lower_bound"]  # lower_bound: the interval's low end too
+    bootstrap_rounds: Annotated[int, Field(ge=10, le=100_000)]
+    confidence: OpenFraction
+    seed: Seed
 
 
 @dataclass
@@ -177,20 +193,20 @@ def read_baseline(path: Path) -> float:
     return score
 
 
-def _champion_name(champion: Path) -> str:
+def _champion_name(champion: Path, name: str) -> str:
     """How the champion is named in messages: its registry version when the fetch recorded it."""
     version = fetched_version(champion)
-    return f"{bundle.NAME}@{version}" if version else f"champion {champion}"
+    return f"{name}@{version}" if version else f"champion {champion}"
 
 
 def compare_bundles(
-    challenger: Path, champion: Path, rows_path: Path, settings: params.Gate
+    problem: problems.Problem, challenger: Path, champion: Path, rows_path: Path, settings: Gate
 ) -> Verdict:
     """Both bundles score the same raw eval rows; the paired bootstrap gives the interval."""
-    rows = read_parquet(rows_path, columns=[*bundle.INPUT, "target"])
-    y = rows["target"].to_numpy()
-    p_new = bundle.load(challenger).predict_proba(rows)
-    p_old = bundle.load(champion).predict_proba(rows)
+    rows = read_parquet(rows_path)
+    y = rows[problem.contract.target].to_numpy()
+    p_new = bundle.load(challenger, problem).predict_proba(rows)
+    p_old = bundle.load(champion, problem).predict_proba(rows)
     result = metrics.paired_auc_difference(
         y, p_new, p_old, settings.bootstrap_rounds, settings.confidence, settings.seed
     )
@@ -198,7 +214,7 @@ def compare_bundles(
         result["challenger_roc_auc"],
         result["champion_roc_auc"],
         settings.min_improvement,
-        _champion_name(champion),
+        _champion_name(champion, problem.name),
         (result["interval_low"], result["interval_high"]),
         settings.confidence,
         result["n_rows"],
@@ -209,9 +225,10 @@ def compare_bundles(
 def compare(args: argparse.Namespace) -> Verdict:
     """The verdict against the champion bundle when there is one, else against baseline.txt;
     written to the report file either way."""
-    settings = params.load(args.params).gate
+    settings = params.section(args.params, "gate", Gate)
     if (args.champion / bundle.MANIFEST).exists():
-        verdict = compare_bundles(args.challenger, args.champion, args.rows, settings)
+        problem = problems.from_params(args.params)
+        verdict = compare_bundles(problem, args.challenger, args.champion, args.rows, settings)
     else:
         verdict = Verdict(
             read_new_score(args.metrics),
@@ -357,7 +374,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         cmd.add_argument(
             "--rows", type=Path, default=Path("clean_data/split/eval.parquet"), help="eval rows"
         )
-        cmd.add_argument("--metrics", type=Path, default=Path("metrics/eval.json"))
+        cmd.add_argument("--metrics", type=Path, default=Path(metrics.EVAL_METRICS))
         cmd.add_argument("--baseline", type=Path, default=Path("baseline.txt"))
         cmd.add_argument("--report", type=Path, default=Path("metrics/gate.json"))
         cmd.add_argument("--params", default="params.yaml")

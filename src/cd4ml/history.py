@@ -7,17 +7,18 @@ import json
 import logging
 from pathlib import Path
 
+from cd4ml import plots
+from cd4ml.io import UserError, atomic_path, run_main
+from cd4ml.metrics import EVAL_METRICS
+from cd4ml.provenance import data_version
 from cd4ml.shell import checked, git
-from kkbox import plots
-from kkbox.io import UserError, atomic_path, run_main
-from kkbox.provenance import data_version
 
 log = logging.getLogger("history")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--metrics", default="metrics/eval.json")
+    parser.add_argument("--metrics", default=EVAL_METRICS)
     parser.add_argument("--data-file", default="data.dvc")
     parser.add_argument("--out", type=Path, default=Path("plots/history"))
     parser.add_argument("--since", help="only commits after this revision (e.g. a data restart)")

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-from kkbox.io import UserError
+from cd4ml.io import UserError
 
 TRUTH_SUFFIX = ".truth.csv"
 

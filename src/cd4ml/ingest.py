@@ -1,5 +1,6 @@
-"""The daily data job: take the next chunk from the incoming area, validate it, append it to
-data/train.csv as a new DVC data version, push it and commit it (so CI retrains)."""
+"""The daily data job: take the next chunk from the incoming area, validate it, append it to the
+examples table (KKBox: data/train.csv) as a new DVC data version, push it and commit it (so CI
+retrains)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import tempfile
 from pathlib import Path
 
 from cd4ml import ingestion
+from cd4ml import problem as problems
 from cd4ml.incoming import open_incoming, truth_name
-from kkbox.io import UserError, run_main, sha256
+from cd4ml.io import UserError, run_main, sha256
 
 log = logging.getLogger("ingest")
 
@@ -27,6 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--push", action="store_true", help="dvc push the new data version")
     parser.add_argument("--commit", action="store_true", help="git commit data.dvc")
     parser.add_argument("--git-push", action="store_true", help="git push the commit, if a remote")
+    parser.add_argument("--params", default="params.yaml")
     return parser.parse_args(argv)
 
 
@@ -43,6 +46,7 @@ def pick_chunk(available: list[str], done: dict[str, str], wanted: str | None) -
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    contract = problems.from_params(args.params).contract
     ingestion.recover(args.data)
     incoming = open_incoming(args.incoming)
     done = {c["name"]: c["sha256"] for c in ingestion.read_manifest(args.data)["chunks"]}
@@ -65,14 +69,14 @@ def main(argv: list[str] | None = None) -> None:
         has_truth = incoming.fetch(truth_name(name), truth)
         try:
             entry = ingestion.new_version(
-                args.data, chunk, truth if has_truth else None, name, restart=False
+                args.data, chunk, truth if has_truth else None, name, False, contract
             )
         except UserError as err:
             raise UserError(f"chunk {name} rejected, data/ unchanged: {err}") from None
     if args.commit:
         message = (
             f"data: ingest {name} (+{entry['rows']} rows, "
-            f"train.csv now {entry['train_rows_after']} rows)"
+            f"{contract.examples} now {entry['train_rows_after']} rows)"
         )
         ingestion.record(Path.cwd(), message, push=args.push, git_push=args.git_push)
         log.info("committed: %s", message)

@@ -1,4 +1,5 @@
-"""New data versions: append a validated chunk to data/train.csv, atomically, exactly once."""
+"""New data versions: append a validated chunk to the examples table (KKBox: data/train.csv),
+atomically, exactly once."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import shutil
 import signal
 from pathlib import Path
 
-from cd4ml import remote
+from cd4ml import remote, validation
+from cd4ml.contract import Contract
+from cd4ml.io import UserError, atomic_dir, sha256
+from cd4ml.reading import read_table
 from cd4ml.shell import checked, dvc, git
-from kkbox import schema, validation
-from kkbox.io import UserError, atomic_dir, sha256
-from kkbox.raw import read_table
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +42,14 @@ def read_manifest(data: Path) -> dict:
         ) from None
 
 
-def validate_chunk(path: Path) -> int:
-    """Check a chunk against train.csv's declared schema (the validate stage's rules)."""
-    table = read_table(path, schema.TRAIN)
-    findings, _, _ = validation.check_table(schema.TRAIN, table)
+def validate_chunk(path: Path, contract: Contract) -> int:
+    """Check a chunk against the examples table's contract (the validate stage's rules)."""
+    spec = contract.tables[contract.examples]
+    table = read_table(path, spec)
+    findings, _, _ = validation.check_table(contract.examples, table, spec)
     if findings:
         more = f" (+{len(findings) - 1} more problem(s))" if len(findings) > 1 else ""
-        first = dataclasses.replace(findings[0], table=path.name)  # name the chunk, not train.csv
+        first = dataclasses.replace(findings[0], table=path.name)  # the chunk, not the table
         raise UserError(first.describe(path.parent) + more)
     return table.num_rows
 
@@ -94,37 +96,43 @@ def _link_or_copy(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
-def new_version(data: Path, chunk: Path, truth: Path | None, name: str, restart: bool) -> dict:
-    """Swap in a data/ whose train.csv has the chunk appended (or is the chunk, if `restart`).
+def new_version(
+    data: Path, chunk: Path, truth: Path | None, name: str, restart: bool, contract: Contract
+) -> dict:
+    """Swap in a data/ whose examples table has the chunk appended (or is the chunk, if
+    `restart`); `truth`, the chunk's truth file (synthetic data), goes to the truth table.
 
     Everything is built in a temp folder next to data/ and swapped in with renames: a crash
     at any point leaves the previous data/ (or, between the renames, `recover` restores it).
     """
     recover(data)
     manifest = {"chunks": []} if restart else read_manifest(data)
-    rows = validate_chunk(chunk)
+    rows = validate_chunk(chunk, contract)
     digest = sha256(chunk)
-    train = data / schema.TRAIN
-    has_truth = truth is not None and (restart or (data / schema.TRUTH).exists())
+    examples, truth_table = contract.examples, contract.truth or ""
+    train = data / examples
+    has_truth = (
+        truth is not None and bool(truth_table) and (restart or (data / truth_table).exists())
+    )
     if truth is not None and not has_truth:
-        log.warning("data/ has no %s: the chunk's truth file is not kept", schema.TRUTH)
-    elif truth is None and (data / schema.TRUTH).exists():
-        log.warning("chunk %s has no truth file: dropping %s (no oracle AUC)", name, schema.TRUTH)
+        log.warning("data/ has no %s: the chunk's truth file is not kept", truth_table)
+    elif truth is None and truth_table and (data / truth_table).exists():
+        log.warning("chunk %s has no truth file: dropping %s (no oracle AUC)", name, truth_table)
     with atomic_dir(data) as staging:
         for path in data.iterdir():
-            if path.name not in (schema.TRAIN, schema.TRUTH, MANIFEST) and path.is_file():
+            if path.name not in (examples, truth_table, MANIFEST) and path.is_file():
                 _link_or_copy(path, staging / path.name)
-        _concat(None if restart else train, chunk, staging / schema.TRAIN)
+        _concat(None if restart else train, chunk, staging / examples)
         _crash_point("merge")
         if has_truth:
-            _concat(None if restart else data / schema.TRUTH, truth, staging / schema.TRUTH)
-        total = _count_rows(staging / schema.TRAIN)
+            _concat(None if restart else data / truth_table, truth, staging / truth_table)
+        total = _count_rows(staging / examples)
         manifest["chunks"].append(
             {"name": name, "sha256": digest, "rows": rows, "train_rows_after": total}
         )
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _crash_point("swap")
-    log.info("data/: %s appended (+%d rows, train.csv now %d rows)", name, rows, total)
+    log.info("data/: %s appended (+%d rows, %s now %d rows)", name, rows, examples, total)
     return manifest["chunks"][-1]
 
 

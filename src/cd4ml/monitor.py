@@ -4,13 +4,13 @@
     python -m cd4ml.monitor --log s3://bucket/predictions --labels data/train.csv
 
 Over the last `monitor.window_hours` of the log, in `monitor.buckets` time buckets, it measures
-what the validate stage measures on the data (missing rates and category mixes of the source
-columns, with kkbox.validation's own drift function and thresholds), the share of rows whose
-member or song the bundle does not know against the eval rows' share, and the mean predicted
-probability against the training positive rate. With --labels (rows with Kaggle's columns and
-the target, e.g. an ingested chunk) the logged plays are joined to their targets and the live
-ROC AUC is reported beside the eval AUC. Writes metrics/monitor.json and plots/monitor/*.png;
-exits 1 with one line when a threshold is crossed.
+what the validate stage measures on the data (missing rates and category mixes of the
+categorical input fields, with cd4ml.validation's own drift function and thresholds), the share
+of rows that raise each of the problem's flags (KKBox: an unknown member or song) against the
+eval rows' share, and the mean predicted probability against the training positive rate. With
+--labels (rows of the examples table with their target, e.g. an ingested chunk) the logged rows
+are joined to their targets and the live ROC AUC is reported beside the eval AUC. Writes
+metrics/monitor.json and plots/monitor/*.png; exits 1 with one line when a threshold is crossed.
 """
 
 from __future__ import annotations
@@ -20,25 +20,39 @@ import itertools
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from pydantic import Field
 
-from cd4ml import predlog
-from kkbox import bundle, metrics, params, raw, schema, validation
-from kkbox.features import SOURCE
-from kkbox.io import UserError, read_parquet, run_main, write_json
+from cd4ml import bundle, metrics, params, predlog, validation
+from cd4ml import problem as problems
+from cd4ml.io import UserError, atomic_path, read_parquet, run_main, write_json
+from cd4ml.params import Fraction, Section
+from cd4ml.problem import Problem
+from cd4ml.reading import read_table
 
 log = logging.getLogger("monitor")
 
-PLAYS = bundle.PLAYS
+ROWS = bundle.ROWS
 
 
-def read_log(where: str) -> pa.Table:
+class Monitor(Section):
+    """params.yaml's monitor: the prediction log against the served bundle's training profile
+    (the missing-rate and category-mix thresholds are the validate stage's)."""
+
+    window_hours: Annotated[float, Field(gt=0)]  # the last hours of the log that are judged
+    buckets: Annotated[int, Field(ge=1, le=1000)]  # time buckets of the picture
+    min_rows: Annotated[int, Field(ge=1)]  # fewer logged rows in the window: nothing to judge
+    max_flag_share_change: Fraction  # share of rows raising a flag vs the eval rows' share
+    max_mean_probability_change: Fraction  # mean prediction vs the training positive rate
+
+
+def read_log(where: str, schema: pa.Schema) -> pa.Table:
     """Every file of the prediction log; a file that is not one is a UserError naming it."""
     if where.startswith("s3://"):
         fs = predlog._s3_filesystem()
@@ -57,10 +71,10 @@ def read_log(where: str) -> pa.Table:
                 table = pq.read_table(fh)
         except (pa.ArrowInvalid, OSError) as err:
             raise UserError(f"{path}: not a readable prediction log file ({err})") from None
-        missing = [f.name for f in predlog.LOG_SCHEMA if f.name not in table.column_names]
+        missing = [f.name for f in schema if f.name not in table.column_names]
         if missing:
             raise UserError(f"{path}: not a prediction log file: no column(s) {missing}")
-        tables.append(table.select(predlog.LOG_SCHEMA.names).cast(predlog.LOG_SCHEMA))
+        tables.append(table.select(schema.names).cast(schema))
     if not tables:
         raise UserError(f"{where}: the prediction log holds no files yet")
     return pa.concat_tables(tables)
@@ -73,172 +87,178 @@ def window(table: pa.Table, hours: float) -> pa.Table:
     return table.filter(pc.greater_equal(table["ts"], start))
 
 
-def measures(rows: pa.Table, reference: dict, settings: params.Params) -> tuple[dict, list[dict]]:
+def measures(
+    rows: pa.Table,
+    reference: dict,
+    problem: Problem,
+    settings: Monitor,
+    drift_settings: validation.Validate,
+) -> tuple[dict, list[dict]]:
     """The monitor's measures of some logged rows, and the anomalies among them."""
-    current = bundle.play_profile(rows)
-    anomalies = validation.drift(current, reference, settings.validate)
+    current = bundle.input_profile(rows, problem)
+    known = {ROWS: bundle.categorical_inputs(problem)}
+    anomalies = validation.drift(
+        current, reference, drift_settings, known, problem.contract.examples
+    )
     ref = reference["eval"]
-    limits = settings.monitor
+    categories = current["tables"][ROWS].get("categories", {})
+    ref_categories = reference["tables"][ROWS].get("categories", {})
     values = {
         "rows": rows.num_rows,
-        "unknown_member_share": float(pc.mean(rows["unknown_member"].cast(pa.float64())).as_py()),
-        "unknown_song_share": float(pc.mean(rows["unknown_song"].cast(pa.float64())).as_py()),
+        "flag_shares": {
+            name: float(pc.mean(rows[name].cast(pa.float64())).as_py()) for name in problem.flags
+        },
         "mean_probability": float(pc.mean(rows["probability"]).as_py()),
         "category_tvd": {
-            c: validation.tvd(
-                current["tables"][PLAYS]["categories"].get(c, {}),
-                reference["tables"][PLAYS]["categories"].get(c, {}),
-            )
-            for c in SOURCE
+            c: validation.tvd(categories.get(c, {}), ref_categories.get(c, {}))
+            for c in known[ROWS]
         },
     }
-    for name, limit, base, what in (
+    checks = [
         (
-            "unknown_member_share",
-            limits.max_unknown_share_change,
-            ref["unknown_member_share"],
-            "rows with a member the model does not know",
-        ),
-        (
-            "unknown_song_share",
-            limits.max_unknown_share_change,
-            ref["unknown_song_share"],
-            "rows with a song the model does not know",
-        ),
+            name,
+            values["flag_shares"][name],
+            settings.max_flag_share_change,
+            ref["flags"].get(name, 0.0),
+            f"rows with {name.replace('_', ' ')}",
+        )
+        for name in problem.flags
+    ]
+    checks.append(
         (
             "mean_probability",
-            limits.max_mean_probability_change,
+            values["mean_probability"],
+            settings.max_mean_probability_change,
             reference["positive_rate"],
             "mean predicted probability (against the training positive rate)",
-        ),
-    ):
-        change = abs(values[name] - base)
+        )
+    )
+    for name, value, limit, base, what in checks:
+        change = abs(value - base)
         if change > limit:
             anomalies.append(
                 {
-                    "table": PLAYS,
+                    "table": ROWS,
                     "column": None,
                     "kind": name,
                     "value": round(change, 6),
                     "threshold": limit,
-                    "message": f"{what}: {values[name]:.3f}, the reference {base:.3f} "
+                    "message": f"{what}: {value:.3f}, the reference {base:.3f} "
                     f"(change {change:.3f} > {limit})",
                 }
             )
     return values, anomalies
 
 
-def read_labels(path: Path) -> pa.Table:
-    """Plays with their targets: a CSV with Kaggle's train.csv columns, or Parquet."""
+def read_labels(path: Path, problem: Problem) -> pa.Table:
+    """Rows with their targets: a CSV of the examples table, or Parquet."""
+    contract = problem.contract
     if path.suffix == ".csv":
-        return raw.read_table(path, schema.TRAIN)
-    return read_parquet(path, columns=[*bundle.INPUT, "target"])
+        return read_table(path, contract.tables[contract.examples])
+    names = [f.name for f in bundle.input_fields(problem.Row)]
+    return read_parquet(path, columns=[*names, contract.target])
 
 
-def _occurrence_keys(frame: pd.DataFrame) -> pd.DataFrame:
-    """The raw fields plus the occurrence number of each identical play: the n-th logged
-    play of a (member, song, sources) joins the n-th labelled one."""
+def _occurrence_keys(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
+    """The input fields plus the occurrence number of each identical row: the n-th logged
+    row with these fields joins the n-th labelled one."""
     out = frame.copy()
-    out["occurrence"] = out.groupby(list(bundle.INPUT), dropna=False).cumcount()
+    out["occurrence"] = out.groupby(names, dropna=False).cumcount()
     return out
 
 
-def live_auc(logged: pa.Table, labels: pa.Table) -> dict[str, Any]:
-    """The logged plays joined to their targets, and the ROC AUC of the logged probabilities."""
-    left = _occurrence_keys(logged.select([*bundle.INPUT, "probability"]).to_pandas())
-    right = _occurrence_keys(labels.select([*bundle.INPUT, "target"]).to_pandas())
-    joined = left.merge(right, on=[*bundle.INPUT, "occurrence"], how="inner")
-    y = joined["target"].to_numpy()
+def live_auc(logged: pa.Table, labels: pa.Table, names: list[str], target: str) -> dict[str, Any]:
+    """The logged rows joined to their targets, and the ROC AUC of the logged probabilities."""
+    left = _occurrence_keys(logged.select([*names, "probability"]).to_pandas(), names)
+    right = _occurrence_keys(labels.select([*names, target]).to_pandas(), names)
+    joined = left.merge(right, on=[*names, "occurrence"], how="inner")
+    y = joined[target].to_numpy()
     auc = metrics.roc_auc(y, joined["probability"].to_numpy()) if len(set(y)) == 2 else None
     return {"labelled_rows": len(joined), "logged_rows": logged.num_rows, "roc_auc": auc}
 
 
 def monitor(args: argparse.Namespace) -> dict:
-    settings = params.load(args.params)
-    scorer_manifest = bundle.verify(args.bundle)
+    problem = problems.from_params(args.params)
+    settings = params.section(args.params, "monitor", Monitor)
+    drift_settings = params.section(args.params, "validate", validation.Validate)
+    manifest = bundle.verify(args.bundle)
     path = args.bundle / bundle.PROFILE
-    if not path.exists():
-        raise UserError(
-            f"{path}: missing: a bundle from before monitoring; rebuild it (dvc repro)"
-        )
     reference = json.loads(path.read_text(encoding="utf-8"))
-    rows = window(read_log(args.log), settings.monitor.window_hours)
-    if rows.num_rows < settings.monitor.min_rows:
+    fields = bundle.input_fields(problem.Row)
+    schema = predlog.log_schema(fields, problem.flags)
+    rows = window(read_log(args.log, schema), settings.window_hours)
+    if rows.num_rows < settings.min_rows:
         raise UserError(
-            f"{args.log}: {rows.num_rows} rows in the last {settings.monitor.window_hours:g} h, "
-            f"fewer than monitor.min_rows {settings.monitor.min_rows}: nothing to judge yet"
+            f"{args.log}: {rows.num_rows} rows in the last {settings.window_hours:g} h, "
+            f"fewer than monitor.min_rows {settings.min_rows}: nothing to judge yet"
         )
-    overall, anomalies = measures(rows, reference, settings)
-    buckets = _buckets(rows, reference, settings)
+
+    def measure(part: pa.Table) -> tuple[dict, list[dict]]:
+        return measures(part, reference, problem, settings, drift_settings)
+
+    overall, anomalies = measure(rows)
     report: dict[str, Any] = {
         "log": args.log,
-        "window_hours": settings.monitor.window_hours,
+        "window_hours": settings.window_hours,
         "model_versions": sorted({v or "unregistered" for v in rows["model_version"].to_pylist()}),
-        "eval_roc_auc": scorer_manifest.get("metrics", {}).get("roc_auc"),
+        "eval_roc_auc": manifest.get("metrics", {}).get("roc_auc"),
         "overall": overall,
-        "buckets": buckets,
+        "buckets": _buckets(rows, settings.buckets, measure),
         "anomalies": anomalies,
         "passed": not anomalies,
     }
     if args.labels is not None:
-        report["live"] = live_auc(rows, read_labels(args.labels))
+        names = [f.name for f in fields]
+        labels = read_labels(args.labels, problem)
+        report["live"] = live_auc(rows, labels, names, problem.contract.target)
     write_json(report, args.out)
-    _plots(report, reference, settings, args.plots)
+    _plots(report, reference, settings, drift_settings.max_category_tvd, args.plots)
     return report
 
 
-def _buckets(rows: pa.Table, reference: dict, settings: params.Params) -> list[dict]:
+def _buckets(rows: pa.Table, buckets: int, measure: Any) -> list[dict]:
     ts = rows["ts"].cast(pa.int64()).to_numpy()
-    edges = np.linspace(ts.min(), ts.max() + 1, settings.monitor.buckets + 1)
+    edges = np.linspace(ts.min(), ts.max() + 1, buckets + 1)
     out = []
     for lo, hi in itertools.pairwise(edges):
         part = rows.filter(pa.array((ts >= lo) & (ts < hi)))
         if part.num_rows:
-            values, found = measures(part, reference, settings)
+            values, found = measure(part)
             out.append({"start_ms": int(lo), **values, "anomalies": len(found)})
     return out
 
 
-def _plots(report: dict, reference: dict, settings: params.Params, out: Path) -> None:
+def _plots(report: dict, reference: dict, settings: Monitor, max_tvd: float, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kkbox.io import atomic_path
-
     buckets = report["buckets"]
     times = pd.to_datetime([b["start_ms"] for b in buckets], unit="ms", utc=True)
     panels = [
-        (
-            "unknown members",
-            [b["unknown_member_share"] for b in buckets],
-            reference["eval"]["unknown_member_share"],
-            settings.monitor.max_unknown_share_change,
-        ),
-        (
-            "unknown songs",
-            [b["unknown_song_share"] for b in buckets],
-            reference["eval"]["unknown_song_share"],
-            settings.monitor.max_unknown_share_change,
-        ),
+        *[
+            (
+                name.replace("_", " "),
+                [b["flag_shares"][name] for b in buckets],
+                reference["eval"]["flags"].get(name, 0.0),
+                settings.max_flag_share_change,
+            )
+            for name in report["overall"]["flag_shares"]
+        ],
         (
             "mean probability",
             [b["mean_probability"] for b in buckets],
             reference["positive_rate"],
-            settings.monitor.max_mean_probability_change,
+            settings.max_mean_probability_change,
         ),
         *[
-            (
-                f"{c} mix (TVD)",
-                [b["category_tvd"][c] for b in buckets],
-                0.0,
-                settings.validate.max_category_tvd,
-            )
-            for c in SOURCE
+            (f"{c} mix (TVD)", [b["category_tvd"][c] for b in buckets], 0.0, max_tvd)
+            for c in report["overall"]["category_tvd"]
         ],
     ]
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.0 * len(panels)), sharex=True)
+    axes = np.atleast_1d(axes)
     for ax, (title, values, base, limit) in zip(axes, panels, strict=True):
         ax.plot(times, values, marker="o", label="log")
         ax.axhline(base, color="grey", lw=1, label="reference")
@@ -262,7 +282,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--log", default="logs/predictions", help="folder or s3:// prefix")
     parser.add_argument("--bundle", type=Path, default=Path("models/bundle"))
-    parser.add_argument("--labels", type=Path, help="plays with targets (CSV or Parquet)")
+    parser.add_argument("--labels", type=Path, help="rows with targets (CSV or Parquet)")
     parser.add_argument("--out", type=Path, default=Path("metrics/monitor.json"))
     parser.add_argument("--plots", type=Path, default=Path("plots/monitor"))
     parser.add_argument("--params", default="params.yaml")

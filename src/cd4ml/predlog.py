@@ -6,7 +6,8 @@ turns them into files of at most `rows_per_file` rows, at least every `flush_sec
 clean shutdown writes what is left. A full queue, a full disk or a store that does not answer
 never fails a request: the rows are dropped, counted and logged.
 
-Files: <where>/predictions-<UTC time>-<pid>-<n>.parquet with LOG_SCHEMA's columns.
+Files: <where>/predictions-<UTC time>-<pid>-<n>.parquet with `log_schema`'s columns: the time,
+the model version, the raw input fields, the row's id, the probability and the problem's flags.
 """
 
 from __future__ import annotations
@@ -20,27 +21,33 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kkbox import bundle
+if TYPE_CHECKING:
+    from cd4ml.bundle import Field, Scored
+
 
 log = logging.getLogger("predlog")
 
-LOG_SCHEMA = pa.schema(
-    [
-        ("ts", pa.timestamp("ms", tz="UTC")),
-        ("model_version", pa.string()),
-        *[(name, pa.string()) for name in bundle.INPUT],
-        ("id", pa.int64()),
-        ("probability", pa.float32()),
-        ("unknown_member", pa.bool_()),
-        ("unknown_song", pa.bool_()),
-    ]
-)
+TIME = pa.timestamp("ms", tz="UTC")
+
+
+def log_schema(fields: list[Field], flags: tuple[str, ...]) -> pa.Schema:
+    """The columns of a prediction log file."""
+    return pa.schema(
+        [
+            ("ts", TIME),
+            ("model_version", pa.string()),
+            *[(f.name, f.type) for f in fields],
+            ("id", pa.int64()),
+            ("probability", pa.float32()),
+            *[(name, pa.bool_()) for name in flags],
+        ]
+    )
 
 
 def _s3_filesystem() -> Any:
@@ -78,6 +85,7 @@ class PredictionLog:
     """A background writer of scored rows; `add` never blocks and never raises."""
 
     where: str
+    schema: pa.Schema
     rows_per_file: int = 100_000
     flush_seconds: float = 30.0
     max_queued_rows: int = 1_000_000
@@ -102,7 +110,7 @@ class PredictionLog:
         return self
 
     def add(
-        self, rows: pa.Table, scored: bundle.Scored, version: str | None, ids: list[int | None]
+        self, rows: pa.Table, scored: Scored, version: str | None, ids: list[int | None]
     ) -> None:
         """Queue the rows of one request (the raw fields, probabilities, version, time)."""
         n = rows.num_rows
@@ -111,21 +119,17 @@ class PredictionLog:
                 self.dropped_rows += n
                 return
             self._queued += n
-        now = pa.array(
-            np.full(n, int(time.time() * 1000), dtype="datetime64[ms]"),
-            pa.timestamp("ms", tz="UTC"),
-        )
+        now = pa.array(np.full(n, int(time.time() * 1000), dtype="datetime64[ms]"), TIME)
         batch = pa.table(
             {
                 "ts": now,
                 "model_version": pa.array([version] * n, pa.string()),
-                **{c: rows[c] for c in bundle.INPUT},
+                **{c: rows[c] for c in rows.column_names},
                 "id": pa.array(ids, pa.int64()),
                 "probability": pa.array(np.asarray(scored.probabilities, dtype=np.float32)),
-                "unknown_member": pa.array(np.asarray(scored.unknown_member, dtype=bool)),
-                "unknown_song": pa.array(np.asarray(scored.unknown_song, dtype=bool)),
+                **{k: pa.array(np.asarray(v, dtype=bool)) for k, v in scored.flags.items()},
             },
-            schema=LOG_SCHEMA,
+            schema=self.schema,
         )
         self._queue.put(batch)
 

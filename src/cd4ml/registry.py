@@ -5,31 +5,59 @@
     python -m cd4ml.registry version --stage prod      # print the version in a stage
     python -m cd4ml.registry fetch --out models/champion   # the prod bundle, from the remote
 
-dvc.yaml declares the bundle as the artifact `kkbox-recommender`; GTO keeps its versions
+dvc.yaml declares the bundle as an artifact (kkbox-recommender); GTO keeps its versions
 (`kkbox-recommender@v0.0.3`) and stage assignments (`kkbox-recommender#prod#4`) as annotated
-git tags, and `dvc artifacts get` downloads a version's bundle from the DVC remote. S3_ENDPOINT
-(when set) is the remote's endpoint, as for make push / pull.
+git tags, read and written through gto.api, and `dvc artifacts get` downloads a version's
+bundle from the DVC remote. S3_ENDPOINT (when set) is the remote's endpoint, as for make push /
+pull.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from cd4ml.shell import checked, dvc, git, gto
-from kkbox import bundle
-from kkbox.io import UserError, atomic_path, run_main
+import yaml
+
+from cd4ml import bundle
+from cd4ml.io import UserError, atomic_path, run_main
+from cd4ml.metrics import EVAL_METRICS
+from cd4ml.shell import checked, dvc, git
 
 log = logging.getLogger("registry")
 
-NAME = bundle.NAME
-CREATED_TAG = re.compile(r"Created git tag '([^']+)'")
+BUNDLE_PATH = "models/bundle"  # the release bundle, an out of the bundle stage
+
+
+def artifact_name(pipeline: Path = Path("dvc.yaml")) -> str:
+    """The bundle's name in the registry: the artifact of dvc.yaml whose path is the bundle."""
+    try:
+        artifacts = yaml.safe_load(pipeline.read_text(encoding="utf-8")).get("artifacts") or {}
+    except (OSError, yaml.YAMLError, AttributeError) as err:
+        raise UserError(f"{pipeline}: cannot read its artifacts ({err})") from None
+    for name, spec in artifacts.items():
+        if isinstance(spec, dict) and spec.get("path") == BUNDLE_PATH:
+            return name
+    raise UserError(f"{pipeline}: no artifact has path {BUNDLE_PATH}; declare the bundle there")
+
+
+@contextlib.contextmanager
+def _gto(what: str) -> Iterator[None]:
+    """GTO's errors as one line naming what was being done."""
+    from gto.exceptions import GTOException
+
+    try:
+        yield
+    except GTOException as err:
+        raise UserError(f"{what} failed: {err}") from None
 
 
 def _quiet_studio(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -39,36 +67,45 @@ def _quiet_studio(result: subprocess.CompletedProcess[str]) -> subprocess.Comple
     return subprocess.CompletedProcess(result.args, result.returncode, result.stdout, kept)
 
 
-def versions() -> list[dict]:
-    """Every registered version, newest first (GTO's JSON); [] when none is registered."""
-    shown = gto("show", NAME, "--json")
-    if shown.returncode != 0 and "Cannot find artifact" in shown.stdout + shown.stderr:
+def versions(name: str) -> list[dict[str, Any]]:
+    """Every registered version, newest first (gto.api.show); [] when none is registered."""
+    import gto.api
+    from gto.exceptions import ArtifactNotFound
+
+    try:
+        with _gto(f"gto show {name}"):
+            return gto.api.show(".", name)
+    except ArtifactNotFound:
         return []
-    return json.loads(checked(shown, "gto show") or "[]")
 
 
-def stage_version(stage: str) -> str | None:
+def stage_version(name: str, stage: str) -> str | None:
     """The version assigned to `stage` (e.g. v0.0.3), or None when none is."""
-    shown = gto("show", f"{NAME}#{stage}", "--version")
-    if shown.returncode != 0 and "Cannot find artifact" in shown.stdout + shown.stderr:
+    import gto.api
+    from gto.exceptions import ArtifactNotFound
+
+    try:
+        with _gto(f"gto show {name}#{stage}"):
+            found = gto.api.find_versions_in_stage(".", name, stage)
+    except ArtifactNotFound:
         return None
-    return checked(shown, f"gto show {NAME}#{stage}").strip() or None
+    return found[0].version if found else None
 
 
 def _roc_auc_at(commit: str) -> float | None:
-    """The roc_auc a release commit recorded (metrics/eval.json, committed by the release)."""
-    shown = git("show", f"{commit}:metrics/eval.json")
+    """The roc_auc a release commit recorded (the eval metrics, committed by the release)."""
+    shown = git("show", f"{commit}:{EVAL_METRICS}")
     try:
         return float(json.loads(shown.stdout)["roc_auc"]) if shown.returncode == 0 else None
     except (ValueError, KeyError, TypeError):
         return None
 
 
-def show() -> None:
+def show(name: str) -> None:
     """Print versions, stages and each version's ROC AUC, newest first."""
-    found = versions()
+    found = versions(name)
     if not found:
-        print(f"no version of {NAME} registered yet: the release job (make release) registers one")
+        print(f"no version of {name} registered yet: the release job (make release) registers one")
         return
     print("| version | stages | roc_auc | commit | registered |")
     print("|---|---|---|---|---|")
@@ -81,21 +118,19 @@ def show() -> None:
         )
 
 
-def release(stage: str, message: str) -> list[str]:
+def release(name: str, stage: str, message: str) -> list[str]:
     """Register HEAD as the next version and assign it to `stage`; return the two new tags
     (the caller pushes them with the release commit)."""
-    registered = checked(gto("register", NAME, "HEAD", "-m", message), f"gto register {NAME}")
-    match = CREATED_TAG.search(registered)
-    if match is None:
-        raise UserError(f"gto register {NAME}: no tag in its output: {registered.strip()[:200]}")
-    version = match.group(1).split("@", 1)[1]
-    assigned = checked(
-        gto("assign", NAME, "--version", version, "--stage", stage, "-m", message),
-        f"gto assign {NAME} {version} to {stage}",
+    import gto.api
+
+    with _gto(f"gto register {name}"):
+        registered = gto.api.register(".", name, "HEAD", message=message)
+    with _gto(f"gto assign {name} {registered.version} to {stage}"):
+        assigned = gto.api.assign(".", name, stage, version=registered.version, message=message)
+    tags = [registered.tag, assigned.tag]
+    log.info(
+        "registered %s@%s and assigned it to %s: tags %s", name, registered.version, stage, tags
     )
-    tags = [match.group(1)]
-    tags += CREATED_TAG.findall(assigned)
-    log.info("registered %s@%s and assigned it to %s: tags %s", NAME, version, stage, tags)
     return tags
 
 
@@ -107,44 +142,45 @@ def fetched_version(path: Path) -> str | None:
         return None
 
 
-def fetch(stage: str | None, version: str | None, out: Path, repo: str) -> str | None:
+def fetch(name: str, stage: str | None, version: str | None, out: Path, repo: str) -> str | None:
     """Download a version's bundle (or the one in `stage`) into `out`, verified, with a
     `<out>.json` naming the version; None when no version is in the stage (out is removed)."""
     sidecar = out.with_name(f"{out.name}.json")
     if version is None:
-        version = stage_version(stage or "prod")
+        version = stage_version(name, stage or "prod")
     if version is None:
         shutil.rmtree(out, ignore_errors=True)
         sidecar.unlink(missing_ok=True)
-        print(f"no version of {NAME} in stage {stage}: nothing to fetch", flush=True)
+        print(f"no version of {name} in stage {stage}: nothing to fetch", flush=True)
         return None
     tmp = out.with_name(f".{out.name}.fetch")
     shutil.rmtree(tmp, ignore_errors=True)
-    args = ["artifacts", "get", repo, NAME, "--rev", version, "-o", str(tmp)]
+    args = ["artifacts", "get", repo, name, "--rev", version, "-o", str(tmp)]
     if os.environ.get("S3_ENDPOINT"):
         args += ["--remote-config", f"endpointurl={os.environ['S3_ENDPOINT']}"]
     try:
-        checked(_quiet_studio(dvc(*args)), f"dvc artifacts get {NAME}@{version} from {repo}")
+        checked(_quiet_studio(dvc(*args)), f"dvc artifacts get {name}@{version} from {repo}")
         bundle.verify(tmp)
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    commit = git("rev-parse", "--verify", "--quiet", f"{NAME}@{version}^{{commit}}").stdout
+    commit = git("rev-parse", "--verify", "--quiet", f"{name}@{version}^{{commit}}").stdout
     with atomic_path(sidecar) as path:
-        info = {"name": NAME, "version": version, "stage": stage, "commit": commit.strip() or None}
+        info = {"name": name, "version": version, "stage": stage, "commit": commit.strip() or None}
         path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    print(f"fetched {NAME}@{version} ({stage or 'as asked'}) into {out}, verified", flush=True)
+    print(f"fetched {name}@{version} ({stage or 'as asked'}) into {out}, verified", flush=True)
     return version
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--pipeline", type=Path, default=Path("dvc.yaml"))
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="versions, stages and each version's roc_auc")
     rel = sub.add_parser("release", help="register HEAD as the next version, assign a stage")
     rel.add_argument("--stage", default="prod")
-    rel.add_argument("-m", "--message", default=f"Release of {NAME}")
+    rel.add_argument("-m", "--message", help="default: 'Release of <name>'")
     ver = sub.add_parser("version", help="print the version in a stage (nothing if none)")
     ver.add_argument("--stage", default="prod")
     get = sub.add_parser("fetch", help="download a released bundle (verified) into --out")
@@ -158,15 +194,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    name = artifact_name(args.pipeline)
     if args.command == "list":
-        show()
+        show(name)
     elif args.command == "release":
-        for tag in release(args.stage, args.message):
+        for tag in release(name, args.stage, args.message or f"Release of {name}"):
             print(tag, flush=True)
     elif args.command == "version":
-        print(stage_version(args.stage) or "", flush=True)
+        print(stage_version(name, args.stage) or "", flush=True)
     else:
-        fetch(None if args.version else args.stage, args.version, args.out, args.repo)
+        fetch(name, None if args.version else args.stage, args.version, args.out, args.repo)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cd4ml.io import UserError, run_main
 from cd4ml.shell import dvc
-from kkbox.io import UserError, run_main
 
 log = logging.getLogger("remote")
 

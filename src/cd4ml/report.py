@@ -5,51 +5,30 @@
 From what the pipeline and the gate left: the gate's verdict (metrics/gate.json), the eval
 metrics, ROC / precision-recall / calibration of the challenger (models/bundle) and the champion
 (models/champion) scored on the same raw eval rows, feature importance, data validation and
-drift, ROC AUC per data version (git history), the cold-start breakdown, the provenance and the
+drift, ROC AUC per data version (git history), each slice's ROC AUC, the provenance and the
 params that differ from the champion's, and production (metrics/monitor.json) when there is a
-report. Pictures are PNG inlined as data: URIs; there is no script: it renders with no network.
+report. The page is templates/report.html (Jinja2, autoescaped); pictures are PNG inlined as
+data: URIs, and there is no script: it renders with no network.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import html
 import io
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 
-from cd4ml import history
-from kkbox import bundle, metrics, plots
-from kkbox.io import UserError, atomic_path, read_parquet, run_main
+from cd4ml import bundle, history, metrics, plots
+from cd4ml import problem as problems
+from cd4ml.io import UserError, atomic_path, read_parquet, run_main
 
 log = logging.getLogger("report")
-
-SECTIONS = {
-    "verdict": "Gate: challenger against champion",
-    "metrics": "Eval metrics",
-    "curves": "ROC, precision-recall and calibration",
-    "importance": "Feature importance",
-    "data": "Data validation",
-    "history": "ROC AUC per data version",
-    "cold-start": "Cold start",
-    "provenance": "Provenance",
-    "production": "Production",
-}
-CSS = """
-body{font-family:DejaVu Sans,Arial,sans-serif;margin:24px auto;max-width:1100px;color:#222}
-h1{font-size:22px}
-h2{font-size:17px;border-bottom:1px solid #ccc;padding-bottom:3px;margin-top:28px}
-table{border-collapse:collapse;font-size:13px;margin:8px 0}
-td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}th{background:#f4f4f4}
-.pass{color:#fff;background:#2e7d32;padding:6px 10px;display:inline-block;border-radius:4px}
-.fail{color:#fff;background:#c62828;padding:6px 10px;display:inline-block;border-radius:4px}
-.note{color:#666;font-size:12px}img{max-width:100%}
-"""
 
 
 def _json(path: Path) -> Any:
@@ -61,16 +40,8 @@ def _json(path: Path) -> Any:
         raise UserError(f"{path}: not valid JSON ({err}); rerun the step that makes it") from None
 
 
-def _table(rows: list[tuple], header: tuple | None = None) -> str:
-    out = ["<table>"]
-    if header:
-        out.append("<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>")
-    for row in rows:
-        out.append("<tr>" + "".join(f"<td>{html.escape(_fmt(v))}</td>" for v in row) + "</tr>")
-    return "".join(out) + "</table>"
-
-
-def _fmt(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A table cell: 4 decimals, thousands separators, '-' for nothing."""
     if isinstance(value, float):
         return f"{value:.4f}"
     if isinstance(value, int) and not isinstance(value, bool):
@@ -79,20 +50,16 @@ def _fmt(value: Any) -> str:
 
 
 def _png(fig: Any) -> str:
-    """A figure as an inline <img> (no timestamp, so the same figure gives the same page)."""
+    """A figure as base64 PNG (no timestamp, so the same figure gives the same page)."""
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=80, metadata={"Software": None})
-    plots._pyplot().close(fig)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img alt="chart" src="data:image/png;base64,{data}">'
+    plots.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _image_file(path: Path) -> str:
-    if not path.exists():
-        return '<p class="note">no picture</p>'
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
+def _image_file(path: Path) -> str | None:
+    return base64.b64encode(path.read_bytes()).decode("ascii") if path.exists() else None
 
 
 def curves(scored: dict[str, np.ndarray], y: np.ndarray) -> str:
@@ -151,12 +118,9 @@ def params_diff(new: dict, old: dict) -> list[tuple[str, Any, Any]]:
     return [(k, a.get(k), b.get(k)) for k in sorted({*a, *b}) if a.get(k) != b.get(k)]
 
 
-def _verdict(gate: dict | None) -> str:
-    if gate is None:
-        return '<p class="note">no gate report yet (make compare writes metrics/gate.json)</p>'
-    badge = "pass" if gate["passed"] else "fail"
+def _gate_rows(gate: dict) -> list[tuple]:
     interval = gate.get("interval")
-    rows = [
+    return [
         ("challenger (this pipeline) ROC AUC", gate["challenger_roc_auc"]),
         (f"champion: {gate['champion']} ROC AUC", gate["champion_roc_auc"]),
         ("difference", f"{gate['difference']:+.4f}"),
@@ -170,45 +134,36 @@ def _verdict(gate: dict | None) -> str:
         ("eval rows", gate.get("n_rows")),
         ("gate.min_improvement / decides on", f"{gate['min_improvement']} / {gate['decide_on']}"),
     ]
-    return (
-        f'<p><span class="{badge}" id="verdict-line">{html.escape(gate["message"])}</span></p>'
-        + _table(rows)
-    )
 
 
-def _data(validation: dict | None) -> str:
-    if validation is None:
-        return '<p class="note">no data validation report (metrics/data_validation.json)</p>'
-    rows = [(name, t.get("rows")) for name, t in validation.get("tables", {}).items()]
-    checks = validation.get("checks", {})
-    quirks = [
-        (table, column, quirk, count)
-        for table, columns in validation.get("quirks", {}).items()
-        for column, found in columns.items()
-        for quirk, count in found.items()
-        if count
-    ]
-    drift = validation.get("drift", {})
-    thresholds = list(drift.get("thresholds", {}).items())
-    anomalies = [(a["kind"], a["message"]) for a in drift.get("anomalies", [])]
-    return (
-        f"<p>status <b>{html.escape(str(validation.get('status')))}</b>: "
-        f"{checks.get('rules', 0) - checks.get('failed', 0)} of {checks.get('rules', 0)} checks "
-        f"passed.</p>"
-        + _table(rows, ("table", "rows"))
-        + "<h3>Quirks counted</h3>"
-        + _table(quirks, ("table", "column", "quirk", "rows"))
-        + "<h3>Drift against the reference</h3>"
-        + _table(thresholds, ("threshold", "value"))
-        + (_table(anomalies, ("kind", "anomaly")) if anomalies else "<p>no drift anomaly</p>")
-    )
+def _validation(report: dict | None) -> dict | None:
+    if report is None:
+        return None
+    checks = report.get("checks", {})
+    drift = report.get("drift", {})
+    return {
+        "status": report.get("status"),
+        "rules": checks.get("rules", 0),
+        "passed": checks.get("rules", 0) - checks.get("failed", 0),
+        "tables": [(name, t.get("rows")) for name, t in report.get("tables", {}).items()],
+        "quirks": [
+            (table, column, quirk, count)
+            for table, columns in report.get("quirks", {}).items()
+            for column, found in columns.items()
+            for quirk, count in found.items()
+            if count
+        ],
+        "thresholds": list(drift.get("thresholds", {}).items()),
+        "anomalies": [(a["kind"], a["message"]) for a in drift.get("anomalies", [])],
+    }
 
 
-def _history(current: dict | None) -> str:
+def _history(metrics_file: str, current: dict | None) -> list[tuple] | str:
+    """ROC AUC per data version from git history, and this run's; or why there is none."""
     try:
-        records = history.collect("metrics/eval.json", "data.dvc")
+        records = history.collect(metrics_file, "data.dvc")
     except UserError as err:
-        return f'<p class="note">no history ({html.escape(str(err).splitlines()[0])})</p>'
+        return str(err).splitlines()[0]
     rows = [
         (r["version"], r["commit"], r["data"], r["rows"], r["roc_auc"], r["oracle_roc_auc"])
         for r in records
@@ -224,102 +179,91 @@ def _history(current: dict | None) -> str:
                 current.get("oracle_roc_auc"),
             )
         )
-    return _table(rows, ("version", "commit", "data", "rows", "ROC AUC", "oracle ROC AUC"))
+    return rows
 
 
-def _cold_start(scores: dict | None, images: Path) -> str:
-    groups = (scores or {}).get("cold_start", {})
-    rows = [(g, v.get("rows"), v.get("roc_auc")) for g, v in groups.items()]
-    return _table(rows, ("group", "eval rows", "ROC AUC")) + _image_file(images / "cold_start.png")
-
-
-def _production(monitor: dict | None) -> str:
+def _production(monitor: dict | None) -> dict | None:
     if monitor is None:
-        return (
-            '<p class="note">no monitoring report (make monitor writes metrics/monitor.json)</p>'
-        )
+        return None
     overall = monitor["overall"]
     rows = [
         ("logged rows in the window", overall["rows"]),
         ("model versions", ", ".join(monitor.get("model_versions", []))),
-        ("unknown member share", overall["unknown_member_share"]),
-        ("unknown song share", overall["unknown_song_share"]),
+        *[(f"share of rows: {k.replace('_', ' ')}", v) for k, v in overall["flag_shares"].items()],
         ("mean predicted probability", overall["mean_probability"]),
         *[(f"{c} mix TVD", v) for c, v in overall["category_tvd"].items()],
         ("live ROC AUC", (monitor.get("live") or {}).get("roc_auc")),
         ("eval ROC AUC", monitor.get("eval_roc_auc")),
     ]
-    anomalies = [(a["kind"], a["message"]) for a in monitor.get("anomalies", [])]
-    return _table(rows) + (
-        _table(anomalies, ("kind", "drift")) if anomalies else "<p>within every threshold</p>"
-    )
+    return {"rows": rows, "anomalies": [(a["kind"], a["message"]) for a in monitor["anomalies"]]}
+
+
+METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "accuracy",
+    "oracle_roc_auc",
+    "gap_to_oracle",
+    "valid_roc_auc",
+    "n_train",
+    "n_eval",
+)
 
 
 def build(args: argparse.Namespace) -> str:
     """The page's HTML."""
-    scores = _json(args.metrics)
+    problem = problems.from_params(args.params)
+    scores = _json(args.metrics) or {}
     gate = _json(args.gate)
-    challenger = bundle.load(args.challenger)
-    champion = bundle.load(args.champion) if (args.champion / bundle.MANIFEST).exists() else None
-    rows = read_parquet(args.rows, columns=[*bundle.INPUT, "target"])
-    y = rows["target"].to_numpy()
+    challenger = bundle.load(args.challenger, problem)
+    has_champion = (args.champion / bundle.MANIFEST).exists()
+    champion = bundle.load(args.champion, problem) if has_champion else None
+    rows = read_parquet(args.rows)
+    y = rows[problem.contract.target].to_numpy()
     scored = {"challenger": challenger.predict_proba(rows)}
     if champion is not None:
         scored[gate["champion"] if gate else "champion"] = champion.predict_proba(rows)
-    importance = _json(args.plots / "feature_importance.json") or []
-    metric_rows = [
-        (k, (scores or {}).get(k))
-        for k in (
-            "roc_auc",
-            "pr_auc",
-            "log_loss",
-            "accuracy",
-            "oracle_roc_auc",
-            "gap_to_oracle",
-            "valid_roc_auc",
-            "n_train",
-            "n_eval",
-        )
-        if (scores or {}).get(k) is not None
-    ]
+    importance = _json(args.eval / "plots" / "custom" / "feature_importance.json") or []
     manifest = challenger.manifest
+    build_info = manifest.get("build") or {}
     provenance = [
-        ("git commit (code)", (manifest.get("git") or {}).get("commit")),
-        ("uncommitted code", (manifest.get("git") or {}).get("dirty")),
+        ("build (content hash of the code and params)", build_info.get("sha256")),
+        ("code files", len((build_info.get("code") or {}).get("files", {}))),
         ("data version", manifest.get("data_version")),
         ("model", manifest.get("model")),
         ("champion", gate["champion"] if gate else None),
     ]
     diff = (
-        params_diff(manifest.get("params", {}), champion.manifest.get("params", {}))
+        params_diff(
+            build_info.get("params", {}), (champion.manifest.get("build") or {}).get("params", {})
+        )
         if champion is not None
         else []
     )
-    body = {
-        "verdict": _verdict(gate),
-        "metrics": _table(metric_rows, ("metric", "challenger")),
-        "curves": curves(scored, y),
-        "importance": importance_chart(importance) if importance else "<p>none</p>",
-        "data": _data(_json(args.validation)),
-        "history": _history(scores),
-        "cold-start": _cold_start(scores, args.plots / "images"),
-        "provenance": _table(provenance)
-        + (
-            "<h3>Params that differ from the champion's</h3>"
-            + (_table(diff, ("param", "challenger", "champion")) if diff else "<p>none</p>")
-            if champion is not None
-            else '<p class="note">no champion bundle to compare</p>'
-        ),
-        "production": _production(_json(args.monitor)),
-    }
-    sections = "".join(
-        f'<section id="{key}"><h2>{title}</h2>{body[key]}</section>'
-        for key, title in SECTIONS.items()
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("cd4ml", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
     )
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{bundle.NAME}: evaluation report</title><style>{CSS}</style></head><body>"
-        f"<h1>{bundle.NAME}: evaluation report</h1>{sections}</body></html>\n"
+    environment.filters["cell"] = cell
+    return environment.get_template("report.html").render(
+        name=problem.name,
+        gate=gate,
+        gate_rows=_gate_rows(gate) if gate else [],
+        metric_rows=[(k, scores[k]) for k in METRICS if scores.get(k) is not None],
+        curves=curves(scored, y),
+        importance=importance_chart(importance) if importance else None,
+        validation=_validation(_json(args.validation)),
+        history=_history(str(args.metrics), scores or None),
+        slice_rows=[
+            (g, v.get("rows"), v.get("roc_auc")) for g, v in scores.get("slices", {}).items()
+        ],
+        slices=_image_file(args.eval / "plots" / "images" / "slices.png"),
+        provenance=provenance,
+        champion=champion is not None,
+        params_diff=diff,
+        production=_production(_json(args.monitor)),
     )
 
 
@@ -330,11 +274,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--challenger", type=Path, default=Path("models/bundle"))
     add("--champion", type=Path, default=Path("models/champion"))
     add("--rows", type=Path, default=Path("clean_data/split/eval.parquet"))
-    add("--metrics", type=Path, default=Path("metrics/eval.json"))
+    add("--metrics", type=Path, default=Path(metrics.EVAL_METRICS))
+    add("--eval", type=Path, default=Path(metrics.EVAL_METRICS).parent, help="DVCLive's folder")
     add("--gate", type=Path, default=Path("metrics/gate.json"))
     add("--validation", type=Path, default=Path("metrics/data_validation.json"))
     add("--monitor", type=Path, default=Path("metrics/monitor.json"))
-    add("--plots", type=Path, default=Path("plots/eval"))
+    add("--params", default="params.yaml")
     return parser.parse_args(argv)
 
 

@@ -3,11 +3,12 @@
     python -m cd4ml.serve --bundle models/bundle --host 127.0.0.1 --port 8000
     python -m cd4ml.serve smoke --url http://127.0.0.1:8000 [--version v0.0.3]
 
-GET /healthz (alive), /readyz (bundle loaded, hashes verified, indexes built), /metadata,
-/docs (OpenAPI); POST /predict {"rows": [raw play rows]}. A bad request is the client's fault
-and says so (400 not JSON, 413 too many rows, 422 a missing or mistyped field, naming row and
-field); a missing or tampered bundle stops the start with one line. The registry version comes
-from `<bundle>.json`, which `python -m cd4ml.registry fetch` writes next to the folder.
+GET /healthz (alive), /readyz (bundle loaded, hashes verified, warmed up), /metadata, /docs
+(OpenAPI); POST /predict {"rows": [raw input rows]}: each row has the problem's fields (its Row
+model, so the OpenAPI page shows them) and an optional `id`, echoed back. A bad request is the
+client's fault and says so (400 not JSON, 413 too many rows, 422 a missing or mistyped field,
+naming row and field); a missing or tampered bundle stops the start with one line. The registry
+version comes from `<bundle>.json`, which `python -m cd4ml.registry fetch` writes next to it.
 """
 
 from __future__ import annotations
@@ -21,19 +22,19 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import pyarrow as pa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, create_model
 
-from cd4ml.predlog import PredictionLog
+from cd4ml import bundle, params
+from cd4ml import problem as problems
+from cd4ml.io import UserError, run_main
+from cd4ml.params import Section
+from cd4ml.predlog import PredictionLog, log_schema
 from cd4ml.registry import fetched_version
-from kkbox import bundle, params
-from kkbox.features import FEATURES
-from kkbox.io import UserError, run_main
 
 log = logging.getLogger("serve")
 
@@ -42,21 +43,28 @@ PARAMS_ENV = "CD4ML_SERVE_PARAMS"
 LOG_ENV = "CD4ML_SERVE_LOG"
 
 
-class Play(BaseModel):
-    """One raw play row, Kaggle's columns: member and song required, a source may be null."""
+class Serve(Section):
+    """params.yaml's serve: the HTTP service of the release bundle (make serve)."""
 
-    model_config = ConfigDict(extra="ignore")
+    max_batch_rows: Annotated[int, Field(ge=1, le=1_000_000)]  # more rows a request: 413
+    workers: Annotated[int, Field(ge=1, le=64)]  # uvicorn processes, each with the bundle
+    # every scored row: a folder, an s3:// prefix, or "" (no log)
+    prediction_log: Annotated[
+        str, Field(json_schema_extra={"allowed": "a folder, an s3:// prefix, or empty (no log)"})
+    ]
+    log_rows_per_file: Annotated[int, Field(ge=1, le=10_000_000)]
+    log_flush_seconds: Annotated[float, Field(gt=0, le=3600)]  # a file at least this often
 
-    msno: str = Field(min_length=1)
-    song_id: str = Field(min_length=1)
-    source_system_tab: str | None
-    source_screen_name: str | None
-    source_type: str | None
-    id: int | None = None
 
-
-class PredictRequest(BaseModel):
-    rows: list[Play]
+def request_models(row: type[BaseModel]) -> tuple[type[BaseModel], type[BaseModel]]:
+    """The request body's models: the problem's row plus an optional `id`, and a list of them."""
+    with_id = create_model(
+        row.__name__,
+        __base__=row,
+        id=(int | None, Field(default=None, description="yours, echoed back and logged")),
+    )
+    body = create_model("PredictRequest", rows=(list[with_id], ...))
+    return with_id, body
 
 
 class PredictResponse(BaseModel):
@@ -64,12 +72,11 @@ class PredictResponse(BaseModel):
     rows: int
     probabilities: list[float]
     ids: list[int | None] | None
-    unknown_members: int
-    unknown_songs: int
+    flags: dict[str, int] = Field(description="how many rows raised each of the problem's flags")
 
 
 def _where(loc: tuple) -> str:
-    """rows[3].msno from pydantic's ("body", "rows", 3, "msno")."""
+    """rows[3].field from pydantic's ("body", "rows", 3, "field")."""
     text = ""
     for part in loc[1:] if loc and loc[0] == "body" else loc:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
@@ -89,6 +96,10 @@ def create_app(
     """The service of one loaded bundle; `prediction_log` (started) receives every scored row
     and is closed, every row written, when the service stops."""
     manifest = scorer.manifest
+    problem = scorer.problem
+    _, PredictRequest = request_models(problem.Row)
+    names = [f.name for f in scorer.fields]
+    schema = json.loads((scorer.path / bundle.SCHEMA).read_text(encoding="utf-8"))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
@@ -97,9 +108,9 @@ def create_app(
             prediction_log.close()
 
     app = FastAPI(
-        title=bundle.NAME,
+        title=problem.name,
         version=version or "unregistered",
-        description="Probability that a KKBox listener replays a song within a month.",
+        description=problem.description,
         lifespan=lifespan,
     )
     state = {"ready": False}
@@ -142,14 +153,14 @@ def create_app(
     @app.get("/metadata")
     def metadata() -> dict:
         return {
-            "name": bundle.NAME,
+            "name": problem.name,
             "version": version,
             "model": manifest.get("model"),
             "data_version": manifest.get("data_version"),
-            "git": manifest.get("git"),
+            "build": (manifest.get("build") or {}).get("sha256"),
             "metrics": manifest.get("metrics"),
-            "features": FEATURES,
-            "input": bundle.schema()["input"],
+            "features": schema.get("features"),
+            "input": schema.get("input"),
             "max_batch_rows": max_batch_rows,
             "prediction_log": None
             if prediction_log is None
@@ -157,7 +168,7 @@ def create_app(
         }
 
     @app.post("/predict", response_model=PredictResponse)
-    def predict(body: PredictRequest, request: Request) -> Any:
+    def predict(body: PredictRequest, request: Request) -> Any:  # type: ignore[valid-type]
         rows = body.rows
         request.state.rows = len(rows)
         if len(rows) > max_batch_rows:
@@ -166,9 +177,8 @@ def create_app(
                 f"{len(rows)} rows in one request; at most serve.max_batch_rows "
                 f"{max_batch_rows}: split the batch",
             )
-        columns = {c: [getattr(r, c) for r in rows] for c in bundle.INPUT}
-        table = pa.table(columns, schema=bundle.INPUT_SCHEMA)
         try:
+            table = scorer.rows([{c: getattr(r, c) for c in names} for r in rows])
             scored = scorer.score(table)
         except UserError as err:  # a row the schema let through but the bundle refuses
             return _client_error(422, str(err))
@@ -180,37 +190,39 @@ def create_app(
             "rows": len(rows),
             "probabilities": scored.probabilities.tolist(),
             "ids": ids if any(i is not None for i in ids) else None,
-            "unknown_members": scored.unknown_members,
-            "unknown_songs": scored.unknown_songs,
+            "flags": scored.counts(),
         }
 
-    # Ready once the lookup indexes exist and a first row has gone through every step.
+    # Ready once whatever makes a request fast is built and a first row went through every step.
     scorer.featurizer.warm_up()
-    first: dict[str, list] = {c: [None] for c in bundle.INPUT}
-    first["msno"] = [scorer.featurizer.member_ids[0].as_py()]
-    first["song_id"] = [scorer.featurizer.song_ids[0].as_py()]
-    scorer.score(pa.table(first, schema=bundle.INPUT_SCHEMA))
+    scorer.score([scorer.featurizer.example()])
     state["ready"] = True
     return app
 
 
-def open_log(where: str, settings: params.Serve) -> PredictionLog | None:
+def open_log(where: str, settings: Serve, scorer: bundle.Scorer) -> PredictionLog | None:
     """The prediction log of the service ("" = none), started."""
     if not where:
         return None
-    return PredictionLog(where, settings.log_rows_per_file, settings.log_flush_seconds).start()
+    schema = log_schema(scorer.fields, scorer.problem.flags)
+    return PredictionLog(
+        where, schema, settings.log_rows_per_file, settings.log_flush_seconds
+    ).start()
+
+
+def _load(path: Path, params_path: str) -> tuple[bundle.Scorer, Serve]:
+    problem = problems.from_params(params_path)
+    settings = params.section(params_path, "serve", Serve)
+    return bundle.load(path, problem), settings
 
 
 def app_from_env() -> FastAPI:
     """The app of a uvicorn worker process (workers > 1): bundle, params and log from the env."""
     path = Path(os.environ[BUNDLE_ENV])
-    settings = params.load(os.environ.get(PARAMS_ENV, "params.yaml")).serve
+    scorer, settings = _load(path, os.environ.get(PARAMS_ENV, "params.yaml"))
     log_to = os.environ.get(LOG_ENV, "")
     return create_app(
-        bundle.load(path),
-        settings.max_batch_rows,
-        fetched_version(path),
-        open_log(log_to, settings),
+        scorer, settings.max_batch_rows, fetched_version(path), open_log(log_to, settings, scorer)
     )
 
 
@@ -218,19 +230,20 @@ def serve(args: argparse.Namespace) -> None:
     """Load and verify the bundle (one line and exit 1 when it is bad), then serve it."""
     import uvicorn
 
-    settings = params.load(args.params).serve
-    workers = args.workers or settings.workers
     started = time.perf_counter()
-    scorer = bundle.load(args.bundle)
+    scorer, settings = _load(args.bundle, args.params)
+    workers = args.workers or settings.workers
     version = fetched_version(args.bundle)
     log_to = settings.prediction_log if args.prediction_log is None else args.prediction_log
     if workers == 1:
-        app = create_app(scorer, settings.max_batch_rows, version, open_log(log_to, settings))
+        app = create_app(
+            scorer, settings.max_batch_rows, version, open_log(log_to, settings, scorer)
+        )
     # else: verified here; every worker loads, warms and logs its own copy (app_from_env)
     log.info(
         "%s %s from %s: loaded, verified and warmed up in %.2f s; serving on http://%s:%d "
         "(%d worker%s)",
-        bundle.NAME,
+        scorer.problem.name,
         version or "(unregistered)",
         args.bundle,
         time.perf_counter() - started,
@@ -277,22 +290,27 @@ def smoke(url: str, version: str | None, wait_s: float) -> None:
     meta = _get(f"{url}/metadata")
     if version is not None and meta.get("version") != version:
         raise UserError(f"{url}: serves version {meta.get('version')!r}, expected {version!r}")
-    row = {
-        "msno": "smoke-test",
-        "song_id": "smoke-test",
-        "source_system_tab": None,
-        "source_screen_name": None,
-        "source_type": None,
-    }
-    answer = _get(f"{url}/predict", {"rows": [row]})
+    answer = _get(f"{url}/predict", {"rows": [smoke_row(meta.get("input") or {})]})
     p = answer.get("probabilities") or [None]
     if not (isinstance(p[0], float) and 0.0 <= p[0] <= 1.0):
         raise UserError(f"{url}/predict: expected one probability, got {answer!r:.200}")
     print(
-        f"smoke test passed: {url} serves {bundle.NAME} {meta.get('version')} "
-        f"(data {meta.get('data_version')}); a cold-start row scores {p[0]:.4f}",
+        f"smoke test passed: {url} serves {meta.get('name')} {meta.get('version')} "
+        f"(data {meta.get('data_version')}); a made-up row scores {p[0]:.4f}",
         flush=True,
     )
+
+
+_SMOKE = {"string": "smoke-test", "int64": 0, "double": 0.0, "bool": False}
+
+
+def smoke_row(fields: dict[str, dict]) -> dict[str, Any]:
+    """A made-up row of the service's input fields (/metadata's input): text "smoke-test",
+    numbers 0, nullable fields null."""
+    return {
+        name: None if spec.get("nullable") else _SMOKE.get(spec.get("type"), "smoke-test")
+        for name, spec in fields.items()
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

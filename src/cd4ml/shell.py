@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kkbox.io import UserError
+from cd4ml.io import UserError
 
 
 def free_ports(count: int = 1) -> list[int]:
@@ -39,20 +39,6 @@ def dvc(
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", **(env or {})}
     return subprocess.run(
         [*dvc_command(), *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
-    )
-
-
-def gto(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run GTO, the model registry on git tags, of this environment; never raises."""
-    script = Path(sys.executable).with_name("gto")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "gto.cli"]
-    return subprocess.run(
-        [*command, *args],
-        cwd=cwd,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        check=False,
     )
 
 

@@ -655,48 +655,46 @@ def _own_fold(
 
 
 def fit_training(
-    train: pd.DataFrame,
+    before: pd.DataFrame,
+    last: pd.DataFrame,
     min_count: int,
     smoothing: float,
     folds: tuple[int, int],
-    valid_fraction: float,
     on_features: Callable[[pd.DataFrame, pd.DataFrame], None] | None = None,
 ) -> tuple[Encoder, pd.DataFrame, pd.DataFrame]:
-    """The encoder of eval and test (fitted on every training row), and the training rows'
-    features in two parts: the rows before the early-stopping slice, out-of-fold (`folds` =
-    number, seed), and the slice (the last `valid_fraction`), with the statistics of the rows
-    before it only, as eval's come from the rows before eval: a row's own period never feeds
-    its encodings there, so early stopping sees what eval will see. `on_features` is called with
-    the two parts as soon as they are made, before the encoder is fitted (preprocess starts
-    writing them)."""
-    cut = early_stopping_start(len(train), valid_fraction)
-    before, last = train.iloc[:cut], train.iloc[cut:]
+    """The encoder of eval and test (fitted on every training row: `before`, the rows a model is
+    fitted on, and `last`, the early-stopping rows after them), and the features of the two:
+    `before` out-of-fold (`folds` = number, seed), `last` with the statistics of the rows before
+    it only, as eval's come from the rows before eval: a row's own period never feeds its
+    encodings there, so early stopping sees what eval will see. `on_features` is called with the
+    two as soon as they are made, before the encoder is fitted (preprocess starts writing them)."""
     counts = [category_counts(before), category_counts(last)]
     vocabularies = fit_vocabularies(counts[:1], min_count)
     fitted = _fit(before, vocabularies, STAT_KEYS, None)
     past = encoder_of(vocabularies, {n: f[0] for n, f in fitted.items()}, smoothing)
     slots = {name: f[1] for name, f in fitted.items()}
-    before_x = transform(before, past, Folds(assign_folds(0, cut, *folds), folds[0]), None, slots)
+    n = len(before)
+    before_x = transform(before, past, Folds(assign_folds(0, n, *folds), folds[0]), None, slots)
     last_x = transform(last, past)
     del fitted, slots
     if on_features is not None:
         on_features(before_x, last_x)
-    # Every row's encoder: the keys of members, songs and artists do not depend on the
-    # vocabularies, so their statistics are those of the rows before the slice plus the
-    # slice's (what the dask engine merges, too); the others count their keys anew.
+    # Every row's encoder, as merged statistics of the two parts (what the dask engine merges,
+    # too): the keys of members, songs and artists do not depend on the vocabularies, so the
+    # statistics of `before` are the past encoder's; the others count `before` anew.
     vocabularies = fit_vocabularies(counts, min_count)
     plain = [n for n, cols in STAT_KEYS.items() if set(cols) <= {*_KEY_COLUMNS}]
-    coded_anew = [n for n in STAT_KEYS if n not in plain]
-    stats = {n: f for n, (f, _) in _fit(train, vocabularies, coded_anew, None).items()}
-    for name, (fitted_last, _) in _fit(last, vocabularies, plain, None).items():
-        stats[name] = KeyStats.merge([past.stats[name], fitted_last])
-    return encoder_of(vocabularies, {n: stats[n] for n in STAT_KEYS}, smoothing), before_x, last_x
-
-
-def early_stopping_start(n_rows: int, valid_fraction: float) -> int:
-    """First row of the early-stopping slice: the last `valid_fraction` of the (time-ordered)
-    training rows, at least one row."""
-    return n_rows - max(1, round(n_rows * valid_fraction))
+    anew = {
+        n: f
+        for n, (f, _) in _fit(
+            before, vocabularies, [n for n in STAT_KEYS if n not in plain], None
+        ).items()
+    }
+    stats = {
+        name: KeyStats.merge([anew[name] if name in anew else past.stats[name], fitted_last])
+        for name, (fitted_last, _) in _fit(last, vocabularies, STAT_KEYS, None).items()
+    }
+    return encoder_of(vocabularies, stats, smoothing), before_x, last_x
 
 
 def assign_folds(start: int, stop: int, n_folds: int, seed: int) -> np.ndarray:
@@ -710,3 +708,16 @@ def assign_folds(start: int, stop: int, n_folds: int, seed: int) -> np.ndarray:
         mixed *= np.uint64(multiplier)
     mixed ^= mixed >> np.uint64(31)
     return (mixed % np.uint64(n_folds)).astype(np.int8)
+
+
+def slices(x: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The eval rows by cold start: whether the training part had their member and their song
+    (member_plays / song_plays count their rows there): known, new_member, new_song, both_new."""
+    member = np.asarray(x["member_plays"]) > 0
+    song = np.asarray(x["song_plays"]) > 0
+    return {
+        "known": member & song,
+        "new_member": ~member & song,
+        "new_song": member & ~song,
+        "both_new": ~member & ~song,
+    }

@@ -1,7 +1,7 @@
 """The fitted featurizer as files: what turns a raw play row into the model's features.
 
-The preprocess stage writes it; the release bundle carries it, and scoring a raw row runs the
-same functions of kkbox.features that made the training features. Files (no pickle):
+The preprocess stage writes it (kkbox.fit); the release bundle carries it, and scoring a raw row
+runs the same functions of kkbox.features that made the training features. Files (no pickle):
   encoder.json      vocabularies, reserved codes, smoothing, prior, the statistics' layout
   members.parquet   msno and the member attributes, in the order the member keys number them
   songs.parquet     song_id and the song attributes (artist_key included), likewise
@@ -20,8 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from cd4ml.io import UserError, read_parquet, write_json, write_parquet
+from cd4ml.problem import Features
 from kkbox import features
-from kkbox.io import UserError, read_parquet, write_json, write_parquet
 
 FILES = ("encoder.json", "members.parquet", "songs.parquet", "stats.parquet")
 ID_COLUMNS = {"members": "msno", "songs": "song_id"}
@@ -82,12 +83,27 @@ class Featurizer:
         self._index("songs", self.song_ids)
         self._tables()
 
-    def transform(
-        self, plays: pa.Table, keys: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> pd.DataFrame:
-        """Model features (features.FEATURES, in order) of raw play rows: Kaggle's columns
-        msno, song_id and the three source columns (`keys`: their keys, if known already)."""
-        member_key, song_key = keys if keys is not None else self.keys(plays)
+    def transform(self, plays: pa.Table) -> Features:
+        """Model features (features.FEATURES, in order) of raw play rows (Kaggle's columns
+        msno, song_id and the three source columns), and which member or song it does not know
+        (scored with the cold-start values: counts 0, target encodings at the prior)."""
+        keys = self.keys(plays)
+        return Features(
+            self.model_features(plays, keys),
+            {"unknown_member": keys[0] < 0, "unknown_song": keys[1] < 0},
+        )
+
+    def example(self) -> dict:
+        """A play of the first member and song it knows, no source."""
+        return {
+            "msno": self.member_ids[0].as_py(),
+            "song_id": self.song_ids[0].as_py(),
+            **dict.fromkeys(features.SOURCE),
+        }
+
+    def model_features(self, plays: pa.Table, keys: tuple[np.ndarray, np.ndarray]) -> pd.DataFrame:
+        """The model features of raw play rows whose member and song keys are known."""
+        member_key, song_key = keys
         sources = plays.select(features.SOURCE)
         sources = pa.table(
             {c: _dictionary(sources[c]) for c in features.SOURCE}
@@ -152,7 +168,7 @@ def _spec(encoder: features.Encoder) -> dict:
     }
 
 
-# How save_* write a table to a path: write_parquet, or a background writer's (io.ParquetFolder).
+# How save_* write a table to a path: write_parquet, or a background writer's (the stage's).
 Write = Callable[[pa.Table, Path], None]
 
 

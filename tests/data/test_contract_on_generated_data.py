@@ -12,10 +12,11 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from cd4ml import synth
-from kkbox import schema, validation
-from kkbox.io import write_csv
-from kkbox.raw import read_table
+from kkbox import synth
+from cd4ml import validation
+from kkbox import schema
+from cd4ml.io import write_csv
+from cd4ml.reading import read_table
 from tests.project import ROOT
 from tests.tables import SETTINGS, check_rules
 

@@ -14,9 +14,10 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from cd4ml import synth
-from kkbox import params, schema
-from kkbox.io import write_csv
+from kkbox import synth
+from cd4ml import params
+from kkbox import schema
+from cd4ml.io import write_csv
 from tests.project import ROOT, write_params
 
 KAGGLE_COLUMNS = {

@@ -16,11 +16,11 @@ import pytest
 import yaml
 from xgboost import XGBClassifier
 
-from cd4ml import synth
-from kkbox import checks as S
+from kkbox import synth
+from cd4ml import checks as S
 from kkbox import features, model
-from kkbox.io import write_csv
-from kkbox.raw import read_table
+from cd4ml.io import write_csv
+from cd4ml.reading import read_table
 from tests.project import ROOT
 
 RAW = ("members.csv", "songs.csv", "song_extra_info.csv", "train.csv")

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from kkbox import params
+from cd4ml import params
 from tests.project import out_of_range, run, tiny_project
 
 pytestmark = pytest.mark.slow

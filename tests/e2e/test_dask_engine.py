@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cd4ml.daskcluster import Cluster, start
+from tools.daskcluster import Cluster, start
 from tests.conftest import S3Server
 from tests.project import ROOT, run, tiny_project
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kkbox import bundle, metrics
-from kkbox.io import read_parquet
+from cd4ml import bundle, metrics
+from cd4ml.io import read_parquet
 from tests.e2e.test_serve import call, server
 from tests.project import copy_project, project_env, run
 

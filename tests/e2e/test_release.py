@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kkbox import bundle, model, schema
+from cd4ml import bundle
+from kkbox import model, schema
 from kkbox.features import FEATURES
-from kkbox.io import read_parquet
-from kkbox.raw import read_table
+from cd4ml.io import read_parquet
+from cd4ml.reading import read_table
 from tests.project import copy_project, link_venv, run
 
 if TYPE_CHECKING:

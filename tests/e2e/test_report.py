@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cd4ml import browser, report
+from tools import browser, report
 from tests.project import ROOT, copy_project, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

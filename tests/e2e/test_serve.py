@@ -18,8 +18,9 @@ import pandas as pd
 import pytest
 
 from cd4ml.shell import free_ports
-from kkbox import bundle, schema
-from kkbox.raw import read_table
+from cd4ml import bundle
+from kkbox import schema
+from cd4ml.reading import read_table
 from tests.project import copy_project, project_env, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]

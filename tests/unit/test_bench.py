@@ -1,4 +1,4 @@
-"""cd4ml.bench: the benchmark's bookkeeping (no timing here: `make bench` measures)."""
+"""tools.bench: the benchmark's bookkeeping (no timing here: `make bench` measures)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from cd4ml import bench, synth
-from cd4ml.workspace import ROOT
+from tools import bench, synth
+from tools.workspace import ROOT
 from kkbox import schema
-from kkbox.io import write_csv
+from cd4ml.io import write_csv
 from tests.project import project_env
 
 PIPELINE = """
@@ -219,7 +219,7 @@ def test_the_pandas_baseline_joins_and_codes_the_train_rows(tmp_path):
 # cluster's workers send each other data.
 CLUSTER_STAGE = """
 import os, pathlib, distributed
-from kkbox import cluster
+from cd4ml import cluster
 pathlib.Path("input.bin").write_bytes(os.urandom(300_000))
 with cluster.connect() as (client, space):
     space.stage(pathlib.Path("input.bin"))

@@ -1,9 +1,9 @@
-"""cd4ml.benchreport: the benchmark's targets and its Markdown report, from a results dict."""
+"""tools.benchreport: the benchmark's targets and its Markdown report, from a results dict."""
 
 from __future__ import annotations
 
-from cd4ml import benchreport
-from cd4ml.benchreport import check_targets
+from tools import benchreport
+from tools.benchreport import check_targets
 
 
 def _run(repeat: int = 1) -> dict:

@@ -1,4 +1,4 @@
-"""cd4ml.benchserve: the summary, the targets and the report, then a short real run of the load
+"""tools.benchserve: the summary, the targets and the report, then a short real run of the load
 generator against the real service of a small bundle."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from cd4ml import benchserve
-from kkbox.io import UserError, write_parquet
+from tools import benchserve
+from cd4ml.io import UserError, write_parquet
 from tests.bundles import fit_featurizer, train, write_bundle
 
 

@@ -1,4 +1,4 @@
-"""cd4ml.browser: real headless Chromium, offline: screenshots, DOMs, DVC plots without a CDN."""
+"""tools.browser: real headless Chromium, offline: screenshots, DOMs, DVC plots without a CDN."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from cd4ml import browser
+from tools import browser
 from cd4ml.shell import checked, dvc
-from kkbox.io import UserError
+from cd4ml.io import UserError
 
 
 def _needed(check: Callable[[], object]) -> None:

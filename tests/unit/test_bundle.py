@@ -17,8 +17,9 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from kkbox import bundle, features, featurizer
-from kkbox.io import UserError
+from cd4ml import bundle
+from kkbox import features, featurizer
+from cd4ml.io import UserError
 from tests.bundles import ABOUT, Fitted, fit_featurizer, train, write_bundle
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kkbox import checks as S
+from cd4ml import checks as S
 
 
 def test_valid_probabilities_pass():

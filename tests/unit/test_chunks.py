@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cd4ml import chunks
-from kkbox.io import UserError
+from cd4ml.io import UserError
 
 HEADER = "msno,song_id,source_system_tab,source_screen_name,source_type,target\n"
 

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from cd4ml.shell import free_ports
-from kkbox import cluster
-from kkbox.io import UserError, write_parquet
+from cd4ml import cluster
+from cd4ml.io import UserError, write_parquet
 
 
 def _table(rows: int) -> pa.Table:
@@ -101,7 +101,7 @@ def test_workers_running_other_kkbox_code_are_refused(tmp_path: Path, monkeypatc
     (first on its PYTHONPATH)."""
     import shutil
 
-    from cd4ml import daskcluster
+    from tools import daskcluster
 
     other = tmp_path / "other"
     shutil.copytree(Path(cluster.__file__).parent, other / "kkbox")

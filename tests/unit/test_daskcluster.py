@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cd4ml import daskcluster
+from tools import daskcluster
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,7 +31,7 @@ def test_a_started_cluster_runs_tasks_in_each_workers_own_folder_and_stops(tmp_p
 
 def test_the_command_prints_the_address_and_stops_on_sigterm(tmp_path: Path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cd4ml.daskcluster", "--workers", "1", "--dir", str(tmp_path)],
+        [sys.executable, "-m", "tools.daskcluster", "--workers", "1", "--dir", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

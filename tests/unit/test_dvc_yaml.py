@@ -115,7 +115,7 @@ def test_imports_under_type_checking_do_not_count(tmp_path):
     script = tmp_path / "s.py"
     script.write_text(
         "from typing import TYPE_CHECKING\nfrom kkbox import io\n"
-        "if TYPE_CHECKING:\n    from kkbox.params import Train\n",
+        "if TYPE_CHECKING:\n    from cd4ml.params import Train\n",
         encoding="utf-8",
     )
     assert imported_modules(script) == {"kkbox.io"}

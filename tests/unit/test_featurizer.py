@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from kkbox import features, featurizer
-from kkbox.io import UserError
+from cd4ml.io import UserError
 from tests.bundles import COLD, NEW_SONG, Fitted, fit_featurizer
 
 

@@ -17,8 +17,8 @@ import yaml
 from sklearn.metrics import roc_auc_score
 
 from cd4ml import gate
-from kkbox import bundle, params
-from kkbox.io import run_main, write_parquet
+from cd4ml import bundle, params
+from cd4ml.io import run_main, write_parquet
 from tests.bundles import fit_featurizer, train, write_bundle
 from tests.project import ROOT, run
 

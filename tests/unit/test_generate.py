@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cd4ml import generate, synth
-from kkbox.io import UserError
+from cd4ml.io import UserError
 from tests.project import ROOT, write_params
 
 

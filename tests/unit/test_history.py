@@ -9,7 +9,7 @@ import pytest
 
 from cd4ml import history, workspace
 from cd4ml.shell import checked, git
-from kkbox.io import UserError
+from cd4ml.io import UserError
 
 
 def _commit(repo: Path, subject: str, files: dict[str, str | None]) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cd4ml.incoming import LocalIncoming, chunk_name, open_incoming, truth_name
-from kkbox.io import UserError
+from cd4ml.io import UserError
 
 # --- names and digests -----------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cd4ml import ingestion
-from kkbox.io import UserError
+from cd4ml.io import UserError
 
 HEADER = "msno,song_id,source_system_tab,source_screen_name,source_type,target\n"
 

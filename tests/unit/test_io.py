@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from kkbox import io
+from cd4ml import io
 
 
 def test_atomic_path_leaves_the_old_file_when_the_block_fails(tmp_path):
@@ -113,7 +113,7 @@ def test_write_csv_quotes_only_where_csv_needs_it_and_formats_like_numpy(tmp_pat
 
 def test_run_main_turns_a_user_error_into_one_line_and_exit_1():
     code = (
-        "from kkbox.io import UserError, run_main\n"
+        "from cd4ml.io import UserError, run_main\n"
         "def main(argv):\n    raise UserError('data/x.csv: broken\\nmore detail')\n"
         "run_main(main)\n"
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from kkbox import metrics
+from cd4ml import metrics
 
 Y = np.array([0, 0, 1, 1])
 P = np.array([0.1, 0.6, 0.4, 0.9])

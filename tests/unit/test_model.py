@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from kkbox import model, params
-from kkbox.io import UserError
+from cd4ml import params
+from kkbox import model
+from cd4ml.io import UserError
 from tests.project import ROOT
 
 TRAIN = params.load(ROOT / "params.yaml").train

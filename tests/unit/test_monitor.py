@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from cd4ml import monitor, predlog
-from kkbox import bundle, metrics
-from kkbox.io import UserError, run_main, write_parquet
+from cd4ml import bundle, metrics
+from cd4ml.io import UserError, run_main, write_parquet
 from tests.bundles import fit_featurizer, train, write_bundle
 from tests.project import ROOT
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cd4ml import mrnote
-from kkbox.io import run_main
+from cd4ml.io import run_main
 
 NOTES = re.compile(r"/api/v4/projects/([^/]+)/merge_requests/(\d+)/notes(?:/(\d+))?")
 BOT = {"id": 9, "username": "project_42_bot", "name": "cd4ml"}

@@ -1,4 +1,4 @@
-"""cd4ml.oraclegap: the model retrained with the generator's hidden parts, on tiny data that the
+"""tools.oraclegap: the model retrained with the generator's hidden parts, on tiny data that the
 real split and preprocess stages featurise."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from cd4ml import generate, oraclegap, synth
-from kkbox import params
-from kkbox.io import UserError
+from cd4ml import params
+from cd4ml.io import UserError
 from tests.project import ROOT, write_params
 
 TINY = synth.Scale(members=60, songs=1000, train=500, test=100)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kkbox import params
-from kkbox.io import UserError
+from cd4ml import params
+from cd4ml.io import UserError
 from tests.project import ROOT, out_of_range
 
 COMMITTED = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kkbox import metrics, plots
+from cd4ml import metrics, plots
 
 
 def _evaluation(out):

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cd4ml import predlog
-from kkbox import bundle
+from cd4ml import bundle
 
 
 def _batch(n: int, start: int = 0) -> tuple[pa.Table, bundle.Scored, list[int | None]]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kkbox import provenance
+from cd4ml import provenance
 from tests.project import run
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from kkbox import schema
-from kkbox.io import UserError
-from kkbox.raw import check_columns, read_header, read_table
+from cd4ml.io import UserError
+from cd4ml.reading import check_columns, read_header, read_table
 
 
 def test_renamed_column_is_named_as_such():

@@ -13,8 +13,8 @@ import pytest
 
 from cd4ml import registry
 from cd4ml.shell import checked, dvc, git, gto
-from kkbox import bundle
-from kkbox.io import UserError, run_main, write_json
+from cd4ml import bundle
+from cd4ml.io import UserError, run_main, write_json
 from tests.project import ROOT
 
 IDENTITY = {

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoCredenti
 
 from cd4ml import remote
 from cd4ml.remote import Remote, with_bucket
-from kkbox.io import UserError
+from cd4ml.io import UserError
 
 S3 = Remote("storage", "s3://cd4ml-kkbox/dvcstore", "http://127.0.0.1:7480")
 

@@ -10,8 +10,8 @@ import shutil
 import pytest
 
 from cd4ml import gate, report
-from kkbox import bundle
-from kkbox.io import write_json, write_parquet
+from cd4ml import bundle
+from cd4ml.io import write_json, write_parquet
 from tests.bundles import ABOUT, fit_featurizer, train
 from tests.project import ROOT
 

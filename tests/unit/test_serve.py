@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cd4ml import serve
-from kkbox import bundle
+from cd4ml import bundle
 from kkbox.features import FEATURES
-from kkbox.io import run_main
+from cd4ml.io import run_main
 from tests.bundles import COLD, fit_featurizer, train, write_bundle
 
 MAX_ROWS = 50

@@ -11,7 +11,7 @@ import pytest
 
 from cd4ml import shell
 from cd4ml.shell import checked, free_ports, git
-from kkbox.io import UserError, run_main
+from cd4ml.io import UserError, run_main
 
 
 def test_checked_gives_the_output_of_a_command_that_succeeds(tmp_path):

@@ -9,8 +9,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from cd4ml import synth
-from kkbox import params, schema
+from kkbox import synth
+from cd4ml import params
+from kkbox import schema
 from tests.project import ROOT
 
 # Enough songs for every genre to have some: make_plays needs that (with 300 songs, seed 2

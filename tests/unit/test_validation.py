@@ -9,8 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from kkbox import schema, validation
-from kkbox.io import UserError
+from cd4ml import validation
+from kkbox import schema
+from cd4ml.io import UserError
 from tests.project import ROOT
 from tests.tables import SETTINGS, check_rules, make_table
 

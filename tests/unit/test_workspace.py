@@ -1,4 +1,4 @@
-"""cd4ml.workspace: a throw-away copy of the repository as a fresh git repository."""
+"""tools.workspace: a throw-away copy of the repository as a fresh git repository."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cd4ml import workspace
+from tools import workspace
 from cd4ml.shell import checked, git
 from tests.project import ROOT, link_venv
 

@@ -1,39 +1,55 @@
-"""Data validation of the raw tables: the declared contract, run vectorised on Arrow, and drift.
+"""Data validation of the raw tables: the problem's contract, run vectorised on Arrow, and drift.
 
 The layers, from the cheapest:
-- the contract (`kkbox.schema.COLUMNS`): dtypes, nullability, keys, value domains. Hard rules
+- the contract (cd4ml.contract, declared by the problem): dtypes, nullability, keys, value
+  domains. Hard rules
   fail the stage; soft ones (the real data's known quirks) are only counted. The rules run with
   pyarrow.compute on the Arrow tables, on the distinct values of categorical columns; pandas is
   never imported.
-- referential coverage: the share of train/test rows whose msno / song_id join members / songs.
-- table-wide rules: train.csv's target holds both classes (all 1 or all 0 cannot train a
-  model), the generator's truth file has one row per train row.
+- referential coverage: the share of rows whose key joins the table it refers to (Join).
+- table-wide rules: the examples' target holds both classes (all 1 or all 0 cannot train a
+  model), the truth file (synthetic data) has one row per example row.
 - drift: a profile (row counts, missing rates, category mixes, positive rate) compared with a
   reference profile committed to git; anomalies warn or fail (validate.drift_severity).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kkbox import schema
-from kkbox.io import UserError
-from kkbox.params import Validate
-from kkbox.schema import Column, Rule
+from cd4ml.contract import Contract, Join, Rule, Table, is_yyyymmdd
+from cd4ml.io import UserError
+from cd4ml.params import Fraction, Section
 
 log = logging.getLogger(__name__)
 
 EXAMPLES = 5
+
+
+class Validate(Section):
+    """Stage validate: what drift against the reference profile does, and its thresholds."""
+
+    drift_severity: Literal["warn", "fail"]
+    max_missing_rate_change: Fraction  # a column's missing rate vs the reference (absolute)
+    max_category_tvd: Fraction  # total variation distance of a category mix vs the reference
+    max_new_category_share: Fraction  # share of values unknown to the contract and reference
+    max_positive_rate_change: Fraction
+    min_join_coverage: Fraction  # share of rows whose key must find its row in the other table
+
+    def thresholds(self) -> dict[str, float]:
+        """The numeric settings, as the report shows them."""
+        return {k: v for k, v in self.model_dump().items() if k != "drift_severity"}
 
 
 @dataclass
@@ -95,7 +111,7 @@ def _count(mask: pa.ChunkedArray | pa.Array) -> int:
     return int(pc.sum(mask, min_count=0).as_py() or 0)
 
 
-# --- the schema, run on Arrow -----------------------------------------------------------------
+# --- the contract, run on Arrow ---------------------------------------------------------------
 
 
 def _scalar(value: Any, kind: pa.DataType) -> pa.Scalar:
@@ -135,10 +151,10 @@ def _passes(rule: Rule, values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chu
         high = pc.less_equal(values, _scalar(stats["max_value"], kind))
         result = pc.or_(pc.equal(values, _scalar(0, kind)), pc.and_(low, high))
     elif rule.kind == "valid_yyyymmdd":
-        ok = schema.is_yyyymmdd(pc.fill_null(values, 0).to_numpy(), tuple(stats["years"]))
+        ok = is_yyyymmdd(pc.fill_null(values, 0).to_numpy(), tuple(stats["years"]))
         result = pa.array(ok)
     else:
-        raise ValueError(f"unknown rule {rule.kind!r}: add it to kkbox.validation._passes")
+        raise ValueError(f"unknown rule {rule.kind!r}: add it to cd4ml.validation._passes")
     return pc.if_else(pc.is_null(values), True, result)
 
 
@@ -154,35 +170,30 @@ def _value_counts(column: pa.ChunkedArray) -> pa.StructArray:
 
 
 def check_table(
-    name: str,
-    table: pa.Table,
-    columns: dict[str, Column] | None = None,
-    categorical: frozenset[str] = frozenset(),
+    name: str, table: pa.Table, spec: Table
 ) -> tuple[list[Finding], dict[str, dict[str, int]], dict[str, pa.StructArray]]:
     """Run one table's contract: hard findings, soft counts per column, value counts computed.
 
-    Columns in `categorical` are counted once (pc.value_counts) and their rules run on the
-    distinct values only; the counts are returned for the profile.
+    Category columns are counted once (pc.value_counts) and their rules run on the distinct
+    values only; the counts are returned for the profile.
     """
-    columns = schema.COLUMNS[name] if columns is None else columns
     findings: list[Finding] = []
     soft: dict[str, dict[str, int]] = {}
     counts: dict[str, pa.StructArray] = {}
-    types = schema.TABLES.get(name, {})
-    expected = list(columns)
+    expected = list(spec.columns)
     if table.column_names != expected:
-        raise UserError(f"{name}: columns {table.column_names}; the schema expects {expected}")
-    for col_name, spec in columns.items():
+        raise UserError(f"{name}: columns {table.column_names}; the contract expects {expected}")
+    for col_name, column_spec in spec.columns.items():
         column = table[col_name]
-        want = types.get(col_name, column.type)
-        # Text read dictionary-encoded (kkbox.raw) holds the declared type's values.
+        want = column_spec.type
+        # Text read dictionary-encoded (cd4ml.reading) holds the declared type's values.
         kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
         if kind != want:
             findings.append(
                 Finding(name, col_name, f"must be of type {want}, not {column.type}", len(column))
             )
             continue
-        if not spec.nullable and column.null_count:
+        if not column_spec.nullable and column.null_count:
             empty = pc.is_null(column)
             findings.append(
                 Finding(
@@ -193,12 +204,12 @@ def check_table(
                     _examples(column, empty),
                 )
             )
-        if spec.unique:
+        if column_spec.unique:
             findings.extend(_check_unique(name, col_name, column))
-        vc = _value_counts(column) if col_name in categorical else None
+        vc = _value_counts(column) if column_spec.categories else None
         if vc is not None:
             counts[col_name] = vc
-        for rule in spec.rules:
+        for rule in column_spec.checks():
             if vc is not None:
                 distinct = vc.field("values")
                 bad = pc.invert(_passes(rule, distinct))
@@ -221,7 +232,7 @@ def check_table(
 
 def _check_unique(name: str, col_name: str, column: pa.ChunkedArray) -> list[Finding]:
     if _strictly_increasing(column):
-        return []  # Kaggle's test ids are 0..n-1: no hashing needed
+        return []  # ids numbered 0..n-1 (Kaggle's test ids): no hashing needed
     valid = len(column) - column.null_count
     dupes = valid - pc.count_distinct(column).as_py()
     if dupes <= 0:
@@ -249,12 +260,14 @@ def _strictly_increasing(column: pa.ChunkedArray) -> bool:
 
 
 def check_joins(
-    tables: dict[str, pa.Table], min_coverage: float
+    tables: dict[str, pa.Table], joins: tuple[Join, ...], min_coverage: float
 ) -> tuple[list[Finding], dict[str, dict[str, float]]]:
     """Share of rows whose key finds a row in the other table; fail below `min_coverage`."""
     findings = []
     coverage: dict[str, dict[str, float]] = {}
-    joins = [j for j in schema.JOINS if j[0] in tables and j[2] in tables]
+    joins = [
+        (j.table, j.column, j.other) for j in joins if j.table in tables and j.other in tables
+    ]
     # Look up each distinct key once, and all of a key table's lookups in one go: probing
     # millions of rows into a set of millions of keys is the slow part.
     with ThreadPoolExecutor(max_workers=min(len(joins), os.cpu_count() or 1) or 1) as pool:
@@ -290,28 +303,28 @@ def check_joins(
     return findings, coverage
 
 
-def check_truth(tables: dict[str, pa.Table]) -> list[Finding]:
-    """The generator's truth file must match train.csv row by row."""
-    truth, train = tables.get(schema.TRUTH), tables.get(schema.TRAIN)
-    if truth is None or train is None or truth.num_rows == train.num_rows:
+def check_truth(tables: dict[str, pa.Table], contract: Contract) -> list[Finding]:
+    """The truth file (synthetic data) must match the examples row by row."""
+    truth, examples = tables.get(contract.truth or ""), tables.get(contract.examples)
+    if truth is None or examples is None or truth.num_rows == examples.num_rows:
         return []
     return [
         Finding(
-            schema.TRUTH,
+            contract.truth,
             None,
-            f"must have one row per train.csv row ({train.num_rows}), has {truth.num_rows}; "
-            "regenerate both with `make data` or delete it",
-            abs(truth.num_rows - train.num_rows),
+            f"must have one row per {contract.examples} row ({examples.num_rows}), has "
+            f"{truth.num_rows}; regenerate both with `make data` or delete it",
+            abs(truth.num_rows - examples.num_rows),
         )
     ]
 
 
-def check_classes(tables: dict[str, pa.Table]) -> list[Finding]:
-    """train.csv's target must hold both classes: with one, no model can be trained."""
-    train = tables.get(schema.TRAIN)
+def check_classes(tables: dict[str, pa.Table], contract: Contract) -> list[Finding]:
+    """The examples' target must hold both classes: with one, no model can be trained."""
+    train = tables.get(contract.examples)
     if train is None or train.num_rows == 0:
         return []
-    target = train["target"]
+    target = train[contract.target]
     n_per_class = {k: _count(pc.equal(target, k)) for k in (0, 1)}
     absent = [k for k, n in n_per_class.items() if n == 0]
     if len(absent) != 1:
@@ -322,8 +335,8 @@ def check_classes(tables: dict[str, pa.Table]) -> list[Finding]:
     where = f"in all {rows} rows" if n == rows else f"in {n} of {rows} rows"
     return [
         Finding(
-            schema.TRAIN,
-            "target",
+            contract.examples,
+            contract.target,
             f"has only class {present} {where} (no {missing})",
             rows,
             counted="a model needs both; check the export or the ingested chunks",
@@ -334,8 +347,13 @@ def check_classes(tables: dict[str, pa.Table]) -> list[Finding]:
 # --- profile and drift ------------------------------------------------------------------------
 
 
-def profile(tables: dict[str, pa.Table], counts: dict[str, dict[str, pa.StructArray]]) -> dict:
-    """Row counts, missing rates, category mixes (share of non-empty rows), positive rate."""
+def profile(
+    tables: dict[str, pa.Table],
+    counts: dict[str, dict[str, pa.StructArray]],
+    label: tuple[str, str] | None = None,
+) -> dict:
+    """Row counts, missing rates, category mixes (share of non-empty rows), and the positive
+    rate of `label` (table, target column) when the tables hold it."""
     out: dict[str, Any] = {"tables": {}}
     for name, table in tables.items():
         rows = table.num_rows
@@ -358,8 +376,9 @@ def profile(tables: dict[str, pa.Table], counts: dict[str, dict[str, pa.StructAr
         if categories:
             entry["categories"] = categories
         out["tables"][name] = entry
-    if schema.TRAIN in tables:
-        out["positive_rate"] = round(pc.mean(tables[schema.TRAIN]["target"]).as_py() or 0.0, 6)
+    if label is not None and label[0] in tables:
+        target = tables[label[0]][label[1]]
+        out["positive_rate"] = round(pc.mean(target).as_py() or 0.0, 6)
     return out
 
 
@@ -368,8 +387,15 @@ def tvd(mix: dict[str, float], reference: dict[str, float]) -> float:
     return 0.5 * sum(abs(mix.get(k, 0.0) - reference.get(k, 0.0)) for k in {*mix, *reference})
 
 
-def drift(current: dict, reference: dict, settings: Validate) -> list[dict[str, Any]]:
-    """Anomalies of `current` against `reference` (two profiles), each with a message."""
+def drift(
+    current: dict,
+    reference: dict,
+    settings: Validate,
+    known: dict[str, dict[str, tuple]],
+    examples: str,
+) -> list[dict[str, Any]]:
+    """Anomalies of `current` against `reference` (two profiles), each with a message; `known`
+    are the contract's category sets by table, `examples` names the labelled table."""
     anomalies = []
 
     def add(
@@ -412,7 +438,7 @@ def drift(current: dict, reference: dict, settings: Validate) -> list[dict[str, 
                     current=rate,
                     reference=ref_rate,
                 )
-        known_values = schema.CATEGORIES.get(name, {})
+        known_values = known.get(name, {})
         for col_name, mix in cur.get("categories", {}).items():
             ref_mix = ref.get("categories", {}).get(col_name)
             if ref_mix is None:
@@ -428,8 +454,8 @@ def drift(current: dict, reference: dict, settings: Validate) -> list[dict[str, 
                     f"{name}: column {col_name!r} category mix moved from the reference "
                     f"(total variation distance {distance:.3f} > {settings.max_category_tvd})",
                 )
-            known = {*ref_mix, *(category_label(v) for v in known_values.get(col_name, ()))}
-            new = {k: v for k, v in mix.items() if k not in known}
+            seen = {*ref_mix, *(category_label(v) for v in known_values.get(col_name, ()))}
+            new = {k: v for k, v in mix.items() if k not in seen}
             share = sum(new.values())
             if share > settings.max_new_category_share:
                 top = sorted(new, key=lambda k: -new[k])[:EXAMPLES]
@@ -439,7 +465,7 @@ def drift(current: dict, reference: dict, settings: Validate) -> list[dict[str, 
                     "new_category",
                     share,
                     settings.max_new_category_share,
-                    f"{name}: column {col_name!r} has categories unknown to the schema and the "
+                    f"{name}: column {col_name!r} has categories unknown to the contract and the "
                     f"reference in {share:.1%} of rows (e.g. {top})",
                     values=top,
                 )
@@ -448,12 +474,12 @@ def drift(current: dict, reference: dict, settings: Validate) -> list[dict[str, 
         limit = settings.max_positive_rate_change
         if abs(rate - ref_rate) > limit:
             add(
-                schema.TRAIN,
+                examples,
                 "target",
                 "positive_rate",
                 abs(rate - ref_rate),
                 limit,
-                f"{schema.TRAIN}: positive rate {rate:.3f}, the reference {ref_rate:.3f} "
+                f"{examples}: positive rate {rate:.3f}, the reference {ref_rate:.3f} "
                 f"(change above {limit})",
                 current=rate,
                 reference=ref_rate,
@@ -464,13 +490,19 @@ def drift(current: dict, reference: dict, settings: Validate) -> list[dict[str, 
 # --- everything together ----------------------------------------------------------------------
 
 
+def known_categories(contract: Contract) -> dict[str, dict[str, tuple]]:
+    """The contract's category sets, by table and column."""
+    return {name: table.categorical for name, table in contract.tables.items()}
+
+
 def validate(
     tables: dict[str, pa.Table],
+    contract: Contract,
     settings: Validate,
     reference: dict | None,
     timer: Callable[[str], None] | None = None,
 ) -> Outcome:
-    """Schema, coverage and truth checks on every table, the profile, and drift vs reference."""
+    """Contract, coverage and truth checks on every table, the profile, and drift vs reference."""
     tick = timer or (lambda _label: None)
     errors: list[Finding] = []
     quirks: dict[str, dict] = {}
@@ -478,15 +510,9 @@ def validate(
     n_rules = 0
     # Each compute kernel runs on one core (and releases the GIL): check tables side by side.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        joins = pool.submit(check_joins, tables, settings.min_join_coverage)
+        joins = pool.submit(check_joins, tables, contract.joins, settings.min_join_coverage)
         checked = {
-            name: pool.submit(
-                check_table,
-                name,
-                table,
-                schema.COLUMNS[name],
-                frozenset(schema.CATEGORIES.get(name, {})),
-            )
+            name: pool.submit(check_table, name, table, contract.tables[name])
             for name, table in tables.items()
         }
         for name, future in checked.items():
@@ -494,19 +520,22 @@ def validate(
             errors.extend(found)
             if soft:
                 quirks[name] = soft
-            n_rules += sum(2 + len(c.rules) for c in schema.COLUMNS[name].values())
-        tick("schema checks")
+            n_rules += sum(2 + len(c.checks()) for c in contract.tables[name].columns.values())
+        tick("contract checks")
         join_errors, coverage = joins.result()
     errors.extend(join_errors)
-    errors.extend(check_truth(tables))
-    errors.extend(check_classes(tables))
+    errors.extend(check_truth(tables, contract))
+    errors.extend(check_classes(tables, contract))
     tick("coverage")
-    current = profile(tables, counts)
-    anomalies = drift(current, reference, settings) if reference is not None else []
+    current = profile(tables, counts, (contract.examples, contract.target))
+    anomalies = []
+    if reference is not None:
+        known = known_categories(contract)
+        anomalies = drift(current, reference, settings, known, contract.examples)
     tick("profile and drift")
     report = {
         **current,
-        "has_truth": schema.TRUTH in tables,
+        "has_truth": contract.truth in tables,
         "checks": {"rules": n_rules, "failed": len(errors)},
         "quirks": quirks,
         "coverage": coverage,
@@ -552,6 +581,21 @@ def judge(outcome: Outcome, settings: Validate, data: Path, reference: Path) -> 
     validate.drift_severity: fail (drift is logged either way)."""
     fail_on_errors(outcome.errors, data)
     handle_drift(outcome.anomalies, settings, reference)
+
+
+def load_reference(path: Path) -> dict:
+    """The committed reference profile, with errors that say how to make one."""
+    if not path.exists():
+        raise UserError(f"{path}: reference profile not found; make it with `make reference`")
+    try:
+        reference = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(
+            f"{path}: not valid JSON ({err}); remake it with `make reference`"
+        ) from None
+    if not isinstance(reference, dict) or not isinstance(reference.get("tables"), dict):
+        raise UserError(f"{path}: not a profile (no 'tables'); remake it with `make reference`")
+    return reference
 
 
 def failure_report(partial: dict[str, Any], err: UserError) -> dict[str, Any]:

@@ -22,13 +22,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from cd4ml.io import UserError, atomic_path, run_main
 from matplotlib import image as mpimg
-
-from kkbox.io import UserError, atomic_path, run_main
 
 log = logging.getLogger("browser")
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = ROOT / ".tools" / "node_modules"
 BINARIES = ("chromium", "chromium-browser", "google-chrome")
 # As root in a container: no sandbox, no GPU, and none of Chromium's own calls home.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cd4ml.shell import checked, git
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "cd4ml",

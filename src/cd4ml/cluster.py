@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kkbox.io import UserError, atomic_path, md5
+from cd4ml.io import UserError, atomic_path, md5
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -130,8 +130,11 @@ def scratch(local_cluster: bool) -> Scratch:
 
 
 @contextlib.contextmanager
-def connect(workers: int | None = None) -> Iterator[tuple[Any, Scratch]]:
-    """A client of the cluster the environment names, and the scratch space, for one stage."""
+def connect(
+    packages: tuple[str, ...], workers: int | None = None
+) -> Iterator[tuple[Any, Scratch]]:
+    """A client of the cluster the environment names, and the scratch space, for one stage;
+    the workers must run this checkout's `packages` (check_workers)."""
     import distributed
 
     address = os.environ.get(SCHEDULER)
@@ -168,7 +171,7 @@ def connect(workers: int | None = None) -> Iterator[tuple[Any, Scratch]]:
                 f"the Dask scheduler at {address or 'the local cluster'} has no workers "
                 f"after {CONNECT_SECONDS} s; start some (`dask worker {address}`)"
             ) from None
-        check_workers(client, address or "the local cluster")
+        check_workers(client, address or "the local cluster", packages)
         log.info(
             "dask cluster %s: %d workers",
             address or "local (127.0.0.1)",
@@ -177,32 +180,39 @@ def connect(workers: int | None = None) -> Iterator[tuple[Any, Scratch]]:
         yield client, scratch(local_cluster=not address)
 
 
-def code_digest() -> str:
-    """SHA-256 (12 hex digits) of the kkbox package's sources, where it runs."""
+def code_digest(packages: tuple[str, ...]) -> str:
+    """SHA-256 (12 hex digits) of the sources of these packages, where it runs."""
+    import importlib
+
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for package in packages:
+        folder = Path(importlib.import_module(package).__file__).parent
+        for path in sorted(folder.rglob("*.py")):
+            rel = path.relative_to(folder).as_posix()
+            digest.update(f"{package}/{rel}".encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
 
 
-def check_workers(client: Any, where: str) -> None:
-    """The workers must run this checkout's kkbox (they import their own installation, not the
-    client's files): other code there would quietly compute other features."""
-    mine = code_digest()
+def check_workers(client: Any, where: str, packages: tuple[str, ...]) -> None:
+    """The workers must run this checkout's code of the loop and the problem (they import their
+    own installation, not the client's files): other code there would quietly compute other
+    features."""
+    mine = code_digest(packages)
+    names = " and ".join(packages)
     try:
-        theirs = client.run(code_digest)
+        theirs = client.run(code_digest, packages)
     except Exception as err:  # a worker without the project: ModuleNotFoundError, mostly
         raise UserError(
-            f"the Dask workers of {where} cannot run kkbox ({type(err).__name__}: {err}); "
+            f"the Dask workers of {where} cannot run {names} ({type(err).__name__}: {err}); "
             "install this project's environment (Pipfile.lock) on them"
         ) from None
     other = {worker: digest for worker, digest in theirs.items() if digest != mine}
     if other:
         worker, digest = next(iter(other.items()))
         raise UserError(
-            f"{len(other)} of the {len(theirs)} Dask workers of {where} run other kkbox code "
+            f"{len(other)} of the {len(theirs)} Dask workers of {where} run other {names} code "
             f"than this checkout ({worker}: {digest}, here: {mine}); give the workers this "
-            "commit's src/kkbox"
+            f"commit's src/ folder"
         )
 
 

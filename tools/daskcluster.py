@@ -25,8 +25,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cd4ml.io import UserError, run_main
+
 from cd4ml.shell import free_ports
-from kkbox.io import UserError, run_main
 
 log = logging.getLogger("daskcluster")
 

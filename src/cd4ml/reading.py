@@ -1,4 +1,5 @@
-"""Reading the raw Kaggle CSVs: explicit dtypes, multi-threaded, with errors that name the fix."""
+"""Reading a raw CSV as its contract declares it: explicit dtypes, multi-threaded, with errors
+that name the file, the row, the column and the fix."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from kkbox.io import UserError
-from kkbox.schema import TABLES
+from cd4ml.contract import Contract, Table
+from cd4ml.io import UserError
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ _BOM = "\ufeff"
 def read_header(path: Path) -> list[str]:
     """The header row of a CSV, with clear errors for missing, empty or non-UTF-8 files."""
     if not path.exists():
-        raise UserError(f"{path}: file not found; run `make data` or put the Kaggle CSV there")
+        raise UserError(f"{path}: file not found; run `make data` or put the real file there")
     if path.stat().st_size == 0:
         raise UserError(f"{path}: file is empty (0 bytes); regenerate it with `make data`")
     with path.open("rb") as fh:
@@ -64,19 +65,19 @@ def check_columns(path: Path, header: list[str], expected: list[str]) -> None:
 
 
 def read_table(
-    path: Path, name: str, columns: list[str] | None = None, dictionary: bool = False
+    path: Path, table: Table, columns: list[str] | None = None, dictionary: bool = False
 ) -> pa.Table:
-    """Read one raw table (only `columns`, when given) with the dtypes of its schema; only
+    """Read one raw table (only `columns`, when given) with the dtypes of its contract; only
     empty fields are missing. With `dictionary` its text columns come dictionary-encoded."""
-    types = TABLES[name]
+    types = table.types
     header = read_header(path)
     check_columns(path, header, list(types))
     options = pacsv.ConvertOptions(
         column_types=_dictionary_text(types) if dictionary else types,
         include_columns=columns or [],
-        # Kaggle's source_system_tab holds the literal string 'null': only an empty field means
-        # missing, quoted ("", as pyarrow's and pandas' quote-all writers put it) or not, as
-        # the release bundle reads an empty source field.
+        # Real data holds the literal string 'null' (KKBox's source_system_tab): only an empty
+        # field means missing, quoted ("", as pyarrow's and pandas' quote-all writers put it)
+        # or not, as the release bundle reads an empty field.
         null_values=[""],
         strings_can_be_null=True,
         quoted_strings_can_be_null=True,
@@ -170,3 +171,16 @@ def _find_bad_utf8(path: Path) -> int | str:
             except UnicodeDecodeError:
                 return number
     return "?"
+
+
+def read_tables(data: Path, contract: Contract) -> dict[str, pa.Table]:
+    """Every raw table of the contract in the folder, the optional ones where they exist; the
+    tables the contract marks `dictionary` with their text dictionary-encoded (a third of the
+    memory: validate holds every table at once)."""
+    names = contract.required + [n for n in contract.optional if (data / n).exists()]
+    return {
+        name: read_table(
+            data / name, contract.tables[name], dictionary=contract.tables[name].dictionary
+        )
+        for name in names
+    }

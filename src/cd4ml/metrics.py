@@ -5,9 +5,21 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
+from cd4ml.params import Fraction, OpenFraction, Section
+
+# Where stage evaluate's metrics are (dvc.yaml's `metrics:`): the tools' default.
+EVAL_METRICS = "eval/metrics.json"
+
+
+class Evaluate(Section):
+    """Stage evaluate."""
+
+    threshold: OpenFraction  # the decision threshold of accuracy and the confusion matrix
+    max_valid_gap: Fraction  # warn when the valid rows' ROC AUC is this far from eval's
+
 
 def scores(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float | int]:
-    """Kaggle's ROC AUC plus the usual companions, at one decision threshold."""
+    """ROC AUC plus the usual companions, at one decision threshold."""
     predicted = p >= threshold
     tn, fp, fn, tp = skm.confusion_matrix(y, predicted, labels=[0, 1]).ravel()
     return {
@@ -22,7 +34,7 @@ def scores(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float | 
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
-    """Kaggle's metric alone (the oracle needs no more)."""
+    """ROC AUC alone (the oracle needs no more)."""
     return float(skm.roc_auc_score(y, p))
 
 
@@ -84,16 +96,14 @@ def confusion_sample(
     return [{"actual": int(y[i]), "predicted": int(p[i] >= threshold)} for i in idx]
 
 
-def cold_start(
-    y: np.ndarray, p: np.ndarray, member_seen: np.ndarray, song_seen: np.ndarray
+def by_slice(
+    y: np.ndarray, p: np.ndarray, slices: dict[str, np.ndarray]
 ) -> dict[str, dict[str, float | int | None]]:
-    """Rows and ROC AUC of the eval rows whose member and song the training part had (known),
-    only one of them (new_member, new_song) or neither (both_new); AUC None where a group
-    lacks a class."""
-    m, s = np.asarray(member_seen, dtype=bool), np.asarray(song_seen, dtype=bool)
-    groups = {"known": m & s, "new_member": ~m & s, "new_song": m & ~s, "both_new": ~m & ~s}
+    """Rows and ROC AUC of each slice of the eval rows (a boolean mask each); AUC None where a
+    slice lacks a class."""
     out: dict[str, dict[str, float | int | None]] = {}
-    for name, rows in groups.items():
+    for name, rows in slices.items():
+        rows = np.asarray(rows, dtype=bool)
         both_classes = len(np.unique(y[rows])) == 2
         auc = float(skm.roc_auc_score(y[rows], p[rows])) if both_classes else None
         out[name] = {"rows": int(rows.sum()), "roc_auc": auc}

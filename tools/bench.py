@@ -48,17 +48,17 @@ import networkx as nx
 import numpy as np
 import pyarrow.parquet as pq
 import yaml
+from cd4ml.benchreport import check_targets, engines_markdown, markdown
 from dvc.dependency.param import ParamsDependency
 from dvc.exceptions import DvcException
 from dvc.repo import Repo
 from dvc.stage import PipelineStage
+from cd4ml.io import UserError, atomic_path, run_main, write_json
 
 from cd4ml import chunks, daskcluster, ingestion, synth, workspace
-from cd4ml.benchreport import check_targets, engines_markdown, markdown
 from cd4ml.incoming import open_incoming
 from cd4ml.shell import dvc, free_ports
 from kkbox import io, params, provenance
-from kkbox.io import UserError, atomic_path, run_main, write_json
 
 log = logging.getLogger("bench")
 

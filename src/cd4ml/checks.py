@@ -9,22 +9,45 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, model_validator
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from kkbox import features, model
-from kkbox.params import Sanity, Train
+from cd4ml import model
+from cd4ml.params import Fraction, Section, Seed
+from cd4ml.problem import ModelKind
+from cd4ml.split import early_stopping_start
 
 log = logging.getLogger(__name__)
 
 # Below this standard deviation the predictions count as constant.
 MIN_STD = 1e-6
+
+
+class Sanity(Section):
+    """Stage sanity: the checks a model must pass before it is released."""
+
+    calibration_tolerance: Fraction  # |mean prediction - eval positive rate|, absolute
+    min_roc_auc: Fraction  # eval ROC AUC: shuffled predictions give ~0.5
+    cv_folds: Annotated[int, Field(ge=2, le=100)]
+    cv_max_deviation: Fraction  # no fold's ROC AUC further than this from the folds' mean
+    cv_max_rows: Annotated[int, Field(ge=20)]  # CV on a fixed sample of the training rows
+    seed: Seed
+
+    @model_validator(mode="after")
+    def _enough_rows(self) -> Sanity:
+        if self.cv_max_rows < 10 * self.cv_folds:
+            raise ValueError(
+                f"params.yaml: sanity.cv_max_rows={self.cv_max_rows} is too small for "
+                f"sanity.cv_folds={self.cv_folds}; use at least {10 * self.cv_folds}"
+            )
+        return self
 
 
 @dataclass
@@ -237,39 +260,41 @@ def failure_message(checks: list[Check]) -> str | None:
 
 
 def cv_check(
-    train: pd.DataFrame, train_params: Train, settings: Sanity, valid_fraction: float
+    x: pd.DataFrame,
+    y: np.ndarray,
+    kinds: Mapping[str, ModelKind],
+    train: Any,
+    settings: Sanity,
+    valid_fraction: float,
 ) -> Check:
-    """Cross-validate a fresh model (train params) on a capped sample of the training rows;
-    XGBoost stops early on the last `valid_fraction` of each fold's fit rows."""
-    rows = subsample(len(train), settings.cv_max_rows, settings.seed)
-    x = train[features.FEATURES].iloc[rows].reset_index(drop=True)
-    y = train["target"].to_numpy()[rows]
+    """Cross-validate a fresh model (the `train` settings) on a capped sample of the training
+    rows (x, y); each fold's model stops early on the last `valid_fraction` of its fit rows."""
+    n_rows = len(x)
+    rows = subsample(n_rows, settings.cv_max_rows, settings.seed)
+    x = x.iloc[rows].reset_index(drop=True)
+    y = y[rows]
 
     def fit_predict(x_fit: pd.DataFrame, y_fit: np.ndarray, x_test: pd.DataFrame) -> np.ndarray:
-        estimator = model.build(train_params)
-        cut = features.early_stopping_start(len(x_fit), valid_fraction)
+        fresh = model.build(kinds, train)
+        cut = early_stopping_start(len(x_fit), valid_fraction)
         valid = (x_fit.iloc[cut:], y_fit[cut:])
-        model.fit(estimator, x_fit.iloc[:cut], y_fit[:cut], valid)
-        return model.predict_proba(estimator, x_test)
+        fresh.kind.fit(fresh.estimator, x_fit.iloc[:cut], y_fit[:cut], valid)
+        return fresh.predict(x_test)
 
     log.info(
         "cross-validating a fresh %s: %d folds on %d of %d training rows",
-        train_params.model,
+        train.model,
         settings.cv_folds,
         len(rows),
-        len(train),
+        n_rows,
     )
     started = time.perf_counter()
     aucs = cross_validate(x, y, fit_predict, settings.cv_folds, settings.seed)
     log.info("cross-validation took %.1f s", time.perf_counter() - started)
-    return cv_stable(
-        aucs,
-        settings.cv_max_deviation,
-        {
-            "folds": settings.cv_folds,
-            "rows": len(rows),
-            "training_rows": len(train),
-            "sampled": len(rows) < len(train),
-            "early_stopping": train_params.model == "xgb",
-        },
-    )
+    details = {
+        "folds": settings.cv_folds,
+        "rows": len(rows),
+        "training_rows": n_rows,
+        "sampled": len(rows) < n_rows,
+    }
+    return cv_stable(aucs, settings.cv_max_deviation, details)

@@ -1,4 +1,4 @@
-"""A schema-faithful synthetic KKBox data set with known, learnable signal.
+"""A schema-faithful synthetic KKBox data set with known, learnable signal (`make data`).
 
 Every table has Kaggle's columns, order, encodings and quirks. The target of each train row is
 drawn from a known probability built from member taste (genres, artists, language), song
@@ -12,13 +12,42 @@ import base64
 import functools
 import logging
 import operator
+import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import Field
+
+from cd4ml.io import atomic_dir, write_csv
+from cd4ml.params import Section, Seed
 
 log = logging.getLogger(__name__)
+
+_SHARE = Annotated[float, Field(ge=0, le=0.5)]
+_TREND = Annotated[float, Field(ge=0, le=3)]
+
+
+class Generate(Section):
+    """params.yaml's generate: the seed and the time effects of the synthetic data."""
+
+    seed: Seed
+    positive_rate: Annotated[float, Field(gt=0, lt=1)]
+    new_member_rows_eval: _SHARE
+    new_member_rows_test: _SHARE
+    new_song_rows_eval: _SHARE
+    new_song_rows_test: _SHARE
+    song_trend: _TREND
+    release_fade: Annotated[float, Field(gt=0, le=1)]
+    member_trend: _TREND
+    source_drift: _TREND
+
+    def time_effects(self) -> dict[str, float]:
+        """The keys of TimeEffects (every key but seed and positive_rate)."""
+        return self.model_dump(exclude={"seed", "positive_rate"})
 
 
 @dataclass(frozen=True)
@@ -715,3 +744,21 @@ def generate(
         "test.csv": test,
         "train_truth.csv": {"target_probability": plays["probability"][: scale.train].round(6)},
     }
+
+
+def write(out: Path, scale: str, seed: int, positive_rate: float = 0.5, **effects: float) -> None:
+    """Generate every table of one scale and write them into `out` (atomically, as a whole);
+    `effects` are TimeEffects' fields (its defaults where left out)."""
+    started = time.perf_counter()
+    tables = generate(SCALES[scale], seed, positive_rate=positive_rate, **effects)
+    with atomic_dir(out) as tmp:
+        for name, columns in tables.items():
+            rows = write_csv(columns, tmp / name)
+            log.info("wrote %s/%s: %d rows", out, name, rows)
+    log.info(
+        "%s scale, seed %d, positive rate %g: done in %.1f s",
+        scale,
+        seed,
+        positive_rate,
+        time.perf_counter() - started,
+    )

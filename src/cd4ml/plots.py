@@ -1,4 +1,4 @@
-"""The pipeline's pictures (PNG, no browser or CDN needed): evaluation plots and the history."""
+"""The pipeline's pictures (PNG, no browser or CDN needed): evaluation plots, slices, history."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from kkbox.io import atomic_path
+from cd4ml.io import atomic_path
 
 
 def _pyplot() -> Any:
@@ -28,18 +28,23 @@ def save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
+def close(fig: Any) -> None:
+    _pyplot().close(fig)
+
+
 def evaluation(
-    out: Path,
     roc: list[dict],
     oracle_roc: list[dict] | None,
     pr: list[dict],
     calibration: list[dict],
     importance: dict[str, float],
     scores: dict,
-) -> None:
+    confusion: dict[str, int],
+) -> dict[str, Any]:
     """ROC (with the oracle's where known), precision-recall, calibration, feature importance
-    and the confusion matrix, one PNG each in `out`."""
+    and the confusion matrix: figures by name (laid out, ready to save)."""
     plt = _pyplot()
+    figures = {}
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot(
         [r["fpr"] for r in roc],
@@ -56,7 +61,7 @@ def evaluation(
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (eval rows)")
     ax.legend(loc="lower right")
-    save(fig, out / "roc.png")
+    figures["roc"] = fig
 
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([r["recall"] for r in pr], [r["precision"] for r in pr])
@@ -66,7 +71,7 @@ def evaluation(
         ylim=(0, 1.02),
         title=f"Precision-recall (AP {scores['pr_auc']:.4f})",
     )
-    save(fig, out / "precision_recall.png")
+    figures["precision_recall"] = fig
 
     fig, ax = plt.subplots(figsize=(5, 5))
     ax.plot([c["predicted"] for c in calibration], [c["observed"] for c in calibration], "o-")
@@ -76,15 +81,15 @@ def evaluation(
         ylabel="observed replay rate",
         title="Calibration (eval rows)",
     )
-    save(fig, out / "calibration.png")
+    figures["calibration"] = fig
 
     ranked = sorted(importance.items(), key=lambda kv: kv[1])
     fig, ax = plt.subplots(figsize=(6, 7))
     ax.barh([k for k, _ in ranked], [v for _, v in ranked])
     ax.set(xlabel="share of importance", title="Feature importance")
-    save(fig, out / "feature_importance.png")
+    figures["feature_importance"] = fig
 
-    c = scores["confusion"]
+    c = confusion
     grid = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.imshow(grid, cmap="Blues")
@@ -100,7 +105,10 @@ def evaluation(
         ylabel="actual",
         title="Confusion matrix",
     )
-    save(fig, out / "confusion.png")
+    figures["confusion"] = fig
+    for fig in figures.values():
+        fig.tight_layout()
+    return figures
 
 
 def history(records: list[dict], path: Path) -> None:
@@ -126,14 +134,14 @@ def history(records: list[dict], path: Path) -> None:
     save(fig, path)
 
 
-def cold_start(path: Path, groups: dict[str, dict]) -> None:
-    """ROC AUC of the eval rows by whether their member and song were seen in training, with
-    each group's share of the rows (a group without both classes has no bar)."""
+def slices(groups: dict[str, dict], rows: int) -> Any:
+    """ROC AUC of each slice of the `rows` eval rows, with its share of them (a slice without
+    both classes has no bar): a figure."""
     plt = _pyplot()
-    total = sum(g["rows"] for g in groups.values()) or 1
+    total = rows or 1
     names = list(groups)[::-1]
     aucs = [groups[n]["roc_auc"] or 0.0 for n in names]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(6, 1.5 + 0.5 * len(names)))
     bars = ax.barh(names, aucs)
     for bar, name in zip(bars, names, strict=True):
         g = groups[name]
@@ -141,5 +149,6 @@ def cold_start(path: Path, groups: dict[str, dict]) -> None:
         label = f" {text}, {g['rows']:,} rows ({g['rows'] / total:.0%})"
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, label, va="center")
     ax.axvline(0.5, ls=":", color="grey")
-    ax.set(xlim=(0, 1.25), xlabel="ROC AUC (eval rows)", title="Cold start: seen in training?")
-    save(fig, path)
+    ax.set(xlim=(0, 1.25), xlabel="ROC AUC (eval rows)", title="ROC AUC by slice")
+    fig.tight_layout()
+    return fig

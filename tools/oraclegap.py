@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from cd4ml.io import UserError, atomic_path, read_parquet, run_main, write_json
+from kkbox.raw import read_table
 
 from cd4ml import synth
 from kkbox import metrics, model, params, schema
-from kkbox.io import UserError, atomic_path, read_parquet, run_main, write_json
-from kkbox.raw import read_table
 
 log = logging.getLogger("oraclegap")
 

@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
+from cd4ml.io import UserError, read_parquet, run_main
+from kkbox.raw import read_table
 
 from cd4ml import bench
 from cd4ml.shell import checked, dvc, free_ports
 from kkbox import bundle, params, schema
-from kkbox.io import UserError, read_parquet, run_main
-from kkbox.raw import read_table
 
 log = logging.getLogger("benchserve")
 

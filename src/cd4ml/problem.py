@@ -1,0 +1,176 @@
+"""The one interface between the loop and the problem it delivers.
+
+The loop (this package) knows nothing of any data set or model. A problem is a Python package
+that builds one `Problem` and names it `PROBLEM`; params.yaml's `problem:` names the package and
+`load` (here, and only here) imports it. `src/kkbox` is the example; docs/adapt.md shows how to
+write your own, and tests/toy is a second one that goes through the same loop.
+
+What the loop asks of a problem, by step:
+- data: `contract` (its raw tables, their columns and rules: cd4ml.contract), `synthesize`
+  (sample data for `make data`, at one of `scales`) and `download` (its real files);
+- features: `fit` (the featurizer, fitted on the training part, and the features of every
+  part), `load_featurizer` (a fitted one, back from its files), `plan` (the same fit in passes
+  of mergeable statistics, for the Dask engine; None if it has none), `slices` (named groups of
+  eval rows the evaluation reports apart);
+- models: `kinds`, each a `ModelKind`;
+- serving: `Row`, the pydantic model of one raw input row (the request schema), and `flags`,
+  the names of the per-row facts its featurizer reports (e.g. an unknown member);
+- settings: `sections`, the params.yaml sections it reads (pydantic models).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from cd4ml import params
+from cd4ml.io import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from cd4ml.contract import Contract
+    from cd4ml.engine import FeatureOutput, Plan
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a featurizer makes of raw rows: the model's features (one row each, in order) and
+    the problem's flags, one boolean per row each (e.g. `unknown_member`)."""
+
+    x: pd.DataFrame
+    flags: dict[str, np.ndarray]
+
+
+@runtime_checkable
+class Featurizer(Protocol):
+    """A fitted featurizer: raw input rows (an Arrow table of the Row's columns) in, features
+    out. The same code made the training features, so serving and training agree."""
+
+    def transform(self, rows: pa.Table) -> Features: ...
+
+    def warm_up(self) -> None:
+        """Build whatever makes the first request fast (a service calls it before ready)."""
+
+    def example(self) -> dict[str, Any]:
+        """One input row it knows: what a service scores before it says it is ready."""
+
+
+@runtime_checkable
+class ModelKind(Protocol):
+    """One kind of model, everything the loop does with it in one place. Its file is in the
+    library's own format (no pickle) and `load` trusts nothing it did not expect."""
+
+    name: str
+    file: str  # the model's file name in the model folder and the bundle
+    library: str  # the module `load` needs: imported while a bundle's hashes are checked
+    Settings: type[BaseModel]  # its section of params.yaml: train.<name>
+
+    def build(self, settings: Any, seed: int) -> Any: ...
+
+    def fit(self, model: Any, x: pd.DataFrame, y: np.ndarray, valid: tuple) -> dict[str, Any]:
+        """Fit on (x, y); `valid` (x, y) are the early-stopping rows. Returns what to record."""
+
+    def save(self, model: Any, path: Path) -> None: ...
+
+    def load(self, path: Path) -> Any: ...
+
+    def predict(self, model: Any, x: pd.DataFrame) -> np.ndarray:
+        """P(target = 1) of each row."""
+
+    def importances(self, model: Any, names: list[str]) -> dict[str, float]:
+        """Each feature's share of the model's importance (they sum to 1)."""
+
+
+@runtime_checkable
+class Problem(Protocol):
+    """A problem the loop can deliver (see the module's docstring)."""
+
+    name: str  # the model's name: the artifact in dvc.yaml, the registry, the service's title
+    description: str  # one line: what the predicted probability means
+    contract: Contract
+    Row: type[BaseModel]
+    flags: tuple[str, ...]
+    kinds: Mapping[str, ModelKind]
+    sections: Mapping[str, type[BaseModel]]
+    scales: tuple[str, ...]
+
+    def synthesize(self, out: Path, scale: str, settings: Any) -> None:
+        """Sample data of one scale into `out`; `settings`: its section `generate`, if any."""
+
+    def download(self, out: Path) -> None: ...
+
+    def fit(
+        self, data: Path, parts: Mapping[str, Path], settings: Any, out: FeatureOutput
+    ) -> None:
+        """Fit the featurizer on the split's train part (`parts`: train, valid, eval Parquet
+        files of examples) with the raw tables of `data`; give `out` the features of every part
+        and the fitted featurizer. `settings`: its section `preprocess`, if any."""
+
+    def plan(self, settings: Any) -> Plan | None:
+        """The same fit as passes of mergeable statistics (the Dask engine's), or None."""
+
+    def load_featurizer(self, folder: Path) -> Featurizer: ...
+
+    def slices(self, x: pd.DataFrame) -> dict[str, np.ndarray]: ...
+
+
+def load(name: str, where: str = "params.yaml") -> Problem:
+    """The problem of the package `name` (its PROBLEM): the one place the loop imports one."""
+    if not isinstance(name, str) or not name:
+        raise UserError(f"{where}: problem must name a Python package (e.g. kkbox), got {name!r}")
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        raise UserError(
+            f"{where}: problem {name!r} cannot be imported ({err}); name an installed package "
+            "or one under src/ (docs/adapt.md)"
+        ) from None
+    found = getattr(module, "PROBLEM", None)
+    if found is None:
+        raise UserError(f"{where}: problem package {name!r} defines no PROBLEM (docs/adapt.md)")
+    missing = [m for m in _MEMBERS if not hasattr(found, m)]
+    if missing:
+        raise UserError(f"{where}: {name}.PROBLEM lacks {missing} of the Problem interface")
+    return found
+
+
+_MEMBERS = (
+    *("name", "description", "contract", "Row", "flags", "kinds", "sections", "scales"),
+    *("synthesize", "download", "fit", "plan", "load_featurizer", "slices"),
+)
+
+
+def from_params(path: str | Path = "params.yaml") -> Problem:
+    """The problem params.yaml names, once the file's top-level keys are all known."""
+    data = params.read(path)
+    found = load(params.value(path, "problem"), str(path))
+    params.check_sections(data, [*params.LOOP, *found.sections], path)
+    return found
+
+
+def settings(problem: Problem, name: str, path: str | Path = "params.yaml") -> Any:
+    """The problem's own section `name` of the params file; None if it declares none."""
+    if name not in problem.sections:
+        return None
+    return params.section(path, name, problem.sections[name])
+
+
+def discover_kinds(package: str) -> dict[str, ModelKind]:
+    """The model kinds of a package: every module in it that defines KIND, by KIND.name. A new
+    kind is a new module there (and its name in params.yaml)."""
+    found = {}
+    pack = importlib.import_module(package)
+    for info in pkgutil.iter_modules(pack.__path__):
+        kind = getattr(importlib.import_module(f"{package}.{info.name}"), "KIND", None)
+        if kind is not None:
+            found[kind.name] = kind
+    return dict(sorted(found.items()))
