@@ -5,8 +5,10 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 PYTHON ?= python3
-# The interpreter that bootstraps pipenv: resolved before the project's .venv goes first on PATH.
-SYSTEM_PYTHON := $(shell command -v $(PYTHON))
+# The interpreter that bootstraps pipenv: the base Python behind $(PYTHON), never a virtual
+# environment's (a .venv first on PATH, this project's or another's, would get pipenv installed
+# into it and its editable install re-pointed).
+SYSTEM_PYTHON := $(shell $(PYTHON) -c 'import sys; print(sys._base_executable)' 2>/dev/null)
 SCALE ?= small
 SOURCE ?= synthetic
 CHUNKS ?= 3

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test servers need and the project cannot get from PyPI:
 # Ceph's radosgw (the loopback S3 server), rsync, gitlab-ci-local with a Node 22 runtime,
-# headless Chromium with a font (screenshots of HTML reports, src/cd4ml/browser.py) and the
+# headless Chromium with a font (screenshots of HTML reports, tools/browser.py) and the
 # vega / vega-lite / vega-embed JavaScript that DVC's plots need offline.
 # Idempotent: each part is skipped when it is already there.
 set -euo pipefail

@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow as pa
 
 from cd4ml import bundle, model, params, provenance
-from cd4ml import problem as problems
 from cd4ml.io import UserError, atomic_dir, read_parquet, run_main
 from cd4ml.model import read_features
 
@@ -50,7 +49,7 @@ def _json(path: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    problem = problems.from_params(args.params)
+    problem = params.problem(args.params)
     fitted = model.load(args.model, problem.kinds)
     trained = model.read_info(args.model)
     root = args.pipeline.resolve().parent

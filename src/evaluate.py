@@ -11,7 +11,6 @@ import pyarrow.parquet as pq
 from dvclive import Live
 
 from cd4ml import metrics, model, params, plots
-from cd4ml import problem as problems
 from cd4ml.io import atomic_dir, read_parquet, run_main
 from cd4ml.model import read_features
 
@@ -42,7 +41,7 @@ def _flat(data: dict, prefix: str = "") -> dict[str, float | int]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    problem = problems.from_params(args.params)
+    problem = params.problem(args.params)
     settings = params.section(args.params, "evaluate", metrics.Evaluate)
     fitted = model.load(args.model, problem.kinds)
     x, y = read_features(args.features / "eval.parquet")

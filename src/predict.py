@@ -10,8 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cd4ml import bundle
-from cd4ml import problem as problems
+from cd4ml import bundle, params
 from cd4ml.io import UserError, run_main, write_csv
 from cd4ml.reading import read_table
 
@@ -29,7 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    problem = problems.from_params(args.params)
+    problem = params.problem(args.params)
     contract = problem.contract
     if contract.batch is None or contract.id is None:
         raise UserError(

@@ -11,8 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from cd4ml import engine
-from cd4ml import problem as problems
+from cd4ml import engine, params
 from cd4ml.io import lean_memory_pool, run_main
 
 log = logging.getLogger("preprocess")
@@ -30,8 +29,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     lean_memory_pool()
-    problem = problems.from_params(args.params)
-    settings = problems.settings(problem, "preprocess", args.params)
+    problem = params.problem(args.params)
+    settings = params.problem_section(problem, "preprocess", args.params)
     log.info("%s engine", engine.name())
     engine.featurize(problem, args.data, args.split, settings, args.out)
     log.info("wrote the features and the featurizer to %s", args.out)

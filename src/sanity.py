@@ -15,7 +15,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from cd4ml import checks, metrics, model, params
-from cd4ml import problem as problems
 from cd4ml.io import UserError, run_main, write_json
 from cd4ml.model import read_features
 from cd4ml.split import Split
@@ -35,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    problem = problems.from_params(args.params)
+    problem = params.problem(args.params)
     settings = params.section(args.params, "sanity", checks.Sanity)
     train_settings = params.section(args.params, "train", model.train_settings(problem.kinds))
     valid_fraction = params.section(args.params, "split", Split).valid_fraction

@@ -10,7 +10,6 @@ from pathlib import Path
 import pyarrow as pa
 
 from cd4ml import params
-from cd4ml import problem as problems
 from cd4ml.io import REPEATED_IDS_PARQUET, lean_memory_pool, parquet_folder, run_main
 from cd4ml.reading import read_table
 from cd4ml.split import Split, split
@@ -29,7 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     lean_memory_pool()
-    contract = problems.from_params(args.params).contract
+    contract = params.problem(args.params).contract
     settings = params.section(args.params, "split", Split)
     name = contract.examples
     examples = read_table(args.data / name, contract.tables[name])

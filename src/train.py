@@ -12,7 +12,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from cd4ml import engine, model, params, provenance
-from cd4ml import problem as problems
 from cd4ml.io import run_main
 
 log = logging.getLogger("train")
@@ -34,7 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    problem = problems.from_params(args.params)
+    problem = params.problem(args.params)
     settings = params.section(args.params, "train", model.train_settings(problem.kinds))
     built = model.build(problem.kinds, settings)
     names = [c for c in pq.read_schema(args.features / "train.parquet").names if c != model.TARGET]

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from cd4ml import params, validation
-from cd4ml import problem as problems
 from cd4ml.io import UserError, lean_memory_pool, run_main, write_json
 from cd4ml.reading import read_tables
 
@@ -55,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     lean_memory_pool()
-    contract = problems.from_params(args.params).contract
+    contract = params.problem(args.params).contract
     settings = params.section(args.params, "validate", validation.Validate)
     if args.update_reference:
         outcome = validation.validate(read_tables(args.data, contract), contract, settings, None)

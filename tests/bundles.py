@@ -1,9 +1,9 @@
 """Small real bundles for the unit tests, without the pipeline: synthetic tables with Kaggle's
-columns, a featurizer fitted with the calls of src/preprocess.py, models of both kinds."""
+columns, a featurizer fitted with the calls of kkbox.fit, models of every kind saved as the
+train stage saves them, and bundles written as the bundle stage writes them."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,23 +12,26 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cd4ml import bundle, params
-from kkbox import features, featurizer, model
+from cd4ml import bundle, model, params
 from cd4ml.io import read_parquet, write_parquet
+from kkbox import PROBLEM, features, featurizer
 from tests.project import ROOT
 
-N_MEMBERS, N_SONGS, N_PLAYS, N_TRAIN = 60, 90, 1500, 1100
+N_MEMBERS, N_SONGS, N_PLAYS = 60, 90, 1500
+N_FIT, N_TRAIN = 900, 1100  # the train part's fit rows, then its early-stopping (valid) rows
 # Eval rows of a member and a song that are not in the tables, and of ones that are but were
 # never played in the training part (their artist neither): every statistic is a cold start.
 COLD = [("m-new", "s-new"), ("m-idle", "s-idle")]
 # A known member with a song not in songs.csv: only the song's statistics are cold.
 NEW_SONG = ("m000", "s-new")
-PREPROCESS = {"min_count": 5, "smoothing": 20.0, "folds": (5, 42), "valid_fraction": 0.2}
+PREPROCESS = {"min_count": 5, "smoothing": 20.0, "folds": (5, 42)}
+PARTS = ("train", "valid", "eval")
 
 
 def raw_tables(seed: int = 0) -> dict[str, pa.Table]:
     """Kaggle's tables (validated types) with a real signal: each member and song has its own
-    replay rate, and plays from the own library replay more."""
+    replay rate, and plays from the own library replay more. The plays come as the split's
+    parts: train (fit rows), valid (early-stopping rows) and eval."""
     rng = np.random.default_rng(seed)
     member_ids = [f"m{i:03d}" for i in range(N_MEMBERS)] + ["m-idle"]
     song_ids = [f"s{i:03d}" for i in range(N_SONGS)] + ["s-idle"]
@@ -94,7 +97,8 @@ def raw_tables(seed: int = 0) -> dict[str, pa.Table]:
         "members": members,
         "songs": songs,
         "song_extra_info": extra,
-        "train": plays.slice(0, N_TRAIN),
+        "train": plays.slice(0, N_FIT),
+        "valid": plays.slice(N_FIT, N_TRAIN - N_FIT),
         "eval": plays.slice(N_TRAIN),
     }
 
@@ -105,29 +109,28 @@ class Fitted:
 
     folder: Path  # the saved featurizer's files
     encoder: features.Encoder
-    train_x: pd.DataFrame  # before the early-stopping slice, out-of-fold
+    train_x: pd.DataFrame  # the fit rows, out-of-fold
     train_y: np.ndarray
-    valid_x: pd.DataFrame  # the early-stopping slice
+    valid_x: pd.DataFrame  # the early-stopping rows, with the fit rows' statistics
     valid_y: np.ndarray
     eval_raw: pa.Table  # raw eval plays, target included
     eval_x: pd.DataFrame  # their features, as preprocess writes them
-    train_raw: pa.Table  # raw training plays, target included
+    train_raw: pa.Table  # raw training plays (fit and early-stopping rows), target included
 
 
 def fit_featurizer(folder: Path, tables: dict[str, pa.Table] | None = None) -> Fitted:
-    """Fit and save a featurizer into folder/featurizer with the calls src/preprocess.py makes
-    (the parts read back from Parquet as it reads them)."""
+    """Fit and save a featurizer into folder/featurizer with the calls kkbox.fit makes (the
+    split's parts read back from Parquet as it reads them)."""
     tables = tables or raw_tables()
-    parts = {part: folder / "split" / f"{part}.parquet" for part in ("train", "eval")}
+    parts = {part: folder / "split" / f"{part}.parquet" for part in PARTS}
     for part, path in parts.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         write_parquet(tables[part], path)
     members, songs = tables["members"], tables["songs"]
 
     def ids(column: str) -> dict[str, pa.ChunkedArray]:
-        dictionary = [column] if column == "msno" else None
         return {
-            part: read_parquet(path, [column], read_dictionary=dictionary)[column]
+            part: read_parquet(path, columns=[column], read_dictionary=[column])[column]
             for part, path in parts.items()
         }
 
@@ -139,57 +142,93 @@ def fit_featurizer(folder: Path, tables: dict[str, pa.Table] | None = None) -> F
 
     def joined(part: str) -> pd.DataFrame:
         columns = [*features.SOURCE, "target"]
-        plays = read_parquet(parts[part], columns, read_dictionary=features.SOURCE).to_pandas()
+        plays = read_parquet(
+            parts[part], columns=columns, read_dictionary=features.SOURCE
+        ).to_pandas()
         frame = features.join_plays(plays, member_keys[part], song_keys[part], *attrs)
         frame["target"] = plays["target"].to_numpy()
         return frame
 
-    train = joined("train")
+    train, valid = joined("train"), joined("valid")
     encoder, train_x, valid_x = features.fit_training(
-        train,
-        PREPROCESS["min_count"],
-        PREPROCESS["smoothing"],
-        PREPROCESS["folds"],
-        PREPROCESS["valid_fraction"],
+        train, valid, PREPROCESS["min_count"], PREPROCESS["smoothing"], PREPROCESS["folds"]
     )
     eval_x = features.transform(joined("eval"), encoder)
     out = folder / "featurizer"
     featurizer.save(out, encoder, members["msno"], attrs[0], songs["song_id"], attrs[1])
-    y = train["target"].to_numpy()
-    cut = len(train_x)
     return Fitted(
-        out, encoder, train_x, y[:cut], valid_x, y[cut:], tables["eval"], eval_x, tables["train"]
+        out,
+        encoder,
+        train_x,
+        train["target"].to_numpy(),
+        valid_x,
+        valid["target"].to_numpy(),
+        tables["eval"],
+        eval_x,
+        pa.concat_tables([tables["train"], tables["valid"]]),
     )
 
 
-TRAIN = params.load(ROOT / "params.yaml").train
-ABOUT = {"data_version": "x", "git": {"commit": None, "dirty": None}}
+TRAIN = params.section(ROOT / "params.yaml", "train", model.train_settings(PROBLEM.kinds))
+ABOUT = {
+    "data_version": "x",
+    "build": {"sha256": "b" * 64, "code": {"sha256": "c" * 64, "files": {}}, "params": {}},
+}
 
 
-def small(kind: str) -> params.Train:
+def small(kind: str) -> Any:
     """The committed train section with a few small trees, one thread (fast)."""
-    xgb = dataclasses.replace(TRAIN.xgb, n_estimators=20, n_jobs=1)
-    rf = dataclasses.replace(TRAIN.rf, n_estimators=5, max_depth=6, n_jobs=1)
-    return dataclasses.replace(TRAIN, model=kind, xgb=xgb, rf=rf)
+    return TRAIN.model_copy(
+        update={
+            "model": kind,
+            "xgb": TRAIN.xgb.model_copy(update={"n_estimators": 20, "n_jobs": 1}),
+            "rf": TRAIN.rf.model_copy(update={"n_estimators": 5, "max_depth": 6, "n_jobs": 1}),
+        }
+    )
 
 
-def train(fitted: Fitted, kind: str, shuffle_targets: bool = False) -> Any:
-    """A fitted estimator of the pipeline's kind; `shuffle_targets` makes one that learned
-    nothing (a weak champion)."""
+def train(fitted: Fitted, kind: str, shuffle_targets: bool = False) -> model.Model:
+    """A fitted model of the problem's kind `kind`, as the train stage fits one;
+    `shuffle_targets` makes one that learned nothing (a weak champion)."""
     y, valid_y = fitted.train_y, fitted.valid_y
     if shuffle_targets:
         rng = np.random.default_rng(1)
         y, valid_y = rng.permutation(y), rng.permutation(valid_y)
-    estimator = model.build(small(kind))
-    model.fit(estimator, fitted.train_x, y, (fitted.valid_x, valid_y))
-    return estimator
+    built = model.build(PROBLEM.kinds, small(kind))
+    built.kind.fit(built.estimator, fitted.train_x, y, (fitted.valid_x, valid_y))
+    return built
 
 
-def write_bundle(folder: Path, fitted: Fitted, estimator: Any, kind: str) -> Path:
-    """A bundle as the bundle stage writes one, its training profile included."""
+def save_model(folder: Path, fitted: Fitted, trained: model.Model) -> Path:
+    """The model folder the train stage writes (the kind's file and model.json)."""
+    info = {
+        "features": list(fitted.train_x.columns),
+        "n_train_rows": len(fitted.train_y),
+        "n_valid_rows": len(fitted.valid_y),
+        "data_version": ABOUT["data_version"],
+    }
+    model.save(folder, trained, info)
+    return folder
+
+
+def write_bundle(
+    folder: Path, fitted: Fitted, trained: model.Model, about: dict | None = None
+) -> Path:
+    """A bundle as the bundle stage writes one, its training profile included (its model folder
+    next to it, named <folder>-model); `about`: the provenance (default ABOUT)."""
+    model_folder = save_model(folder.with_name(f"{folder.name}-model"), fitted, trained)
+    rows = bundle.rows_table(fitted.eval_raw, bundle.input_fields(PROBLEM.Row))
+    flags = PROBLEM.load_featurizer(fitted.folder).transform(rows).flags
+    p = trained.predict(fitted.eval_x)
+    profile = bundle.training_profile(PROBLEM, fitted.train_raw, flags, p)
     folder.mkdir(parents=True)
-    keys = featurizer.load(fitted.folder).keys(bundle.plays(fitted.eval_raw))
-    p = model.predict_proba(estimator, fitted.eval_x)
-    profile = bundle.training_profile(fitted.train_raw, (keys[0] < 0, keys[1] < 0), p)
-    bundle.write(folder, estimator, kind, fitted.folder, ABOUT, profile)
+    bundle.write(
+        folder,
+        PROBLEM,
+        model_folder,
+        fitted.folder,
+        list(fitted.eval_x.columns),
+        ABOUT if about is None else about,
+        profile,
+    )
     return folder

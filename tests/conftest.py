@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tools import daskcluster
 from cd4ml.shell import free_ports
+from tools import daskcluster
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,8 +132,8 @@ def s3_bucket(s3_server: S3Server) -> Iterator[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Dask cluster (tools/daskcluster.py): `dask scheduler` and `dask worker` processes on free loopback
-# ports, each worker in its own temp working directory.
+# Dask cluster (tools/daskcluster.py): `dask scheduler` and `dask worker` processes on free
+# loopback ports, each worker in its own temp working directory.
 
 
 @pytest.fixture(scope="session")

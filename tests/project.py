@@ -7,11 +7,16 @@ import os
 import shutil
 import subprocess
 import sys
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import annotated_types
 import yaml
+from pydantic import ValidationError, create_model
+from pydantic.fields import FieldInfo
 
+from cd4ml import params
 from tools import workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,14 +107,38 @@ def write_params(path: Path, **generate: object) -> None:
     path.write_text(yaml.safe_dump(params), encoding="utf-8")
 
 
-def out_of_range(kind: type, bounds: Any) -> Any:
-    """A value of the declared type that kkbox.params' declared bounds refuse (None where
-    every value is allowed): the bad-input corpus and the params tests share it."""
-    if bounds.exclude:
-        return bounds.exclude[0]
-    step = 1 if kind is int else 0.5
-    if bounds.low is not None:
-        return kind(bounds.low) if bounds.low_open else kind(bounds.low - step)
-    if bounds.high is not None:
-        return kind(bounds.high) if bounds.high_open else kind(bounds.high + step)
+def out_of_range(spec: FieldInfo) -> Any:
+    """A value of the field's type that the field refuses (just past a bound, a choice it does
+    not offer, a text its pattern refuses), or None where it takes every value of its type: what
+    the params tests and the bad-input corpus give each key."""
+    probe = create_model("Probe", __base__=params.Section, value=(spec.annotation, spec))
+    for candidate in _candidates(spec):
+        try:
+            probe.model_validate({"value": candidate})
+        except ValidationError:
+            return candidate
     return None
+
+
+def _candidates(spec: FieldInfo) -> list[Any]:
+    """Values just past each bound of the field (the low one first), then texts."""
+    kind = spec.annotation
+    if typing.get_origin(kind) is Literal:
+        return ["unknown", ""]
+    if kind is str:
+        return ["", "unknown"]
+    if kind not in (int, float):
+        return []
+    step = 1 if kind is int else 0.5
+    found = []
+    for item in spec.metadata:
+        if isinstance(item, annotated_types.Ge):
+            found.append(kind(item.ge - step))
+        elif isinstance(item, annotated_types.Gt):
+            found.append(kind(item.gt))
+    for item in spec.metadata:
+        if isinstance(item, annotated_types.Le):
+            found.append(kind(item.le + step))
+        elif isinstance(item, annotated_types.Lt):
+            found.append(kind(item.lt))
+    return found

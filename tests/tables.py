@@ -1,14 +1,14 @@
-"""Tiny tables of the declared schema, and fixed validate settings, for the contract tests."""
+"""Tiny tables of KKBox's contract, and fixed validate settings, for the contract tests."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from cd4ml import params, validation
-from kkbox import schema
+from cd4ml import validation
+from kkbox.tables import CONTRACT, MEMBERS
 
 # Fixed thresholds, so that these tests do not move with params.yaml.
-SETTINGS = params.Validate(
+SETTINGS = validation.Validate(
     drift_severity="warn",
     max_missing_rate_change=0.1,
     max_category_tvd=0.15,
@@ -19,7 +19,7 @@ SETTINGS = params.Validate(
 
 
 def make_table(name: str, **columns: list) -> pa.Table:
-    """A table of `name`'s schema: given columns, every other column filled with valid values."""
+    """A table of `name`'s contract: given columns, every other column filled with valid values."""
     n = len(next(iter(columns.values())))
     defaults = {
         pa.string(): "x",
@@ -31,15 +31,14 @@ def make_table(name: str, **columns: list) -> pa.Table:
     }
     arrays = {
         col: pa.array(columns.get(col, [defaults[kind]] * n), kind)
-        for col, kind in schema.TABLES[name].items()
+        for col, kind in CONTRACT.tables[name].types.items()
     }
-    if name == schema.MEMBERS and "msno" not in columns:
+    if name == MEMBERS and "msno" not in columns:
         arrays["msno"] = pa.array([f"m{i}" for i in range(n)])
     return pa.table(arrays)
 
 
 def check_rules(name: str, data: pa.Table) -> tuple[list[validation.Finding], dict]:
-    """The hard findings and the soft (quirk) counts of the table's declared rules."""
-    categorical = frozenset(schema.CATEGORIES.get(name, {}))
-    found, soft, _ = validation.check_table(name, data, schema.COLUMNS[name], categorical)
+    """The hard findings and the soft (quirk) counts of the table's contract."""
+    found, soft, _ = validation.check_table(name, data, CONTRACT.tables[name])
     return found, soft

@@ -8,15 +8,15 @@ multi-threaded pyarrow read of the data files among the stage's deps in dvc.yaml
 of the tables among its outs: the floor.
 Then `dvc add data`, a full `dvc repro` and no-op ones, the bytes the data version stores (the
 DVC cache: raw data and each stage's cached outputs), and `dvc push` / `dvc pull` of that version
-against a loopback S3 server (scripts/s3-server.sh); then one more chunk (--ingest, the last 1 %
+against a loopback S3 server (tools/s3-server.sh); then one more chunk (--ingest, the last 1 %
 of train.csv's rows): the history before it reproduced, the chunk ingested, and the rerun
 timed. Results: <out>/results.json and .md.
 
-GPU machine: `python -m cd4ml.bench --scale full --stages train --device cuda,cpu --out DIR`
+GPU machine: `python -m tools.bench --scale full --stages train --device cuda,cpu --out DIR`
 times train on each device, on the same data and machine.
 
 `--engine dask` (make bench ENGINE=dask) times preprocess and train on the local engine and then
-on loopback Dask clusters of --workers workers (cd4ml.daskcluster, a fresh cluster and scratch
+on loopback Dask clusters of --workers workers (tools.daskcluster, a fresh cluster and scratch
 prefix on a loopback S3 server per run), in the same run: wall time, each worker's peak memory,
 the bytes staged to S3 and moved between Dask processes, the eval ROC AUC, and whether the
 features are the local engine's. Results: <out>/dask-<scale>.json and .md.
@@ -48,28 +48,33 @@ import networkx as nx
 import numpy as np
 import pyarrow.parquet as pq
 import yaml
-from cd4ml.benchreport import check_targets, engines_markdown, markdown
 from dvc.dependency.param import ParamsDependency
 from dvc.exceptions import DvcException
 from dvc.repo import Repo
 from dvc.stage import PipelineStage
-from cd4ml.io import UserError, atomic_path, run_main, write_json
 
-from cd4ml import chunks, daskcluster, ingestion, synth, workspace
+import kkbox
+from cd4ml import chunks, cluster, engine, generate, ingestion, io, params, provenance
 from cd4ml.incoming import open_incoming
+from cd4ml.io import UserError, atomic_path, run_main, write_json
+from cd4ml.metrics import EVAL_METRICS
+from cd4ml.model import INFO
 from cd4ml.shell import dvc, free_ports
-from kkbox import io, params, provenance
+from kkbox import synth
+from tools import daskcluster, workspace
+from tools.benchreport import check_targets, engines_markdown, markdown
 
 log = logging.getLogger("bench")
 
 ROOT = workspace.ROOT
 DATA_SUFFIXES = (".csv", ".parquet")
+MODEL = "models/model"  # the train stage's model folder in dvc.yaml
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line: scale, repeats, which stages and devices, where to work and write."""
     parser = argparse.ArgumentParser(
-        prog="python -m cd4ml.bench",
+        prog="python -m tools.bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -351,20 +356,29 @@ def io_floor(inputs: list[Path], outputs: list[Path], repeat: int, cwd: Path) ->
 # Data and the project copy
 
 
-def _fingerprint(scale: str, seed: int) -> str:
-    """What the data of a scale depends on: scale, seed and the code that writes it."""
-    digest = hashlib.sha256(f"{scale}:{seed}".encode())
-    for path in (Path(__file__).with_name("generate.py"), Path(synth.__file__), Path(io.__file__)):
+def generate_settings(path: Path = ROOT / "params.yaml") -> synth.Generate:
+    """params.yaml's generate section: what the synthetic data is drawn with."""
+    return params.section(path, "generate", synth.Generate)
+
+
+def _fingerprint(scale: str, settings: synth.Generate) -> str:
+    """What the data of a scale depends on: scale, generate settings and the code that writes
+    it."""
+    digest = hashlib.sha256(f"{scale}:{settings.model_dump_json()}".encode())
+    code = (generate.__file__, kkbox.__file__, synth.__file__, io.__file__)
+    for path in map(Path, code):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def ensure_data(work: Path, scale: str, seed: int, regenerate: bool) -> tuple[Path, dict]:
-    """The data of a scale in work/data-<scale>, made (and timed) unless the same code and seed
-    made it before."""
+def ensure_data(
+    work: Path, scale: str, settings: synth.Generate, regenerate: bool
+) -> tuple[Path, dict]:
+    """The data of a scale in work/data-<scale>, made (and timed) with `python -m
+    cd4ml.generate` unless the same code and settings made it before."""
     data = work / f"data-{scale}"
     record_path = work / f"data-{scale}.json"
-    fingerprint = _fingerprint(scale, seed)
+    fingerprint = _fingerprint(scale, settings)
     if not regenerate and data.is_dir() and record_path.exists():
         record = json.loads(record_path.read_text(encoding="utf-8"))
         if record.get("fingerprint") == fingerprint:
@@ -375,7 +389,7 @@ def ensure_data(work: Path, scale: str, seed: int, regenerate: bool) -> tuple[Pa
     cmd = f"python -m cd4ml.generate --scale {scale} --params params.yaml --out {out}"
     record = measure(cmd, ROOT, work / "logs" / f"generate-{scale}.log")
     size = sum(p.stat().st_size for p in data.iterdir())
-    record.update(fingerprint=fingerprint, seed=seed, cmd=cmd, bytes=size)
+    record.update(fingerprint=fingerprint, seed=settings.seed, cmd=cmd, bytes=size)
     write_json(record, record_path)
     wall, cpu, rss = record["wall_s"], record["cpu_s"], record["peak_rss_mib"]
     log.info("data: %.1f s wall, %.1f s CPU, %.0f MiB peak", wall, cpu, rss)
@@ -391,7 +405,7 @@ def _remove(path: Path) -> None:
 
 
 def copy_project(dest: Path, data: Path, with_dvc: bool = True) -> Path:
-    """A copy of the project (cd4ml.workspace; a git repository unless not `with_dvc`) with no
+    """A copy of the project (tools.workspace; a git repository unless not `with_dvc`) with no
     pipeline outputs and data/ hard-linked from the generated data."""
     workspace.copy_project(dest, commit=with_dvc)
     for stage in load_stages(dest).values():
@@ -458,8 +472,8 @@ def sweep_train(
         with xgb_params(project, config):
             run = measure(stages["train"]["cmd"], project, logs / f"sweep-{i + 1}-train.log")
             measure(stages["evaluate"]["cmd"], project, logs / f"sweep-{i + 1}-evaluate.log")
-        scores = json.loads((project / "metrics" / "eval.json").read_text(encoding="utf-8"))
-        fit = json.loads((project / "models" / "model.json").read_text(encoding="utf-8"))["fit"]
+        scores = json.loads((project / EVAL_METRICS).read_text(encoding="utf-8"))
+        fit = json.loads((project / MODEL / INFO).read_text(encoding="utf-8"))["fit"]
         rows.append(
             {
                 "settings": label,
@@ -573,7 +587,7 @@ def version_bytes(project: Path, stages: dict[str, dict[str, Any]]) -> dict[str,
 
 @contextlib.contextmanager
 def loopback_s3(store_bytes: int) -> Iterator[dict[str, str]]:
-    """scripts/s3-server.sh on free loopback ports, its store (RAM) sized for `store_bytes`; the
+    """tools/s3-server.sh on free loopback ports, its store (RAM) sized for `store_bytes`; the
     environment cd4ml.remote reads (endpoint, bucket, keys). Stopped and deleted afterwards."""
     if shutil.which("radosgw") is None:
         raise UserError("Ceph radosgw is not installed: run `make system-deps` (or --no-transfer)")
@@ -595,7 +609,7 @@ def _loopback_s3(where: Path, store_bytes: int) -> Iterator[dict[str, str]]:
         # Objects live in the OSD's memory: room for the version and a margin.
         "S3_STORE_MB": str(store_bytes * 3 // 2 // 2**20 + 512),
     }
-    script = str(ROOT / "scripts" / "s3-server.sh")
+    script = str(ROOT / "tools" / "s3-server.sh")
     env = {**os.environ, **server}
     started = subprocess.run([script, "start"], env=env, capture_output=True, text=True)
     try:
@@ -652,7 +666,8 @@ def time_ingest(
     data = project / "data"
     incoming = project.parent / f"incoming-{project.name}"
     shutil.rmtree(incoming, ignore_errors=True)
-    chunks.restart(data, open_incoming(str(incoming)), last_share(share))
+    contract = params.problem(project / "params.yaml").contract
+    chunks.restart(data, open_incoming(str(incoming)), last_share(share), contract)
     # The run cache holds the stages' runs on all the rows (time_dvc), which the ingest makes
     # again: DVC would restore them instead of running. A real chunk is new data.
     shutil.rmtree(project / ".dvc" / "cache" / "runs", ignore_errors=True)
@@ -661,7 +676,7 @@ def time_ingest(
     python = shlex.quote(sys.executable)
     cmd = f"{python} -m cd4ml.ingest --incoming {shlex.quote(str(incoming))} --data data"
     ingest = measure(cmd, project, logs / "ingest.log")
-    features = project / "clean_data" / "features" / "train.parquet"
+    features = project / "clean_data" / "features" / "train.parquet"  # the fit rows
     kept = project.parent / f"features-before-{project.name}.parquet"
     if features.exists():
         shutil.copyfile(features, kept)
@@ -784,26 +799,39 @@ def _time_stages(
 
 ENGINE_STAGES = ("preprocess", "train")
 FEATURES = ("train.parquet", "valid.parquet", "eval.parquet")
+SPLIT = ("train.parquet", "valid.parquet", "eval.parquet", "eval_truth.parquet")
 
 
-def _worker_counters(dask_worker: Any) -> dict[str, int]:
-    """On a worker: the bytes it has sent to other workers and to clients, and spilled to disk."""
-    spill = getattr(dask_worker.data, "cumulative_metrics", {})
-    return {
-        "sent": int(dask_worker.transfer_outgoing_bytes_total),
-        "spilled": int(spill.get(("disk-write", "bytes"), 0)),
-    }
+def engine_env(workers: int) -> dict[str, str]:
+    """The environment that picks the engine of a stage (cd4ml.engine): local for 0 workers,
+    else dask (the cluster's address and scratch come with it)."""
+    return {engine.ENGINE: "dask" if workers else "local"}
+
+
+def _worker_counters() -> Callable[[Any], dict[str, int]]:
+    """What a worker runs to tell the bytes it has sent to other workers and to clients, and
+    spilled to disk."""
+
+    # A nested function travels by value: the workers cannot import tools/ (not installed).
+    def counters(dask_worker: Any) -> dict[str, int]:
+        spill = getattr(dask_worker.data, "cumulative_metrics", {})
+        return {
+            "sent": int(dask_worker.transfer_outgoing_bytes_total),
+            "spilled": int(spill.get(("disk-write", "bytes"), 0)),
+        }
+
+    return counters
 
 
 def replicate_split(split: Path, times: int) -> None:
     """The split's parts `times` over, row group by row group (the same members and songs, so
     N x the plays with the statistics of one copy): what the dask engine's bench scales with."""
-    for name in ("train.parquet", "eval.parquet", "eval_truth.parquet"):
+    for name in SPLIT:
         path = split / name
         source = pq.ParquetFile(path)
         with atomic_path(path) as tmp:
             writer = pq.ParquetWriter(
-                tmp, source.schema_arrow, compression="zstd", **io.PLAYS_PARQUET
+                tmp, source.schema_arrow, compression="zstd", **io.REPEATED_IDS_PARQUET
             )
             for _ in range(times):
                 for group in range(source.num_row_groups):
@@ -853,20 +881,28 @@ def time_on_cluster(
     threads = max(1, machine()["nproc"] // workers)
     where = work / "dask" / label
     shutil.rmtree(where, ignore_errors=True)
-    cluster = daskcluster.start(where, workers, memory_limit, threads)
+    # The workers import the copy's code, as its stages do (`python src/<stage>.py`): not the
+    # installed checkout's, which may have changed since the copy was made.
+    path = os.pathsep.join(filter(None, [str(project / "src"), os.environ.get("PYTHONPATH")]))
+    found = daskcluster.start(where, workers, memory_limit, threads, env={"PYTHONPATH": path})
     prefix = f"scratch-{label}"
     folder = work / "dask" / prefix
     scratch = f"s3://{s3['S3_BUCKET']}/{prefix}" if s3 else str(folder)
-    env = {**(s3 or {}), "DASK_SCHEDULER_ADDRESS": cluster.address, "DASK_SCRATCH": scratch}
+    env = {
+        **(s3 or {}),
+        **engine_env(workers),
+        cluster.SCHEDULER: found.address,
+        "DASK_SCRATCH": scratch,
+    }
     try:
         run = measure(stage["cmd"], project, work / "logs" / f"{label}.log", env)
-        run["worker_peak_rss_mib"] = cluster.peak_rss_mib()
-        with distributed.Client(cluster.address, timeout=10) as client:
-            counters = client.run(_worker_counters).values()
+        run["worker_peak_rss_mib"] = found.peak_rss_mib()
+        with distributed.Client(found.address, timeout=10) as client:
+            counters = client.run(_worker_counters()).values()
         run["dask_transfer_bytes"] = sum(c["sent"] for c in counters)
         run["spilled_bytes"] = sum(c["spilled"] for c in counters)
     finally:
-        cluster.stop()
+        found.stop()
     if s3:
         run["staged_bytes"] = _drain(_s3_client(s3), s3["S3_BUCKET"], prefix)
     else:
@@ -895,13 +931,13 @@ def time_engines(
     scratch = loopback_s3(3 * inputs) if args.scratch == "s3" else contextlib.nullcontext()
     with scratch as s3:
         for workers in (int(n) for n in args.workers.split(",") if n):
-            engine = f"dask-{workers}" if workers else "local"
-            with edited_params(project, {"engine": "dask" if workers else "local", **trees}):
+            label = f"dask-{workers}" if workers else "local"
+            with edited_params(project, trees):
                 try:
-                    engines[engine] = _time_engine(args, stages, project, work, workers, s3)
+                    engines[label] = _time_engine(args, stages, project, work, workers, s3)
                 except UserError as err:
-                    log.error("%s failed: %s", engine, str(err).splitlines()[0])
-                    engines[engine] = {"error": str(err).splitlines()[0]}
+                    log.error("%s failed: %s", label, str(err).splitlines()[0])
+                    engines[label] = {"error": str(err).splitlines()[0]}
     done = {name: result for name, result in engines.items() if "error" not in result}
     local = done.get("local") or next(iter(done.values()), None)
     for result in done.values():
@@ -921,27 +957,31 @@ def _time_engine(
     s3: dict[str, str] | None,
 ) -> dict[str, Any]:
     """One engine's preprocess and train runs, then evaluate (untimed) for its ROC AUC."""
-    engine = f"dask-{workers}" if workers else "local"
+    which = f"dask-{workers}" if workers else "local"
     logs = work / "logs" / f"engines-{args.scale}"
     result: dict[str, Any] = {}
     for name in ENGINE_STAGES:
         runs: list[dict[str, Any]] = []
         while len(runs) < args.repeat and (not runs or runs[0]["wall_s"] < args.once_over):
-            label = f"{engine}-{name}-{len(runs) + 1}"
+            label = f"{which}-{name}-{len(runs) + 1}"
             if workers:
                 memory = args.memory_limit
                 runs.append(
                     time_on_cluster(stages[name], project, work, label, workers, memory, s3)
                 )
             else:
-                runs.append(measure(stages[name]["cmd"], project, logs / label))
+                cmd = stages[name]["cmd"]
+                runs.append(measure(cmd, project, logs / f"{label}.log", engine_env(0)))
         result[name] = _engine_summary(runs)
         log.info(
             "%-8s %-10s %7.1f s wall %7.0f MiB client  (%d runs)",
-            *(engine, name, result[name]["wall_s"], result[name]["peak_rss_mib"], len(runs)),
+            *(which, name, result[name]["wall_s"], result[name]["peak_rss_mib"], len(runs)),
         )
-    measure(stages["evaluate"]["cmd"], project, logs / f"{engine}-evaluate.log")
-    scores = json.loads((project / "metrics" / "eval.json").read_text(encoding="utf-8"))
+    ran = json.loads((project / MODEL / INFO).read_text(encoding="utf-8")).get("engine")
+    if ran != engine_env(workers)[engine.ENGINE]:
+        raise UserError(f"{which}: train ran on the {ran} engine ({project / MODEL / INFO})")
+    measure(stages["evaluate"]["cmd"], project, logs / f"{which}-evaluate.log")
+    scores = json.loads((project / EVAL_METRICS).read_text(encoding="utf-8"))
     result["roc_auc"] = scores["roc_auc"]
     features = project / "clean_data" / "features"
     result["features_md5"] = {name: io.md5(features / name) for name in FEATURES}
@@ -971,7 +1011,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    seed = params.load(ROOT / "params.yaml").generate.seed
+    settings = generate_settings()
     results: dict[str, Any] = {
         "scale": args.scale,
         "rows": vars(synth.SCALES[args.scale]),
@@ -979,7 +1019,7 @@ def main(argv: list[str] | None = None) -> None:
         "once_over": args.once_over,
         "machine": machine(),
     }
-    data, results["generate"] = ensure_data(work, args.scale, seed, args.regenerate)
+    data, results["generate"] = ensure_data(work, args.scale, settings, args.regenerate)
     if args.engine == "dask":
         project = copy_project(work / f"engines-{args.scale}", data, with_dvc=False)
         results["engines"] = time_engines(args, load_stages(project), project, work)
@@ -997,7 +1037,7 @@ def main(argv: list[str] | None = None) -> None:
     results["stages"] = _time_stages(args, stages, chosen, project, logs)
     if not args.no_baseline and {"validate", "split", "preprocess"} <= set(chosen):
         results["pandas_baseline"] = time_pandas_baseline(project, logs)
-    metrics = project / "metrics" / "eval.json"
+    metrics = project / EVAL_METRICS
     if metrics.exists():
         scores = json.loads(metrics.read_text(encoding="utf-8"))
         results["auc"] = {k: scores.get(k) for k in ("roc_auc", "oracle_roc_auc")}

@@ -3,7 +3,8 @@
 Starts `python -m cd4ml.serve` on a free loopback port, measures its start-up (spawn to a ready
 /readyz: imports, hash verification, load, warm-up), then drives it from a bounded asyncio load
 generator (httpx2) for a fixed time per case, with request bodies made beforehand from the
-scale's raw test rows. The floor of each case is the bundle's own scoring of the same batches in
+scale's raw rows to score (the contract's batch table: KKBox's test.csv), the problem's Row
+fields of each. The floor of each case is the bundle's own scoring of the same batches in
 this process, no HTTP. Writes <out>/serve.json and serve.md.
 
 The bundle is the one `make bench` left in <work>/project-<scale>; without one it is built there
@@ -29,13 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
-from cd4ml.io import UserError, read_parquet, run_main
-from kkbox.raw import read_table
 
-from cd4ml import bench
+from cd4ml import bundle, params
+from cd4ml.io import UserError, read_parquet, run_main
+from cd4ml.problem import Problem
+from cd4ml.reading import read_table
 from cd4ml.shell import checked, dvc, free_ports
-from kkbox import bundle, params, schema
+from tools import bench
 
 log = logging.getLogger("benchserve")
 
@@ -48,7 +51,7 @@ TARGETS = {"p99_1_row_ms": 10.0, "p99_1000_rows_ms": 100.0, "rows_per_s": 50_000
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m cd4ml.benchserve",
+        prog="python -m tools.benchserve",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -56,7 +59,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, default=Path("bench/runs"), help="make bench's work")
     parser.add_argument("--bundle", type=Path, help="serve this bundle instead")
     parser.add_argument(
-        "--rows", type=Path, help="raw rows to send: Parquet or Kaggle's test.csv (default)"
+        "--rows",
+        type=Path,
+        help="raw rows to send: Parquet, or a CSV of the contract's batch table (default: "
+        "the scale's, KKBox's test.csv)",
     )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per case")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers")
@@ -140,17 +146,43 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ensure_bundle(work: Path, scale: str) -> tuple[Path, Path]:
-    """The bundle and raw test rows of `make bench`'s project of the scale; built if missing."""
+def ensure_bundle(work: Path, scale: str, problem: Problem) -> tuple[Path, Path]:
+    """The bundle and raw rows to score (the batch table) of `make bench`'s project of the
+    scale; built if missing."""
     project = work / f"project-{scale}"
     path = project / "models" / "bundle"
     if not (path / bundle.MANIFEST).exists():
         log.info("no %s bundle in %s: making the data and running dvc repro bundle", scale, work)
-        seed = params.load(bench.ROOT / "params.yaml").generate.seed
-        data, _ = bench.ensure_data(work, scale, seed, regenerate=False)
+        data, _ = bench.ensure_data(work, scale, bench.generate_settings(), regenerate=False)
         bench.copy_project(project, data)
         checked(dvc("repro", "--quiet", "bundle", cwd=project), f"dvc repro bundle in {project}")
-    return path, project / "data" / "test.csv"
+    if problem.contract.batch is None:
+        raise UserError(f"problem {problem.name} has no batch table: give --bundle and --rows")
+    return path, project / "data" / problem.contract.batch
+
+
+def read_rows(path: Path, problem: Problem) -> pa.Table:
+    """The input fields (the problem's Row) of raw rows: a Parquet file, or a CSV of the
+    contract's batch table, read as the stages read it."""
+    names = [f.name for f in bundle.input_fields(problem.Row)]
+    if path.suffix != ".csv":
+        return read_parquet(path, columns=names)
+    contract = problem.contract
+    if contract.batch is None:
+        raise UserError(f"{path}: problem {problem.name} has no batch table; give Parquet rows")
+    return read_table(path, contract.tables[contract.batch], names)
+
+
+def check_answer(answer: dict, rows: int, flags: tuple[str, ...]) -> None:
+    """A /predict answer must score every row and count each of the problem's flags."""
+    got = answer.get("probabilities")
+    if answer.get("rows") != rows or not isinstance(got, list) or len(got) != rows:
+        raise UserError(f"POST /predict of {rows} row(s) answered {json.dumps(answer)[:200]}")
+    if sorted(answer.get("flags") or {}) != sorted(flags):
+        raise UserError(
+            f"POST /predict counted the flags {sorted(answer.get('flags') or {})}, not the "
+            f"problem's {sorted(flags)}"
+        )
 
 
 @contextlib.contextmanager
@@ -195,8 +227,11 @@ def running(
                 process.kill()
 
 
-async def _drive(url: str, bodies: list[bytes], clients: int, duration: float) -> list[float]:
-    """`clients` loops, each sending one request after the other until the time is up."""
+async def _drive(
+    url: str, bodies: list[bytes], clients: int, duration: float, check: Any = None
+) -> list[float]:
+    """`clients` loops, each sending one request after the other until the time is up;
+    `check` (if given) judges each loop's first answer."""
     import httpx2
 
     latencies: list[float] = []
@@ -217,6 +252,8 @@ async def _drive(url: str, bodies: list[bytes], clients: int, duration: float) -
                         f"POST /predict answered {response.status_code}: {response.text[:200]}"
                     )
                 latencies.append(time.perf_counter() - sent)
+                if check is not None and i == offset:
+                    check(response.json())
                 i += clients
 
         await asyncio.gather(*(loop(k) for k in range(clients)))
@@ -228,7 +265,6 @@ def _case(
     scorer: bundle.Scorer,
     name: str,
     batches: list[list[dict]],
-    size: int,
     clients: int,
     args: argparse.Namespace,
 ) -> dict:
@@ -239,10 +275,16 @@ def _case(
         started = time.perf_counter()
         scorer.score(batch)
         floor.append(time.perf_counter() - started)
+    rows = len(batches[0])  # the case's size, or every row there is when there are fewer
+    flags = scorer.problem.flags
+
+    def check(answer: dict) -> None:
+        check_answer(answer, rows, flags)
+
     log.info("%s: %d client(s) for %.0f s", name, clients, args.duration)
     started = time.perf_counter()
-    latencies = asyncio.run(_drive(url, bodies, clients, args.duration))
-    case = summary(latencies, size, time.perf_counter() - started)
+    latencies = asyncio.run(_drive(url, bodies, clients, args.duration, check))
+    case = summary(latencies, rows, time.perf_counter() - started)
     case["floor_p50_ms"] = statistics.median(floor) * 1000.0
     log.info(
         "%s: p50 %.2f ms, p99 %.2f ms, %.0f rows/s",
@@ -261,20 +303,20 @@ def _batches(rows: list[dict], size: int, count: int, rng: random.Random) -> lis
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per request
+    # The service reads params.yaml where it runs (the repository's root): its problem.
+    problem = params.problem(bench.ROOT / "params.yaml")
     if args.bundle is not None:
         path, rows_path = args.bundle, args.rows
         if rows_path is None:
-            raise UserError("--bundle needs --rows: raw play rows to send (Parquet, or test.csv)")
+            raise UserError(
+                "--bundle needs --rows: raw rows to send (Parquet, or a CSV of the batch table)"
+            )
     else:
-        path, rows_path = ensure_bundle(args.work.resolve(), args.scale)
+        path, rows_path = ensure_bundle(args.work.resolve(), args.scale, problem)
     rows_path = args.rows or rows_path
-    if rows_path.suffix == ".csv":
-        rows = read_table(rows_path, schema.TEST, list(bundle.INPUT))
-    else:
-        rows = read_parquet(rows_path, columns=list(bundle.INPUT))
-    pool = rows.slice(0, 200_000).to_pylist()
+    pool = read_rows(rows_path, problem).slice(0, 200_000).to_pylist()
     rng = random.Random(0)
-    scorer = bundle.load(path)
+    scorer = bundle.load(path, problem)
     results: dict[str, Any] = {
         "scale": args.scale if args.bundle is None else str(args.bundle),
         "bundle_mb": sum(e["bytes"] for e in scorer.manifest["files"].values()) / 1e6,
@@ -289,8 +331,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     with running(path, args.workers, logs) as (url, startup):
         results["startup_s"] = startup
-        for name, size, clients in CASES:
-            results["cases"][name] = _case(url, scorer, name, batches[name], size, clients, args)
+        for name, _, clients in CASES:
+            results["cases"][name] = _case(url, scorer, name, batches[name], clients, args)
     log_folder = args.work / "serve-prediction-log"
     shutil.rmtree(log_folder, ignore_errors=True)
     results["logged"] = {}
@@ -298,9 +340,9 @@ def main(argv: list[str] | None = None) -> None:
         url,
         _,
     ):
-        for name, size, clients in CASES:
+        for name, _, clients in CASES:
             if name in LOGGED:
-                case = _case(url, scorer, name, batches[name], size, clients, args)
+                case = _case(url, scorer, name, batches[name], clients, args)
                 plain = results["cases"][name]
                 case["p50_added_ms"] = case["p50_ms"] - plain["p50_ms"]
                 case["p99_added_ms"] = case["p99_ms"] - plain["p99_ms"]

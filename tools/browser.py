@@ -1,8 +1,8 @@
 """Seeing what a user sees: headless Chromium, offline, screenshots an HTML page or dumps its DOM.
 
-    python -m cd4ml.browser screenshot plots/index.html --out plots.png
-    python -m cd4ml.browser dom plots/index.html              # the DOM after its scripts ran
-    python -m cd4ml.browser vega-template .cache/vega.html    # for dvc plots --html-template
+    python -m tools.browser screenshot plots/index.html --out plots.png
+    python -m tools.browser dom plots/index.html              # the DOM after its scripts ran
+    python -m tools.browser vega-template .cache/vega.html    # for dvc plots --html-template
 
 Chromium runs with every network request failing (NETWORK_OFF), so a report that needs the
 internet looks broken here as it would on a closed network. `dvc plots show` loads vega,
@@ -22,8 +22,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from cd4ml.io import UserError, atomic_path, run_main
 from matplotlib import image as mpimg
+
+from cd4ml.io import UserError, atomic_path, run_main
 
 log = logging.getLogger("browser")
 

@@ -4,7 +4,7 @@ each worker in its own working directory (no worker reads another's files, or th
 The tests, `make ci-local` (the train-dask job) and `make bench ENGINE=dask` run the dask engine
 against it, as against a real cluster, by address. Run by hand:
 
-    python -m cd4ml.daskcluster --workers 2 --memory-limit 4GiB
+    python -m tools.daskcluster --workers 2 --memory-limit 4GiB
     DASK_SCHEDULER_ADDRESS=tcp://127.0.0.1:PORT make repro       # in another shell
 
 It prints DASK_SCHEDULER_ADDRESS=... once every worker has joined, and stops them on Ctrl-C or
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cd4ml.io import UserError, run_main
-
 from cd4ml.shell import free_ports
 
 log = logging.getLogger("daskcluster")

@@ -7,7 +7,11 @@ has to estimate them from the training rows, and a member with 20 plays or a son
 no model an exact estimate. Handing the model a true part shows what estimating it costs; with
 every part the model comes back to the oracle, which checks the method.
 
-    python -m cd4ml.oraclegap --data data --features clean_data/features --out bench
+The model is the xgb kind with params.yaml's train.xgb settings and train.seed (whatever
+train.model is), fitted on the preprocess stage's train features, stopped early on its valid
+ones and scored on its eval ones, the hidden parts of each row added as columns.
+
+    python -m tools.oraclegap --data data --features clean_data/features --out bench
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from cd4ml.io import UserError, atomic_path, read_parquet, run_main, write_json
-from kkbox.raw import read_table
+from pydantic import BaseModel
 
-from cd4ml import synth
-from kkbox import metrics, model, params, schema
+from cd4ml import metrics, model, params
+from cd4ml.io import UserError, atomic_path, read_parquet, run_main, write_json
+from cd4ml.reading import read_table
+from kkbox import PROBLEM, synth, tables
+from kkbox.kinds.xgb import KIND
 
 log = logging.getLogger("oraclegap")
 
@@ -68,11 +74,11 @@ def _column(data: Path, table: str, column: str) -> np.ndarray:
         raise UserError(
             f"{data / table} not found: the oracle gap needs the synthetic data (make data)"
         )
-    return read_table(data / table, table, [column])[column].to_numpy()
+    return read_table(data / table, tables.CONTRACT.tables[table], [column])[column].to_numpy()
 
 
 def hidden_parts(
-    truth: np.ndarray, scale: synth.Scale, settings: params.Generate
+    truth: np.ndarray, scale: synth.Scale, settings: synth.Generate
 ) -> dict[str, np.ndarray]:
     """The logit parts of every train.csv row, drawn again from params.yaml's seed; refused
     unless they give the truth file's probabilities (the data is another draw)."""
@@ -84,7 +90,7 @@ def hidden_parts(
     drawn = np.corrcoef(np.log(clipped / (1 - clipped)), sum(parts.values()))[0, 1]
     if not drawn > 0.9999:
         raise UserError(
-            f"{schema.TRUTH} is not what params.yaml's generate section (seed {settings.seed}) "
+            f"{tables.TRUTH} is not what params.yaml's generate section (seed {settings.seed}) "
             "draws at this scale: `make data` with these params first"
         )
     return parts
@@ -94,7 +100,7 @@ def read_features(features: Path, target: np.ndarray) -> dict[str, pd.DataFrame]
     """The train, valid and eval features; together, in this order, they must be train.csv's
     rows (their targets are compared)."""
     frames = {p: read_parquet(features / f"{p}.parquet").to_pandas() for p in PARTS}
-    joined = np.concatenate([frames[p]["target"].to_numpy() for p in PARTS])
+    joined = np.concatenate([frames[p][model.TARGET].to_numpy() for p in PARTS])
     if len(joined) != len(target) or not np.array_equal(joined, target):
         raise UserError(
             f"{features} does not hold train.csv's rows in order: run the pipeline on this "
@@ -103,25 +109,31 @@ def read_features(features: Path, target: np.ndarray) -> dict[str, pd.DataFrame]
     return frames
 
 
+def train_settings(path: str | Path) -> BaseModel:
+    """params.yaml's train section (the xgb kind's settings and the seed are used)."""
+    return params.section(path, "train", model.train_settings(PROBLEM.kinds))
+
+
 def gaps(
-    frames: dict[str, pd.DataFrame], parts: dict[str, np.ndarray], settings: params.Train
+    frames: dict[str, pd.DataFrame], parts: dict[str, np.ndarray], settings: Any
 ) -> list[dict[str, Any]]:
-    """Eval ROC AUC of the model trained with each case's true parts added to its features."""
+    """Eval ROC AUC of the xgb model (`settings`: the train section) trained with each case's
+    true parts added to its features."""
     bounds = np.cumsum([0, *(len(frames[p]) for p in PARTS)])
     rows = {p: slice(bounds[i], bounds[i + 1]) for i, p in enumerate(PARTS)}
-    y = {p: frames[p]["target"].to_numpy() for p in PARTS}
+    y = {p: frames[p][model.TARGET].to_numpy() for p in PARTS}
     out = []
     for case, names in CASES.items():
         x = {
             p: frames[p]
-            .drop(columns="target")
+            .drop(columns=model.TARGET)
             .assign(**{f"true_{n}": parts[n][rows[p]] for n in names})
             for p in PARTS
         }
         started = time.perf_counter()
-        fitted = model.build(settings)
-        info = model.fit(fitted, x["train"], y["train"], (x["valid"], y["valid"]))
-        auc = metrics.roc_auc(y["eval"], model.predict_proba(fitted, x["eval"]))
+        fitted = model.Model(KIND, KIND.build(settings.xgb, settings.seed))
+        info = KIND.fit(fitted.estimator, x["train"], y["train"], (x["valid"], y["valid"]))
+        auc = metrics.roc_auc(y["eval"], fitted.predict(x["eval"]))
         out.append(
             {
                 "case": case,
@@ -153,20 +165,21 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    config = params.load(args.params)
-    truth = _column(args.data, schema.TRUTH, "target_probability")
+    truth = _column(args.data, tables.TRUTH, "target_probability")
     name, scale = scale_of(len(truth))
-    parts = hidden_parts(truth, scale, config.generate)
-    frames = read_features(args.features, _column(args.data, schema.TRAIN, "target"))
+    parts = hidden_parts(truth, scale, params.section(args.params, "generate", synth.Generate))
+    settings = train_settings(args.params)
+    target = _column(args.data, tables.TRAIN, tables.CONTRACT.target)
+    frames = read_features(args.features, target)
     eval_rows = len(frames["eval"])
     report = {
         "scale": name,
         "eval_rows": eval_rows,
         "oracle_roc_auc": round(
-            metrics.roc_auc(frames["eval"]["target"].to_numpy(), truth[-eval_rows:]), 4
+            metrics.roc_auc(frames["eval"][model.TARGET].to_numpy(), truth[-eval_rows:]), 4
         ),
-        "model": config.train.model,
-        "cases": gaps(frames, parts, config.train),
+        "model": KIND.name,
+        "cases": gaps(frames, parts, settings),
     }
     write_json(report, args.out / f"oracle-gap-{name}.json")
     with atomic_path(args.out / f"oracle-gap-{name}.md") as tmp:

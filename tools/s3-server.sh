@@ -2,11 +2,11 @@
 # Loopback S3 server for the DVC remote: a one-node Ceph cluster (1 monitor, 1 memstore OSD and
 # radosgw) on 127.0.0.1 only, every file under S3_SERVER_DIR. Data lives in RAM, gone on stop.
 #
-#   scripts/s3-server.sh start          start it (no-op when running; restarts a stopped gateway)
-#   scripts/s3-server.sh stop           stop it and delete S3_SERVER_DIR (no-op when stopped)
-#   scripts/s3-server.sh status         exit 0 when it serves S3, 3 when stopped, 1 when broken
-#   scripts/s3-server.sh env            print `export` lines for the endpoint, keys and bucket
-#   scripts/s3-server.sh stop-gateway   stop radosgw only (an outage for tests; `start` ends it)
+#   tools/s3-server.sh start            start it (no-op when running; restarts a stopped gateway)
+#   tools/s3-server.sh stop             stop it and delete S3_SERVER_DIR (no-op when stopped)
+#   tools/s3-server.sh status           exit 0 when it serves S3, 3 when stopped, 1 when broken
+#   tools/s3-server.sh env              print `export` lines for the endpoint, keys and bucket
+#   tools/s3-server.sh stop-gateway     stop radosgw only (an outage for tests; `start` ends it)
 #
 # Settings (environment): S3_SERVER_DIR (default ${TMPDIR:-/tmp}/cd4ml-kkbox-s3), S3_PORT (7480),
 # S3_MON_PORT (6789), S3_BUCKET (cd4ml-kkbox), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (the keys

@@ -16,8 +16,12 @@ IDENTITY = {
     "GIT_COMMITTER_NAME": "cd4ml",
     "GIT_COMMITTER_EMAIL": "cd4ml@cd4ml-kkbox.invalid",
 }
-# Without git (a bare GPU machine) every file is copied but these folders.
-_TOP_LEVEL = {".git", ".venv", ".tools", "bench", "data", "clean_data", "models", "predictions"}
+# Without git (a bare GPU machine) every file is copied but these folders: outputs, data and
+# what .gitignore keeps out of a clone.
+_TOP_LEVEL = {
+    *(".git", ".venv", ".tools", ".cache", ".dask-scratch", "bench", "data", "clean_data"),
+    *("models", "predictions", "incoming", "logs", "reports", "served"),
+}
 _ANY_NAME = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 _PATHS = {".dvc/cache", ".dvc/tmp"}
 

@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from pydantic import BaseModel
 
 from cd4ml import model as models
+from cd4ml import problem as problems
 from cd4ml import validation
 from cd4ml.io import UserError, sha256, write_json
 from cd4ml.problem import Featurizer, Problem
@@ -135,7 +136,7 @@ def write(
         **about,
         "format": FORMAT,
         "name": problem.name,
-        "problem": type(problem).__module__.split(".")[0],
+        "problem": problems.module_of(problem),
         "model": info["kind"],
         "model_file": info["file"],
         "files": {
@@ -154,7 +155,8 @@ def read_manifest(path: Path) -> dict:
         raise UserError(f"{path}: no bundle folder; run `dvc repro bundle` or fetch a release")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if not isinstance(manifest["files"], dict):
+        entries = manifest["files"].values()
+        if not all(isinstance(e, dict) and isinstance(e.get("sha256"), str) for e in entries):
             raise TypeError
     except FileNotFoundError:
         raise UserError(f"{manifest_path}: not found: not a release bundle") from None
@@ -162,7 +164,7 @@ def read_manifest(path: Path) -> dict:
         raise UserError(
             f"{manifest_path}: not valid JSON ({err}): the bundle is damaged"
         ) from None
-    except (KeyError, TypeError):
+    except (KeyError, TypeError, AttributeError):
         raise UserError(f"{manifest_path}: has no valid 'files' list of sha256 hashes") from None
     if manifest.get("format") != FORMAT:
         raise UserError(
@@ -240,7 +242,7 @@ def load(path: str | Path, problem: Problem) -> Scorer:
     """Verify a bundle (every hash), then load its featurizer and model: never with pickle."""
     path = Path(path)
     manifest = read_manifest(path)
-    mine = type(problem).__module__.split(".")[0]
+    mine = problems.module_of(problem)
     if manifest.get("problem") != mine:
         raise UserError(
             f"{path / MANIFEST}: a bundle of problem {manifest.get('problem')!r}, not {mine!r} "
@@ -249,7 +251,7 @@ def load(path: str | Path, problem: Problem) -> Scorer:
     kind = models.kind_of(problem.kinds, manifest.get("model"), path / MANIFEST)
     if manifest.get("model_file") != kind.file:
         raise UserError(
-            f"{path / MANIFEST}: a {kind.name} model is in {kind.file}, not "
+            f"{path / MANIFEST}: the model of kind {kind.name} is in {kind.file}, not "
             f"{manifest.get('model_file')!r}"
         )
     # The model's library is imported while the hashes are checked and the featurizer's files
@@ -288,21 +290,33 @@ def _empty_as_null(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedA
     return pc.if_else(pc.equal(values, ""), pa.scalar(None, values.type), values)
 
 
+# The Arrow types a column may hold for a field of each type: the same values, in another
+# width (never a number as text, nor text as a number, which Arrow would cast).
+_FITS = {
+    "string": (pa.types.is_string, pa.types.is_large_string),
+    "int64": (pa.types.is_integer,),
+    "double": (pa.types.is_integer, pa.types.is_floating),
+    "bool": (pa.types.is_boolean,),
+}
+
+
 def _column(values: Any, field: Field) -> pa.Array | pa.ChunkedArray:
     if isinstance(values, pa.ChunkedArray | pa.Array):
         if pa.types.is_dictionary(values.type):
             values = values.cast(values.type.value_type)
-        if pa.types.is_large_string(values.type):
-            values = values.cast(pa.string())
         if values.type != field.type:
-            if not (pa.types.is_null(values.type) and field.nullable):
-                try:
-                    values = values.cast(field.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    raise UserError(
-                        f"column {field.name} must hold {field.type} values, got {values.type}"
-                    ) from None
-            values = values.cast(field.type)
+            null = pa.types.is_null(values.type) and field.nullable
+            if not null and not any(fits(values.type) for fits in _FITS[str(field.type)]):
+                raise UserError(
+                    f"column {field.name} must hold {field.type} values, got {values.type}"
+                )
+            try:
+                values = values.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:  # e.g. out of range
+                first = str(err).strip().splitlines()[0]
+                raise UserError(
+                    f"column {field.name} must hold {field.type} values ({first})"
+                ) from None
         arr = values
     else:
         try:

@@ -44,7 +44,7 @@ class Sanity(Section):
     def _enough_rows(self) -> Sanity:
         if self.cv_max_rows < 10 * self.cv_folds:
             raise ValueError(
-                f"params.yaml: sanity.cv_max_rows={self.cv_max_rows} is too small for "
+                f"sanity.cv_max_rows={self.cv_max_rows} is too small for "
                 f"sanity.cv_folds={self.cv_folds}; use at least {10 * self.cv_folds}"
             )
         return self

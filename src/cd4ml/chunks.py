@@ -9,8 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from cd4ml import ingestion
-from cd4ml import problem as problems
+from cd4ml import ingestion, params
 from cd4ml.contract import Contract
 from cd4ml.incoming import Incoming, chunk_name, open_incoming, truth_name
 from cd4ml.io import UserError, run_main
@@ -85,7 +84,7 @@ def restart(
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    contract = problems.from_params(args.params).contract
+    contract = params.problem(args.params).contract
     names = restart(args.data, open_incoming(args.out), args.chunks, contract)
     log.info("wrote %d chunks of %s to %s", len(names), args.data / contract.examples, args.out)
     if args.commit:

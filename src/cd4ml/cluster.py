@@ -181,7 +181,8 @@ def connect(
 
 
 def code_digest(packages: tuple[str, ...]) -> str:
-    """SHA-256 (12 hex digits) of the sources of these packages, where it runs."""
+    """SHA-256 (12 hex digits) of the sources of these packages (each module's folder), where
+    it runs."""
     import importlib
 
     digest = hashlib.sha256()

@@ -22,7 +22,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -30,9 +30,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cd4ml import cluster
+from cd4ml import problem as problems
 from cd4ml.io import ParquetFolder, UserError, parquet_folder
 from cd4ml.model import TARGET, Model, read_features
-from cd4ml.problem import Problem
+from cd4ml.problem import Plan, Problem
 from cd4ml.split import PARTS
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,14 @@ def name() -> str:
 
 def _packages(problem: Problem) -> tuple[str, str]:
     """The code the workers must share with this checkout: the loop's and the problem's."""
-    return ("cd4ml", type(problem).__module__.split(".")[0])
+    return ("cd4ml", problems.module_of(problem))
 
 
 class FeatureOutput:
-    """Where a problem's fit puts what it makes: the features of each part (train, valid,
-    eval: `<part>.parquet`, the target as the last column) and the fitted featurizer's files
-    (under `featurizer`), each written on a background thread while the fit goes on."""
+    """Where a problem's fit puts what it makes (cd4ml.problem.FeatureOutput): the features of
+    each part (train, valid, eval: `<part>.parquet`, the target as the last column) and the
+    fitted featurizer's files (under `featurizer`), each written on a background thread while
+    the fit goes on."""
 
     def __init__(self, folder: ParquetFolder) -> None:
         self._folder = folder
@@ -78,35 +80,6 @@ class FeatureOutput:
     def write(self, table: pa.Table, path: Path) -> None:
         """Write one file of the featurizer (a path under `featurizer`)."""
         self._folder.write(table, path)
-
-
-class Plan(Protocol):
-    """A featurizer's fit as passes of mergeable statistics (Problem.plan): what the Dask engine
-    runs. Every method but `save` runs on the workers; `start` is a partition's first row in
-    its part, `part` one of train, valid, eval."""
-
-    side_files: tuple[str, ...]  # files of data/ the workers need (read once, on one worker)
-    columns: tuple[str, ...]  # the columns of the split's parts a partition reads
-    dictionary: tuple[str, ...]  # those read dictionary-encoded
-    passes: int
-
-    def side(self, folder: Path) -> Any: ...
-
-    def prepare(self, rows: pd.DataFrame, side: Any) -> pd.DataFrame: ...
-
-    def partial(self, step: int, part: str, frame: pd.DataFrame, start: int, state: Any) -> Any:
-        """One partition's statistics in pass `step` (train and valid partitions only)."""
-
-    def merge(self, step: int, *partials: Any) -> Any: ...
-
-    def finish(self, step: int, merged: Any, state: Any) -> Any: ...
-
-    def transform(
-        self, part: str, frame: pd.DataFrame, start: int, state: Any
-    ) -> tuple[pd.DataFrame, np.ndarray]:
-        """A partition's features and target."""
-
-    def save(self, side: Any, state: Any, folder: Path) -> None: ...
 
 
 def featurize(problem: Problem, data: Path, split: Path, settings: Any, out: Path) -> None:

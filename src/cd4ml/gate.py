@@ -8,7 +8,7 @@
 The champion is the released prod bundle in models/champion (`make champion` fetches it from
 the registry): both bundles score the same eval rows, from raw rows, and a paired bootstrap gives
 the interval of the difference. Without a released bundle the champion is baseline.txt's number
-(the released model's roc_auc) against metrics/eval.json's.
+(the released model's roc_auc) against eval/metrics.json's.
 
 Not a DVC stage on purpose: promoting rewrites baseline.txt, which would invalidate the pipeline.
 It runs after `dvc repro`.
@@ -203,10 +203,16 @@ def compare_bundles(
     problem: problems.Problem, challenger: Path, champion: Path, rows_path: Path, settings: Gate
 ) -> Verdict:
     """Both bundles score the same raw eval rows; the paired bootstrap gives the interval."""
+    scorers = bundle.load(challenger, problem), bundle.load(champion, problem)
     rows = read_parquet(rows_path)
-    y = rows[problem.contract.target].to_numpy()
-    p_new = bundle.load(challenger, problem).predict_proba(rows)
-    p_old = bundle.load(champion, problem).predict_proba(rows)
+    target = problem.contract.target
+    if target not in rows.column_names:
+        raise UserError(
+            f"{rows_path}: no column {target!r}: not the eval rows of {problem.name} "
+            "(the split stage's eval.parquet)"
+        )
+    y = rows[target].to_numpy()
+    p_new, p_old = (scorer.predict_proba(rows) for scorer in scorers)
     result = metrics.paired_auc_difference(
         y, p_new, p_old, settings.bootstrap_rounds, settings.confidence, settings.seed
     )
@@ -227,7 +233,7 @@ def compare(args: argparse.Namespace) -> Verdict:
     written to the report file either way."""
     settings = params.section(args.params, "gate", Gate)
     if (args.champion / bundle.MANIFEST).exists():
-        problem = problems.from_params(args.params)
+        problem = params.problem(args.params)
         verdict = compare_bundles(problem, args.challenger, args.champion, args.rows, settings)
     else:
         verdict = Verdict(

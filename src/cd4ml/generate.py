@@ -7,7 +7,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from cd4ml import problem as problems
+from cd4ml import params
 from cd4ml.io import run_main
 
 log = logging.getLogger("generate")
@@ -23,14 +23,15 @@ def parse_args(argv: list[str] | None, scales: tuple[str, ...]) -> argparse.Name
 
 
 def main(argv: list[str] | None = None) -> None:
-    params = argparse.ArgumentParser(add_help=False)
-    params.add_argument("--params", default="params.yaml")
-    found = problems.from_params(params.parse_known_args(argv)[0].params)
+    # The problem (named in the params file) gives the scales the arguments may choose.
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--params", default="params.yaml")
+    found = params.problem(first.parse_known_args(argv)[0].params)
     args = parse_args(argv, found.scales)
     if args.source == "download":
         found.download(args.out)
         return
-    found.synthesize(args.out, args.scale, problems.settings(found, "generate", args.params))
+    found.synthesize(args.out, args.scale, params.problem_section(found, "generate", args.params))
 
 
 if __name__ == "__main__":

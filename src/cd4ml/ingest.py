@@ -9,8 +9,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from cd4ml import ingestion
-from cd4ml import problem as problems
+from cd4ml import ingestion, params
 from cd4ml.incoming import open_incoming, truth_name
 from cd4ml.io import UserError, run_main, sha256
 
@@ -46,7 +45,7 @@ def pick_chunk(available: list[str], done: dict[str, str], wanted: str | None) -
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    contract = problems.from_params(args.params).contract
+    contract = params.problem(args.params).contract
     ingestion.recover(args.data)
     incoming = open_incoming(args.incoming)
     done = {c["name"]: c["sha256"] for c in ingestion.read_manifest(args.data)["chunks"]}

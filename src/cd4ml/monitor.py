@@ -30,7 +30,6 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from cd4ml import bundle, metrics, params, predlog, validation
-from cd4ml import problem as problems
 from cd4ml.io import UserError, atomic_path, read_parquet, run_main, write_json
 from cd4ml.params import Fraction, Section
 from cd4ml.problem import Problem
@@ -178,7 +177,7 @@ def live_auc(logged: pa.Table, labels: pa.Table, names: list[str], target: str) 
 
 
 def monitor(args: argparse.Namespace) -> dict:
-    problem = problems.from_params(args.params)
+    problem = params.problem(args.params)
     settings = params.section(args.params, "monitor", Monitor)
     drift_settings = params.section(args.params, "validate", validation.Validate)
     manifest = bundle.verify(args.bundle)

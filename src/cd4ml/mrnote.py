@@ -52,6 +52,10 @@ def _explained(what: str, url: str) -> Iterator[None]:
                 "CI_MERGE_REQUEST_IID), or the token cannot see the project"
             ) from None
         raise UserError(status) from None
+    except requests.Timeout:
+        raise UserError(
+            f"{status}: GitLab did not answer within {TIMEOUT_S:g} s (timed out)"
+        ) from None
     except requests.RequestException as err:
         raise UserError(f"{status}: no answer from GitLab ({type(err).__name__})") from None
 

@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
-from cd4ml import params
 from cd4ml.io import UserError
 
 if TYPE_CHECKING:
@@ -38,7 +37,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from cd4ml.contract import Contract
-    from cd4ml.engine import FeatureOutput, Plan
 
 
 @dataclass(frozen=True)
@@ -88,6 +86,53 @@ class ModelKind(Protocol):
 
     def importances(self, model: Any, names: list[str]) -> dict[str, float]:
         """Each feature's share of the model's importance (they sum to 1)."""
+
+
+class FeatureOutput(Protocol):
+    """Where a problem's `fit` puts what it makes (cd4ml.engine writes it: Parquet files on
+    background threads, in a folder swapped in whole)."""
+
+    featurizer: Path  # the folder the fitted featurizer's files go to
+
+    def features(self, part: str, x: pd.DataFrame, target: np.ndarray) -> None:
+        """The features of one part (train, valid, eval) and their target."""
+
+    def write(self, table: pa.Table, path: Path) -> None:
+        """One table of the featurizer, a path under `featurizer`, written in the background."""
+
+
+class Plan(Protocol):
+    """A featurizer's fit as passes of mergeable statistics (Problem.plan): what the Dask
+    engine runs. Every method but `save` runs on the workers; `part` is one of train, valid,
+    eval and `start` a partition's first row in its part."""
+
+    side_files: tuple[str, ...]  # files of data/ the workers need (read once, on one worker)
+    columns: tuple[str, ...]  # the columns of the split's parts a partition reads
+    dictionary: tuple[str, ...]  # those read dictionary-encoded
+    passes: int
+
+    def side(self, folder: Path) -> Any:
+        """The side tables (e.g. members and songs) from the raw files in `folder`."""
+
+    def prepare(self, rows: pd.DataFrame, side: Any) -> pd.DataFrame:
+        """A partition's rows made ready (joined): done once, kept on the worker."""
+
+    def partial(self, step: int, part: str, frame: pd.DataFrame, start: int, state: Any) -> Any:
+        """One partition's statistics in pass `step` (train and valid partitions only)."""
+
+    def merge(self, step: int, *partials: Any) -> Any:
+        """Partials added up (associative: they merge in a tree)."""
+
+    def finish(self, step: int, merged: Any, state: Any) -> Any:
+        """The state the next pass, or the transform, uses."""
+
+    def transform(
+        self, part: str, frame: pd.DataFrame, start: int, state: Any
+    ) -> tuple[pd.DataFrame, np.ndarray]:
+        """A partition's features and target."""
+
+    def save(self, side: Any, state: Any, folder: Path) -> None:
+        """The fitted featurizer's files, into `folder` (on the client)."""
 
 
 @runtime_checkable
@@ -149,19 +194,10 @@ _MEMBERS = (
 )
 
 
-def from_params(path: str | Path = "params.yaml") -> Problem:
-    """The problem params.yaml names, once the file's top-level keys are all known."""
-    data = params.read(path)
-    found = load(params.value(path, "problem"), str(path))
-    params.check_sections(data, [*params.LOOP, *found.sections], path)
-    return found
-
-
-def settings(problem: Problem, name: str, path: str | Path = "params.yaml") -> Any:
-    """The problem's own section `name` of the params file; None if it declares none."""
-    if name not in problem.sections:
-        return None
-    return params.section(path, name, problem.sections[name])
+def module_of(problem: Problem) -> str:
+    """The module that defines the problem's class (its package's, for a problem defined in
+    the package's __init__.py): what a bundle records and a Dask worker must import."""
+    return type(problem).__module__
 
 
 def discover_kinds(package: str) -> dict[str, ModelKind]:

@@ -2,10 +2,10 @@
 DVC recorded, and the libraries.
 
 The bundle records a content hash of its build, not a git commit: every stage's code (the
-`src/` dependencies of dvc.yaml, folders expanded as DVC hashes them) and every parameter the
-stages depend on. The same content gives the same bundle on every machine and in every commit,
-so committing code needs no second commit for dvc.lock, and a fresh clone rebuilds what dvc.lock
-records. Which commits hold that code is for git to answer:
+Python dependencies of dvc.yaml's stages, folders expanded as DVC hashes them) and every
+parameter the stages depend on. The same content gives the same bundle on every machine and in
+every commit, so committing code needs no second commit for dvc.lock, and a fresh clone rebuilds
+what dvc.lock records. Which commits hold that code is for git to answer:
 
     python -m cd4ml.provenance --bundle models/bundle --rev HEAD
 """
@@ -28,7 +28,6 @@ import yaml
 from cd4ml.io import UserError, run_main
 
 LIBRARIES = ("xgboost", "scikit-learn", "skops", "pandas", "pyarrow", "numpy", "dvc")
-CODE_ROOT = "src/"
 
 
 def data_version(dvc_file_text: str) -> str | None:
@@ -64,31 +63,44 @@ def _stages(pipeline: Path) -> dict[str, Any]:
         raise UserError(f"{pipeline}: cannot read its stages ({err})") from None
 
 
+def _is_code(path: Path) -> bool:
+    """A Python file, or a Python package's folder (not a data folder)."""
+    return path.suffix == ".py" if path.is_file() else (path / "__init__.py").is_file()
+
+
 def code_deps(pipeline: Path) -> list[str]:
-    """The code every stage of the pipeline depends on: its `src/` deps, as dvc.yaml names them."""
+    """The code every stage of the pipeline depends on: its deps that are Python files or
+    packages (the stage scripts, the loop's modules, the problem's package), as dvc.yaml names
+    them."""
+    root = pipeline.resolve().parent
     found = {
         dep
         for stage in _stages(pipeline).values()
         for dep in stage.get("deps", [])
-        if isinstance(dep, str) and dep.startswith(CODE_ROOT)
+        if isinstance(dep, str) and _is_code(root / dep)
     }
     return sorted(found)
 
 
 def param_keys(pipeline: Path) -> list[str]:
     """Every parameter (section or dotted key of params.yaml) a stage of the pipeline lists."""
-    keys = set()
+    keys: set[str] = set()
     for stage in _stages(pipeline).values():
         for entry in stage.get("params", []):
-            keys.update(entry if isinstance(entry, str) else [])
-    return sorted(keys)
+            if isinstance(entry, str):
+                keys.add(entry)
+            elif isinstance(entry, dict):  # {other params file: [keys]}: recorded the same way
+                keys.update(k for listed in entry.values() for k in listed or [])
+    # A key under a listed section is in that section's value already.
+    return sorted(k for k in keys if k.split(".")[0] == k or k.split(".")[0] not in keys)
 
 
-def _ignored(root: Path) -> pathspec.PathSpec:
-    """What DVC leaves out of a folder's hash: .dvcignore's patterns."""
+def _ignored(root: Path) -> pathspec.GitIgnoreSpec:
+    """What DVC leaves out of a folder's hash: .dvcignore's patterns, read as DVC reads them
+    (git's rules; 'gitwildmatch' is deprecated)."""
     path = root / ".dvcignore"
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    return pathspec.PathSpec.from_lines("gitwildmatch", lines)
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def code_files(root: Path, deps: list[str]) -> list[str]:
@@ -135,9 +147,10 @@ def build(root: Path, pipeline: Path, params: dict) -> dict[str, Any]:
     return {"sha256": _digest([code["sha256"], text]), "code": code, "params": values}
 
 
-def compare(manifest: dict, root: Path, rev: str | None) -> list[str]:
-    """The code files whose content at `rev` (the working tree when None) differs from what
-    built the bundle; [] when the code is the same."""
+def compare(manifest: dict, root: Path, rev: str | None, params: str = "params.yaml") -> list[str]:
+    """What differs at `rev` (the working tree when None) from what built the bundle: the code
+    files whose content differs, and `params.yaml: <key>` for each parameter whose value
+    differs; [] when both are the same."""
 
     def read(rel: str) -> bytes:
         if rev is None:
@@ -147,10 +160,15 @@ def compare(manifest: dict, root: Path, rev: str | None) -> list[str]:
         )
         return shown.stdout if shown.returncode == 0 else b""
 
-    built = manifest.get("build", {}).get("code", {}).get("files", {})
-    return sorted(
-        rel for rel, sha in built.items() if hashlib.sha256(read(rel)).hexdigest() != sha
-    )
+    built = manifest.get("build", {})
+    files = built.get("code", {}).get("files", {})
+    code = [rel for rel, sha in files.items() if hashlib.sha256(read(rel)).hexdigest() != sha]
+    try:
+        now = params_of(yaml.safe_load(read(params)) or {}, list(built.get("params", {})))
+    except yaml.YAMLError:
+        now = {}
+    keys = [f"{params}: {k}" for k, v in built.get("params", {}).items() if now.get(k) != v]
+    return sorted(code) + keys
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -167,11 +185,15 @@ def main(argv: list[str] | None = None) -> None:
     differing = compare(manifest, Path.cwd(), args.rev)
     if differing:
         raise UserError(
-            f"{where} does not hold the code of {args.bundle}: {len(differing)} file(s) differ "
-            f"({', '.join(differing[:5])})"
+            f"{where} does not hold the code and params of {args.bundle}: {len(differing)} "
+            f"differ ({', '.join(differing[:5])})"
         )
     count = len(manifest.get("build", {}).get("code", {}).get("files", {}))
-    print(f"{where} holds the code of {args.bundle}: all {count} files are the same", flush=True)
+    print(
+        f"{where} holds the code and params of {args.bundle}: all {count} files and every "
+        "parameter are the same",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

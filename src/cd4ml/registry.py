@@ -51,13 +51,26 @@ def artifact_name(pipeline: Path = Path("dvc.yaml")) -> str:
 
 @contextlib.contextmanager
 def _gto(what: str) -> Iterator[None]:
-    """GTO's errors as one line naming what was being done."""
+    """GTO's errors (and those of scmrepo, its git layer) as one line naming what was being
+    done."""
     from gto.exceptions import GTOException
+    from scmrepo.exceptions import SCMError
 
     try:
         yield
-    except GTOException as err:
+    except (GTOException, SCMError) as err:
         raise UserError(f"{what} failed: {err}") from None
+
+
+def _check_identity(what: str) -> None:
+    """GTO's tags are annotated: they need git's identity. Asked of git itself, which reads its
+    config and environment anew (the library GTO tags with may keep what it read first)."""
+    found = git("var", "GIT_COMMITTER_IDENT")
+    if found.returncode != 0:
+        raise UserError(
+            f"{what} failed: git has no identity to tag with; set user.name and user.email "
+            "(git config) or GIT_COMMITTER_NAME and GIT_COMMITTER_EMAIL"
+        )
 
 
 def _quiet_studio(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -72,11 +85,11 @@ def versions(name: str) -> list[dict[str, Any]]:
     import gto.api
     from gto.exceptions import ArtifactNotFound
 
-    try:
-        with _gto(f"gto show {name}"):
+    with _gto(f"gto show {name}"):
+        try:
             return gto.api.show(".", name)
-    except ArtifactNotFound:
-        return []
+        except ArtifactNotFound:  # nothing registered yet
+            return []
 
 
 def stage_version(name: str, stage: str) -> str | None:
@@ -84,11 +97,11 @@ def stage_version(name: str, stage: str) -> str | None:
     import gto.api
     from gto.exceptions import ArtifactNotFound
 
-    try:
-        with _gto(f"gto show {name}#{stage}"):
+    with _gto(f"gto show {name}#{stage}"):
+        try:
             found = gto.api.find_versions_in_stage(".", name, stage)
-    except ArtifactNotFound:
-        return None
+        except ArtifactNotFound:  # nothing registered yet
+            return None
     return found[0].version if found else None
 
 
@@ -123,6 +136,7 @@ def release(name: str, stage: str, message: str) -> list[str]:
     (the caller pushes them with the release commit)."""
     import gto.api
 
+    _check_identity(f"gto register {name}")
     with _gto(f"gto register {name}"):
         registered = gto.api.register(".", name, "HEAD", message=message)
     with _gto(f"gto assign {name} {registered.version} to {stage}"):

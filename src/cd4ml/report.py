@@ -24,8 +24,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from cd4ml import bundle, history, metrics, plots
-from cd4ml import problem as problems
+from cd4ml import bundle, history, metrics, params, plots
 from cd4ml.io import UserError, atomic_path, read_parquet, run_main
 
 log = logging.getLogger("report")
@@ -213,7 +212,7 @@ METRICS = (
 
 def build(args: argparse.Namespace) -> str:
     """The page's HTML."""
-    problem = problems.from_params(args.params)
+    problem = params.problem(args.params)
     scores = _json(args.metrics) or {}
     gate = _json(args.gate)
     challenger = bundle.load(args.challenger, problem)

@@ -30,7 +30,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, create_model
 
 from cd4ml import bundle, params
-from cd4ml import problem as problems
 from cd4ml.io import UserError, run_main
 from cd4ml.params import Section
 from cd4ml.predlog import PredictionLog, log_schema
@@ -167,8 +166,7 @@ def create_app(
             else {"where": prediction_log.where, **prediction_log.stats()},
         }
 
-    @app.post("/predict", response_model=PredictResponse)
-    def predict(body: PredictRequest, request: Request) -> Any:  # type: ignore[valid-type]
+    def predict(body: Any, request: Request) -> Any:
         rows = body.rows
         request.state.rows = len(rows)
         if len(rows) > max_batch_rows:
@@ -193,6 +191,11 @@ def create_app(
             "flags": scored.counts(),
         }
 
+    # The body's model is made from the problem's Row: given as an object, not a name that
+    # FastAPI would look up among this module's globals.
+    predict.__annotations__["body"] = PredictRequest
+    app.post("/predict", response_model=PredictResponse)(predict)
+
     # Ready once whatever makes a request fast is built and a first row went through every step.
     scorer.featurizer.warm_up()
     scorer.score([scorer.featurizer.example()])
@@ -211,7 +214,7 @@ def open_log(where: str, settings: Serve, scorer: bundle.Scorer) -> PredictionLo
 
 
 def _load(path: Path, params_path: str) -> tuple[bundle.Scorer, Serve]:
-    problem = problems.from_params(params_path)
+    problem = params.problem(params_path)
     settings = params.section(params_path, "serve", Serve)
     return bundle.load(path, problem), settings
 
@@ -241,11 +244,11 @@ def serve(args: argparse.Namespace) -> None:
         )
     # else: verified here; every worker loads, warms and logs its own copy (app_from_env)
     log.info(
-        "%s %s from %s: loaded, verified and warmed up in %.2f s; serving on http://%s:%d "
-        "(%d worker%s)",
+        "%s %s from %s: loaded, verified%s in %.2f s; serving on http://%s:%d (%d worker%s)",
         scorer.problem.name,
         version or "(unregistered)",
         args.bundle,
+        " and warmed up" if workers == 1 else " (each worker loads and warms its own copy)",
         time.perf_counter() - started,
         args.host,
         args.port,
@@ -295,7 +298,8 @@ def smoke(url: str, version: str | None, wait_s: float) -> None:
     if not (isinstance(p[0], float) and 0.0 <= p[0] <= 1.0):
         raise UserError(f"{url}/predict: expected one probability, got {answer!r:.200}")
     print(
-        f"smoke test passed: {url} serves {meta.get('name')} {meta.get('version')} "
+        f"smoke test passed: {url} serves {meta.get('name')} "
+        f"{meta.get('version') or '(unregistered)'} "
         f"(data {meta.get('data_version')}); a made-up row scores {p[0]:.4f}",
         flush=True,
     )

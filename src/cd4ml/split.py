@@ -51,9 +51,10 @@ def split(examples: pa.Table, truth: pa.ChunkedArray, settings: Split) -> dict[s
     cut = eval_start(examples.num_rows, settings.eval_fraction)
     start = early_stopping_start(cut, settings.valid_fraction)
     if start < 1:
+        # The valid part takes at least one row: only more rows before eval leave some to fit.
         raise UserError(
             f"split.valid_fraction={settings.valid_fraction} leaves no training rows of the "
-            f"{cut} before the eval part; add data or lower it"
+            f"{cut} before the eval part; add data or lower split.eval_fraction"
         )
     return {
         "train": examples.slice(0, start),

@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from cd4ml.engine import FeatureOutput
-    from cd4ml.problem import Featurizer, ModelKind
+    from cd4ml.problem import FeatureOutput, Featurizer, ModelKind
 
 
 class KKBox:

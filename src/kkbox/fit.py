@@ -27,7 +27,7 @@ from kkbox import features, featurizer
 from kkbox.tables import CONTRACT, MEMBERS, SONG_EXTRA, SONGS
 
 if TYPE_CHECKING:
-    from cd4ml.engine import FeatureOutput
+    from cd4ml.problem import FeatureOutput
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Data tests of the contract: generated tables pass the declared schema and the committed
+"""Data tests of the contract: generated tables pass KKBox's contract and the committed
 reference, a broken column is found, and stage validate checks drift against a reference."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import pyarrow as pa
 import pytest
 import yaml
 
-from kkbox import synth
 from cd4ml import validation
-from kkbox import schema
 from cd4ml.io import write_csv
-from cd4ml.reading import read_table
+from cd4ml.reading import read_tables
+from kkbox import synth
+from kkbox.tables import CONTRACT, MEMBERS, SONGS, TRAIN
 from tests.project import ROOT
 from tests.tables import SETTINGS, check_rules
 
@@ -25,15 +25,17 @@ REFERENCE = ROOT / "reference" / "profile.json"
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> dict[str, pa.Table]:
-    """The tiny synthetic data set, written as CSV and read back as the stage reads it."""
+    """The tiny synthetic data set, written as CSV and read back as stage validate reads it."""
     folder = tmp_path_factory.mktemp("tiny")
     for name, columns in synth.generate(synth.SCALES["tiny"], seed=2017).items():
         write_csv(columns, folder / name)
-    return {name: read_table(folder / name, name) for name in schema.TABLES}
+    found = read_tables(folder, CONTRACT)
+    assert list(found) == [*CONTRACT.required, *CONTRACT.optional]
+    return found
 
 
 def test_tiny_synthetic_data_passes_and_its_quirks_are_counted(tiny):
-    outcome = validation.validate(tiny, SETTINGS, None)
+    outcome = validation.validate(tiny, CONTRACT, SETTINGS, None)
     assert outcome.errors == []
     quirks = outcome.report["quirks"]
     assert quirks["members.csv"]["bd"]["bd 0 (age not given)"] > 0
@@ -45,14 +47,14 @@ def test_tiny_synthetic_data_passes_and_its_quirks_are_counted(tiny):
     assert 0.99 < outcome.report["coverage"]["train.csv"]["song_id in songs.csv"] <= 1.0
 
 
-@pytest.mark.parametrize("name", [schema.TRAIN, schema.MEMBERS, schema.SONGS])
+@pytest.mark.parametrize("name", [TRAIN, MEMBERS, SONGS])
 def test_generated_rows_pass_and_one_broken_column_is_found(tiny, name):
     table = tiny[name].slice(0, 300)
     assert check_rules(name, table)[0] == []
     broken = {
-        schema.TRAIN: ("target", pa.array([2] + [0] * 299, pa.int8())),
-        schema.MEMBERS: ("expiration_date", pa.array([20171340] * 300, pa.int32())),
-        schema.SONGS: ("song_length", pa.array([-1] * 300, pa.int32())),
+        TRAIN: ("target", pa.array([2] + [0] * 299, pa.int8())),
+        MEMBERS: ("expiration_date", pa.array([20171340] * 300, pa.int32())),
+        SONGS: ("song_length", pa.array([-1] * 300, pa.int32())),
     }[name]
     bad = table.set_column(table.column_names.index(broken[0]), broken[0], broken[1])
     found, _ = check_rules(name, bad)
@@ -62,10 +64,10 @@ def test_generated_rows_pass_and_one_broken_column_is_found(tiny, name):
 def test_committed_reference_is_a_small_scale_profile_of_known_categories():
     reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
     tables = reference["tables"]
-    assert set(schema.REQUIRED) <= set(tables)
-    assert tables[schema.TRAIN]["rows"] == synth.SCALES["small"].train
+    assert set(CONTRACT.required) <= set(tables)
+    assert tables[TRAIN]["rows"] == synth.SCALES["small"].train
     assert 0.4 < reference["positive_rate"] < 0.6
-    for name, columns in schema.CATEGORIES.items():
+    for name, columns in validation.known_categories(CONTRACT).items():
         for col, known in columns.items():
             labels = {validation.category_label(v) for v in known}
             assert set(tables[name]["categories"][col]) <= labels, (name, col)
@@ -101,7 +103,7 @@ def test_update_reference_then_validate_against_it(tmp_path):
     assert passed.returncode == 0, passed.stderr
     report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert report["status"] == "ok" and report["drift"]["anomalies"] == []
-    assert sorted(report["tables"]) == sorted(schema.TABLES)
+    assert sorted(report["tables"]) == sorted(CONTRACT.tables)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "data",
         "params.yaml",
@@ -111,7 +113,7 @@ def test_update_reference_then_validate_against_it(tmp_path):
     # A different category mix, with drift_severity: fail, stops the stage, and the report says
     # why.
     reference = json.loads(ref.read_text(encoding="utf-8"))
-    reference["tables"][schema.TRAIN]["categories"]["source_type"] = {"radio": 1.0}
+    reference["tables"][TRAIN]["categories"]["source_type"] = {"radio": 1.0}
     ref.write_text(json.dumps(reference), encoding="utf-8")
     stopped = _stage(*common, *outputs)
     assert stopped.returncode == 1
@@ -121,4 +123,4 @@ def test_update_reference_then_validate_against_it(tmp_path):
     assert "Traceback" not in stopped.stderr
     failed = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
     assert failed["status"] == "failed" and failed["errors"][0].startswith("data drift against")
-    assert failed["drift"]["anomalies"] and failed["tables"][schema.TRAIN]["rows"] > 0
+    assert failed["drift"]["anomalies"] and failed["tables"][TRAIN]["rows"] > 0

@@ -14,10 +14,10 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from kkbox import synth
 from cd4ml import params
-from kkbox import schema
 from cd4ml.io import write_csv
+from kkbox import synth
+from kkbox.tables import CONTRACT, TRUTH
 from tests.project import ROOT, write_params
 
 KAGGLE_COLUMNS = {
@@ -86,7 +86,7 @@ def _digest(folder: Path) -> dict[str, str]:
 def test_files_have_kaggles_exact_columns(tiny):
     for name, columns in KAGGLE_COLUMNS.items():
         assert (tiny / name).read_text(encoding="utf-8").splitlines()[0] == ",".join(columns)
-        assert list(schema.TABLES[name]) == columns
+        assert list(CONTRACT.tables[name].columns) == columns
 
 
 def test_same_seed_gives_byte_identical_files(tiny, tmp_path):
@@ -159,7 +159,7 @@ def test_dates_are_valid_yyyymmdd(tiny):
 
 def test_truth_file_is_aligned_and_gives_an_oracle_auc_in_range(tiny):
     train = _read(tiny / "train.csv")
-    truth = pd.read_csv(tiny / schema.TRUTH)
+    truth = pd.read_csv(tiny / TRUTH)
     assert len(truth) == len(train)
     oracle = roc_auc_score(train["target"].astype(int), truth["target_probability"])
     assert 0.75 <= oracle <= 0.85
@@ -214,7 +214,7 @@ def _fifths(ids: np.ndarray, n_ids: int) -> np.ndarray:
 
 
 def test_unseen_members_and_songs_in_eval_and_test_rows_are_the_configured_shares(tiny):
-    settings = params.load(ROOT / "params.yaml").generate
+    settings = params.section(ROOT / "params.yaml", "generate", synth.Generate)
     train, test = _read(tiny / "train.csv"), _read(tiny / "test.csv")
     cut = int(len(train) * 0.8)  # the eval split: the last 20 % of train rows
     for col, kind in (("msno", "member"), ("song_id", "song")):

@@ -1,147 +1,120 @@
 """Data tests of the model sanity checks: on generated data at 25, 50 and 75 % positives, a good
 model passes them all and a broken one fails.
 
-The checks the stage runs, on a real (small) model of generated data at three base rates. Built
-as the stages build it: CSV written and parsed, split by time, features fitted on the training
-part; only the model is smaller than params.yaml's."""
+The checks the stage runs (cd4ml.checks), on a real (small) model of generated data at three
+base rates. Built as the stages build it: CSV written and read with its contract, split by time
+(cd4ml.split), features fitted on the train part (kkbox.fit, through the engine's
+FeatureOutput), the model kind's fit stopping early on the valid part; only the model is smaller
+than params.yaml's."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow.compute as pc
+import pyarrow as pa
 import pytest
-import yaml
-from xgboost import XGBClassifier
 
-from kkbox import synth
 from cd4ml import checks as S
-from kkbox import features, model
-from cd4ml.io import write_csv
+from cd4ml import metrics, model, params, split
+from cd4ml.engine import FeatureOutput
+from cd4ml.io import REPEATED_IDS_PARQUET, parquet_folder, write_csv, write_parquet
+from cd4ml.model import read_features
 from cd4ml.reading import read_table
+from kkbox import PROBLEM, fit, synth
+from kkbox.tables import CONTRACT
 from tests.project import ROOT
 
-RAW = ("members.csv", "songs.csv", "song_extra_info.csv", "train.csv")
+PARAMS = ROOT / "params.yaml"
+KINDS = PROBLEM.kinds
 
 
-def _params() -> dict:
-    with (ROOT / "params.yaml").open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+def _settings() -> dict[str, Any]:
+    """params.yaml's sections the stages read, with a smaller XGBoost: the tiny data stops
+    early by ~40 trees anyway."""
+    train = params.section(PARAMS, "train", model.train_settings(KINDS))
+    small = train.xgb.model_copy(update={"n_estimators": 60, "n_jobs": 2})
+    return {
+        "generate": params.section(PARAMS, "generate", synth.Generate),
+        "split": params.section(PARAMS, "split", split.Split),
+        "preprocess": params.section(PARAMS, "preprocess", fit.Preprocess),
+        "train": train.model_copy(update={"model": "xgb", "xgb": small}),
+        "evaluate": params.section(PARAMS, "evaluate", metrics.Evaluate),
+        "sanity": params.section(PARAMS, "sanity", S.Sanity),
+    }
 
 
-def _features(data: Path, params: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train and eval features with their target, as split and preprocess make them."""
-    raw = {name: read_table(data / name, name) for name in RAW}
-    plays = raw["train.csv"]
-    member_key = features.keys_of(plays["msno"], raw["members.csv"]["msno"])
-    song_key = features.keys_of(plays["song_id"], raw["songs.csv"]["song_id"])
-    # split writes, and preprocess reads, the play context as dictionaries (Categoricals).
-    context = pd.DataFrame(
-        {c: pc.dictionary_encode(plays[c]).to_pandas() for c in features.SOURCE}
-    )
-    joined = features.join_plays(
-        context,
-        member_key,
-        song_key,
-        features.member_table(raw["members.csv"].to_pandas()),
-        features.song_table(
-            raw["songs.csv"].to_pandas(types_mapper=pd.ArrowDtype),
-            raw["song_extra_info.csv"].to_pandas(types_mapper=pd.ArrowDtype),
-        ),
-    )
-    joined["target"] = plays["target"].to_numpy()
-    cut = len(joined) - round(len(joined) * params["split"]["eval_fraction"])
-    train, evaluation = joined.iloc[:cut], joined.iloc[cut:].reset_index(drop=True)
-    pre = params["preprocess"]
-    encoder = features.fit(train, pre["min_category_count"], float(pre["target_smoothing"]))
-    n_folds = pre["target_folds"]
-    folds = features.Folds(features.assign_folds(0, len(train), n_folds, pre["seed"]), n_folds)
-    out = []
-    for part, oof in ((train, folds), (evaluation, None)):
-        x = features.transform(part, encoder, oof)
-        x["target"] = part["target"].to_numpy()
-        out.append(x)
-    return out[0], out[1]
+def _features(data: Path, settings: dict[str, Any], out: Path) -> None:
+    """Stages split and preprocess: the parts by time, then every part's features."""
+    name = CONTRACT.examples
+    examples = read_table(data / name, CONTRACT.tables[name])
+    truth = pa.chunked_array([pa.nulls(examples.num_rows, pa.float64())])
+    parts = {}
+    for part, table in split.split(examples, truth, settings["split"]).items():
+        parts[part] = out / "split" / f"{part}.parquet"
+        write_parquet(table, parts[part], "zstd", **REPEATED_IDS_PARQUET)
+    with parquet_folder(out / "features") as folder:
+        fit.fit(
+            data, {p: parts[p] for p in split.PARTS}, settings["preprocess"], FeatureOutput(folder)
+        )
 
 
-def _small_xgb(params: dict) -> XGBClassifier:
-    """params.yaml's XGBoost with fewer trees (the tiny data stops early by ~40 anyway)."""
-    p = params["train"]["xgb"]
-    return XGBClassifier(
-        n_estimators=60,
-        learning_rate=p["learning_rate"],
-        max_depth=p["max_depth"],
-        min_child_weight=p["min_child_weight"],
-        subsample=p["subsample"],
-        colsample_bytree=p["colsample_bytree"],
-        max_bin=p["max_bin"],
-        early_stopping_rounds=p["early_stopping_rounds"],
-        n_jobs=2,
-        tree_method="hist",
-        objective="binary:logistic",
-        eval_metric="auc",
-        random_state=params["train"]["seed"],
-    )
-
-
-def _fit_predict(params: dict, x: pd.DataFrame, y: np.ndarray, x_test: pd.DataFrame) -> np.ndarray:
-    estimator = _small_xgb(params)
-    cut = features.early_stopping_start(len(x), params["preprocess"]["valid_fraction"])
-    model.fit(estimator, x.iloc[:cut], y[:cut], (x.iloc[cut:], y[cut:]))
-    return model.predict_proba(estimator, x_test)
-
-
-def _checks(params: dict, p: np.ndarray, y: np.ndarray) -> list[S.Check]:
+def _checks(settings: dict[str, Any], p: np.ndarray, y: np.ndarray) -> list[S.Check]:
     """The checks of the stage's eval predictions, with params.yaml's thresholds."""
-    sanity = params["sanity"]
+    sanity = settings["sanity"]
     return S.prediction_checks(
         p,
         y,
         len(y),
-        sanity["calibration_tolerance"],
-        sanity["min_roc_auc"],
-        params["evaluate"]["threshold"],
+        sanity.calibration_tolerance,
+        sanity.min_roc_auc,
+        settings["evaluate"].threshold,
     )
 
 
 @pytest.fixture(scope="module", params=[0.25, 0.5, 0.75], ids=lambda r: f"{r:.0%}")
 def at_rate(request, tmp_path_factory) -> dict:
-    """Data at one base rate: its features, a good model's eval predictions and the params."""
-    params = _params()
-    data = tmp_path_factory.mktemp("rate") / "data"
+    """Data at one base rate: a good model's eval predictions, its training rows, the settings."""
+    settings = _settings()
+    root = tmp_path_factory.mktemp("rate")
+    data = root / "data"
     data.mkdir()
     tables = synth.generate(
-        synth.SCALES["tiny"], params["generate"]["seed"], positive_rate=request.param
+        synth.SCALES["tiny"], settings["generate"].seed, positive_rate=request.param
     )
-    for name in RAW:
+    for name in (*CONTRACT.required, CONTRACT.truth):
         write_csv(tables[name], data / name)
-    train, evaluation = _features(data, params)
-    x, y = train[features.FEATURES], train["target"].to_numpy()
-    p = _fit_predict(params, x, y, evaluation[features.FEATURES])
+    _features(data, settings, root)
+    folder = root / "features"
+    x, y = read_features(folder / "train.parquet")
+    valid = read_features(folder / "valid.parquet")
+    fitted = model.build(KINDS, settings["train"])
+    fitted.kind.fit(fitted.estimator, x, y, valid)
+    x_eval, y_eval = read_features(folder / "eval.parquet")
     return {
         "rate": request.param,
-        "params": params,
-        "train": train,
-        "y": evaluation["target"].to_numpy(),
-        "p": p,
+        "settings": settings,
+        "x": x,
+        "y_train": y,
+        "y": y_eval,
+        "p": fitted.predict(x_eval),
     }
 
 
 def test_a_good_model_passes_every_check_whatever_the_base_rate(at_rate):
-    params, train, y, p = at_rate["params"], at_rate["train"], at_rate["y"], at_rate["p"]
-    assert abs(train["target"].mean() - at_rate["rate"]) < 0.02
-    sanity = params["sanity"]
-    rows = S.subsample(len(train), sanity["cv_max_rows"], sanity["seed"])
-    aucs = S.cross_validate(
-        train[features.FEATURES].iloc[rows].reset_index(drop=True),
-        train["target"].to_numpy()[rows],
-        lambda x_fit, y_fit, x_test: _fit_predict(params, x_fit, y_fit, x_test),
-        sanity["cv_folds"],
-        sanity["seed"],
+    settings, y, p = at_rate["settings"], at_rate["y"], at_rate["p"]
+    assert abs(at_rate["y_train"].mean() - at_rate["rate"]) < 0.02
+    stable = S.cv_check(
+        at_rate["x"],
+        at_rate["y_train"],
+        KINDS,
+        settings["train"],
+        settings["sanity"],
+        settings["split"].valid_fraction,
     )
-    checks = [*_checks(params, p, y), S.cv_stable(aucs, sanity["cv_max_deviation"])]
+    assert stable.details["folds"] == settings["sanity"].cv_folds
+    checks = [*_checks(settings, p, y), stable]
     assert S.failure_message(checks) is None
     calibration = checks[3].details
     # What the old gate held against training's rate: far off at 25 and 75 %, and harmless.
@@ -162,11 +135,11 @@ def test_a_broken_model_fails_a_check_whatever_the_base_rate(at_rate, broken, fa
     p, y = at_rate["p"], at_rate["y"]
     wrong = {
         # Calibrated on average, but says nothing about any row.
-        "constant": np.full(len(p), at_rate["train"]["target"].mean()),
+        "constant": np.full(len(p), at_rate["y_train"].mean()),
         "shuffled": np.random.default_rng(0).permutation(p),
         "inverted": 1.0 - p,
     }[broken]
-    checks = _checks(at_rate["params"], wrong, y)
+    checks = _checks(at_rate["settings"], wrong, y)
     failed = {c.name for c in checks if not c.passed}
     assert fails <= failed
     if broken == "inverted" and at_rate["rate"] != 0.5:

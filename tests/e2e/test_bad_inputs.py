@@ -25,14 +25,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from pydantic.fields import FieldInfo
 
 from cd4ml import params
+from kkbox import PROBLEM
 from tests.project import out_of_range, run, tiny_project
 
 pytestmark = pytest.mark.slow
 
 LOG_RECORD = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) +\S+: ")
-OUTPUTS = ("clean_data", "models", "metrics", "plots", "predictions")
+OUTPUTS = ("clean_data", "models", "metrics", "eval", "predictions")
 CACHE = Path(".dvc/cache")
 REPORT = "metrics/data_validation.json"
 
@@ -351,26 +353,45 @@ CASES = [
     ),
     Case(
         "0-byte model: evaluate",
-        _edit_bytes("models/model.joblib", lambda _: b""),
+        _edit_bytes("models/model/model.ubj", lambda _: b""),
         ("evaluate",),
-        ("models/model.joblib: model file is empty (0 bytes)",),
+        ("models/model/model.ubj: model file is empty (0 bytes)",),
     ),
     Case(
         "0-byte model: bundle",
-        _edit_bytes("models/model.joblib", lambda _: b""),
+        _edit_bytes("models/model/model.ubj", lambda _: b""),
         ("bundle",),
-        ("models/model.joblib: model file is empty (0 bytes)",),
+        ("models/model/model.ubj: model file is empty (0 bytes)",),
+    ),
+    Case(
+        "model of an unknown kind: evaluate",
+        _edit_bytes("models/model/model.json", lambda b: b.replace(b'"xgb"', b'"svm"')),
+        ("evaluate",),
+        (
+            "models/model/model.json: model kind 'svm' is none of the problem's "
+            "['logreg', 'rf', 'xgb']",
+        ),
     ),
     Case(
         "tampered bundle: predict",
         _edit_bytes(
-            "models/bundle/stats.parquet", lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:]
+            "models/bundle/featurizer/stats.parquet",
+            lambda b: b[:100] + bytes([b[100] ^ 1]) + b[101:],
         ),
         ("predict",),
         (
-            "models/bundle/stats.parquet: sha256 differs from manifest.json: the file was "
-            "changed or damaged",
+            "models/bundle/featurizer/stats.parquet: sha256 differs from manifest.json: the "
+            "file was changed or damaged",
         ),
+    ),
+    Case(
+        "params: problem kkbocks",
+        lambda project: (project / "params.yaml").write_text(
+            (project / "params.yaml").read_text().replace("problem: kkbox", "problem: kkbocks")
+        ),
+        ("validate",),
+        ("params.yaml: problem 'kkbocks' cannot be imported",),
+        dvc=True,
     ),
     Case(
         "extra file in the bundle: predict",
@@ -415,21 +436,27 @@ TOOLS = {
 }
 
 
-def _param_case(key: str, kind: type, bounds: params.Bounds) -> Case:
+def _param_case(key: str, spec: FieldInfo) -> Case:
     section, _, name = key.rpartition(".")
-    value = out_of_range(kind, bounds)
-    shown = repr(float(value) if kind is float else value)
+    value = out_of_range(spec)
+    shown = repr(value)
     top = key.split(".")[0]
     return Case(
         f"params: {key} {shown}",
         _edit_params(section, name, value),
         () if top in TOOLS else (top,),
-        (f"params.yaml: {key} must be {bounds.describe()}, got {shown}",),
+        (f"params.yaml: {key} must be {params.describe(spec)}, got {shown}",),
         command=TOOLS.get(top),
     )
 
 
-PARAM_CASES = [_param_case(*leaf) for leaf in params.leaves() if leaf[1] in (int, float)]
+# Every numeric key of every section (the loop's and the problem's) with its bounds.
+PARAM_CASES = [
+    _param_case(key, spec)
+    for name, model in params.models(PROBLEM).items()
+    for key, spec in params.leaves(model, name)
+    if spec.annotation in (int, float) and out_of_range(spec) is not None
+]
 
 
 # --- running and checking --------------------------------------------------------------------

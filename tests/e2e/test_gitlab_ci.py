@@ -222,7 +222,7 @@ def test_pipeline_end_to_end(tmp_path, s3_server, s3_bucket):
         "deploy": "PASS",
     }
     # train-dask ran preprocess and train on the loopback Dask cluster, by its address.
-    on_cluster = [line for line in output.splitlines() if "kkbox.cluster: dask cluster" in line]
+    on_cluster = [line for line in output.splitlines() if "cd4ml.cluster: dask cluster" in line]
     assert on_cluster and all(line.startswith("train-dask >") for line in on_cluster)
     # The remote was empty: train regenerated data/ and pushed it, evaluate pulled it.
     assert "data/ is not on the remote: regenerating it" in output
@@ -231,7 +231,7 @@ def test_pipeline_end_to_end(tmp_path, s3_server, s3_bucket):
     # The evaluate job's artifacts hold the report page; not a merge request: no note posted.
     assert 'id="verdict-line">gate passed: ' in (project / "reports" / "index.html").read_text()
     assert "mr note skipped: no merge request" in output
-    assert list((project / "plots").rglob("*.png"))
+    assert list((project / "eval").rglob("*.png"))
     # No release yet: the gate held the model against baseline.txt.
     assert "| baseline.txt | 0.5000 |" in (project / "reports" / "metrics_diff.md").read_text()
     # release pushed a [skip ci] commit with the new baseline, and GTO's registry tags on it.
@@ -241,7 +241,7 @@ def test_pipeline_end_to_end(tmp_path, s3_server, s3_bucket):
     for tag in ("kkbox-recommender@v0.0.1", "kkbox-recommender#prod#1"):
         assert _git_out(origin, "rev-parse", f"{tag}^{{commit}}") == released_commit
     released = float(_git_out(origin, "show", "main:baseline.txt"))
-    auc = json.loads((project / "metrics" / "eval.json").read_text())["roc_auc"]
+    auc = json.loads((project / "eval" / "metrics.json").read_text())["roc_auc"]
     assert released == pytest.approx(auc)
     # deploy fetched that version from the registry, served it and smoke-tested it.
     assert "smoke test passed: http://127.0.0.1:" in output

@@ -13,10 +13,13 @@ import pytest
 
 from cd4ml import bundle, metrics
 from cd4ml.io import read_parquet
+from kkbox import PROBLEM
 from tests.e2e.test_serve import call, server
 from tests.project import copy_project, project_env, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+INPUT = [f.name for f in bundle.input_fields(PROBLEM.Row)]
 
 
 @pytest.fixture(scope="module")
@@ -48,16 +51,16 @@ def _monitor(project: Path, log: Path, *extra: str) -> subprocess.CompletedProce
 
 def test_clean_traffic_passes_and_labels_give_the_live_auc(project, tmp_path):
     eval_rows = read_parquet(project / "clean_data" / "split" / "eval.parquet")
-    rows = eval_rows.select(bundle.INPUT).to_pylist()
+    rows = eval_rows.select(INPUT).to_pylist()
     output = _serve_rows(project, tmp_path / "log", rows)
     assert "prediction log: 6000 rows in " in output and "0 dropped" in output
     labels = tmp_path / "labels.parquet"
-    eval_rows.select([*bundle.INPUT, "target"]).to_pandas().to_parquet(labels)
+    eval_rows.select([*INPUT, "target"]).to_pandas().to_parquet(labels)
     done = _monitor(project, tmp_path / "log", "--labels", str(labels))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("monitor passed: 6,000 logged rows")
     report = json.loads((project / "metrics" / "monitor.json").read_text())
-    scored = bundle.load(project / "models" / "bundle").predict_proba(eval_rows)
+    scored = bundle.load(project / "models" / "bundle", PROBLEM).predict_proba(eval_rows)
     direct = metrics.roc_auc(eval_rows["target"].to_numpy(), scored)
     assert report["live"]["labelled_rows"] == 6000
     assert report["live"]["roc_auc"] == pytest.approx(direct, abs=1e-6)
@@ -67,12 +70,12 @@ def test_clean_traffic_passes_and_labels_give_the_live_auc(project, tmp_path):
 
 def test_a_changed_source_mix_is_flagged(project, tmp_path):
     rows = read_parquet(project / "clean_data" / "split" / "eval.parquet")
-    rows = rows.select(bundle.INPUT).to_pylist()
+    rows = rows.select(INPUT).to_pylist()
     for row in rows[::2]:  # half of the plays now come from the radio
         row.update(source_system_tab="radio", source_screen_name="Radio", source_type="radio")
     _serve_rows(project, tmp_path / "log", rows)
     done = _monitor(project, tmp_path / "log")
     assert done.returncode == 1
     first = done.stderr.strip().splitlines()
-    assert len(first) == 1 and first[0].startswith("error: monitor: drift: plays: column 'source_")
+    assert len(first) == 1 and first[0].startswith("error: monitor: drift: rows: column 'source_")
     assert "total variation distance" in first[0]

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cd4ml import bundle
-from kkbox import model, schema
-from kkbox.features import FEATURES
+from cd4ml import bundle, model
 from cd4ml.io import read_parquet
 from cd4ml.reading import read_table
+from kkbox import PROBLEM
+from kkbox.tables import CONTRACT, TEST
 from tests.project import copy_project, link_venv, run
 
 if TYPE_CHECKING:
@@ -31,37 +31,29 @@ def released(tmp_path_factory) -> Path:
     project = copy_project(tmp_path_factory.mktemp("release") / "project")
     run(["make", "run", "SCALE=tiny"], project)
     run(["python", "-m", "cd4ml.gate", "promote"], project)
-    run("git add -A && git add --force metrics plots && git commit -qm release", project)
+    run("git add -A && git add --force metrics eval && git commit -qm release", project)
     tags = run(["python", "-m", "cd4ml.registry", "release", "-m", "test"], project)
     assert tags.stdout.split() == ["kkbox-recommender@v0.0.1", "kkbox-recommender#prod#1"]
     return project
 
 
 def test_make_run_leaves_a_verified_bundle_that_scores_eval_rows_as_the_pipeline(released):
-    scorer = bundle.load(released / "models" / "bundle")
+    scorer = bundle.load(released / "models" / "bundle", PROBLEM)
     manifest = scorer.manifest
     assert manifest["model"] == "xgb" and manifest["name"] == "kkbox-recommender"
+    featurizer = ["encoder.json", "members.parquet", "songs.parquet", "stats.parquet"]
     assert sorted(manifest["files"]) == sorted(
-        [
-            "model.ubj",
-            "schema.json",
-            "profile.json",
-            "encoder.json",
-            "members.parquet",
-            "songs.parquet",
-            "stats.parquet",
-        ]
+        ["model.ubj", "schema.json", "profile.json", *(f"featurizer/{f}" for f in featurizer)]
     )
     assert manifest["data_version"] in (released / "data.dvc").read_text()
-    assert manifest["git"]["commit"] is not None
+    assert manifest["problem"] == "kkbox" and "git" not in manifest
     raw = read_parquet(released / "clean_data" / "split" / "eval.parquet")
-    estimator = model.load(released / "models" / "model.joblib")
-    features = read_parquet(released / "clean_data" / "features" / "eval.parquet").to_pandas()
-    expected = model.predict_proba(estimator, features[FEATURES])
-    assert np.max(np.abs(scorer.predict_proba(raw) - expected)) <= 1e-6
+    fitted = model.load(released / "models" / "model", PROBLEM.kinds)
+    x, _ = model.read_features(released / "clean_data" / "features" / "eval.parquet")
+    assert np.max(np.abs(scorer.predict_proba(raw) - fitted.predict(x))) <= 1e-6
     # The submission is the bundle's scoring of the raw test rows (to 6 decimals, of float32s).
     submission = pd.read_csv(released / "predictions" / "submission.csv")
-    test_rows = read_table(released / "data" / "test.csv", schema.TEST)
+    test_rows = read_table(released / "data" / TEST, CONTRACT.tables[TEST])
     assert np.max(np.abs(scorer.predict_proba(test_rows) - submission["target"])) <= 1e-6
     assert manifest["metrics"]["roc_auc"] == pytest.approx(
         float((released / "baseline.txt").read_text())
@@ -100,7 +92,7 @@ def test_dvc_artifacts_get_restores_the_release_on_a_fresh_clone(
     run(["python", "-m", "cd4ml.remote", "check"], clone, **env)  # writes the endpoint locally
     shown = run(["make", "--no-print-directory", "champion"], clone, **env).stdout
     assert "fetched kkbox-recommender@v0.0.1 (prod) into models/champion, verified" in shown
-    scorer = bundle.load(clone / "models" / "champion")
+    scorer = bundle.load(clone / "models" / "champion", PROBLEM)
     rows = read_parquet(released / "clean_data" / "split" / "eval.parquet")
-    expected = bundle.load(released / "models" / "bundle").predict_proba(rows)
+    expected = bundle.load(released / "models" / "bundle", PROBLEM).predict_proba(rows)
     assert np.array_equal(scorer.predict_proba(rows), expected)

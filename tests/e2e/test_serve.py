@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cd4ml.shell import free_ports
 from cd4ml import bundle
-from kkbox import schema
 from cd4ml.reading import read_table
+from cd4ml.shell import free_ports
+from kkbox import PROBLEM
+from kkbox.tables import CONTRACT, TEST
 from tests.project import copy_project, project_env, run
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -34,14 +35,15 @@ def call(url: str, body: dict | None = None) -> dict:
 
 
 @contextlib.contextmanager
-def server(project: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """`python -m cd4ml.serve` in the project, until /readyz answers; stopped afterwards."""
+def server(project: Path, *args: str, **env: str) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`python -m cd4ml.serve` in the project (`env` added to its environment), until /readyz
+    answers; stopped afterwards."""
     (port,) = free_ports()
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "cd4ml.serve", "--port", str(port), *args],
         cwd=project,
-        env=project_env(),
+        env=project_env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -74,7 +76,8 @@ def project(tmp_path_factory) -> Path:
 
 
 def test_online_scoring_equals_the_submission(project):
-    rows = read_table(project / "data" / "test.csv", schema.TEST, ["id", *bundle.INPUT])
+    names = [f.name for f in bundle.input_fields(PROBLEM.Row)]
+    rows = read_table(project / "data" / TEST, CONTRACT.tables[TEST], ["id", *names])
     rows = rows.to_pylist()
     submission = pd.read_csv(project / "predictions" / "submission.csv").set_index("id")
     with server(project) as (url, process):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -12,11 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tools import bench, synth
-from tools.workspace import ROOT
-from kkbox import schema
 from cd4ml.io import write_csv
-from tests.project import project_env
+from kkbox import synth, tables
+from tests.project import ROOT, project_env
+from tools import bench
 
 PIPELINE = """
 stages:
@@ -207,26 +208,37 @@ def test_the_sweep_changes_the_copy_params_and_puts_them_back(tmp_path):
 
 def test_the_pandas_baseline_joins_and_codes_the_train_rows(tmp_path):
     project = tmp_path / "project"
-    tables = synth.generate(synth.SCALES["tiny"], seed=3)
-    for name in (schema.TRAIN, schema.MEMBERS, schema.SONGS):
-        write_csv(tables[name], project / "data" / name)
+    made = synth.generate(synth.SCALES["tiny"], seed=3)
+    for name in (tables.TRAIN, tables.MEMBERS, tables.SONGS):
+        write_csv(made[name], project / "data" / name)
     result = bench.time_pandas_baseline(project, tmp_path / "logs")
-    assert result["rows_out"] == len(tables[schema.TRAIN]["msno"]) and result["wall_s"] > 0
+    assert result["rows_out"] == len(made[tables.TRAIN]["msno"]) and result["wall_s"] > 0
     assert not (project / "pandas-baseline.csv").exists()
 
 
 # A stage command on the dask engine's plumbing: it stages a file to DASK_SCRATCH and has the
-# cluster's workers send each other data.
+# cluster's workers send each other data; they import the project's src/ (copy_marker there).
 CLUSTER_STAGE = """
 import os, pathlib, distributed
-from cd4ml import cluster
+from cd4ml import cluster, engine
+assert engine.name() == "dask"  # the environment chooses the engine
 pathlib.Path("input.bin").write_bytes(os.urandom(300_000))
-with cluster.connect() as (client, space):
+with cluster.connect(("cd4ml",)) as (client, space):
     space.stage(pathlib.Path("input.bin"))
     a, b = client.scheduler_info()["workers"]
     data = client.submit(os.urandom, 200_000, workers=[a], pure=False)
     assert client.submit(len, data, workers=[b]).result() == 200_000
+    marks = client.run(lambda: __import__("copy_marker").WHERE)
+    assert set(marks.values()) == {"the project's copy"}, marks
 """
+
+
+def _cluster_project(project: Path) -> dict[str, str]:
+    """CLUSTER_STAGE as a stage of `project`, whose src/ holds copy_marker."""
+    (project / "stage.py").write_text(CLUSTER_STAGE)
+    (project / "src").mkdir()
+    (project / "src" / "copy_marker.py").write_text('WHERE = "the project\'s copy"\n')
+    return {"cmd": f"python {project / 'stage.py'}"}
 
 
 @pytest.mark.s3
@@ -234,8 +246,7 @@ with cluster.connect() as (client, space):
 @pytest.mark.timeout(300)
 def test_a_run_on_a_cluster_measures_workers_staging_and_transfers(tmp_path):
     """time_on_cluster on a real loopback cluster and S3: each measure comes from them."""
-    (tmp_path / "stage.py").write_text(CLUSTER_STAGE)
-    stage = {"cmd": f"python {tmp_path / 'stage.py'}"}
+    stage = _cluster_project(tmp_path)
     with bench.loopback_s3(16 << 20) as s3:
         run = bench.time_on_cluster(stage, tmp_path, tmp_path, "t", 2, "1GiB", s3)
         assert run["staged_bytes"] == 300_000
@@ -248,18 +259,20 @@ def test_a_run_on_a_cluster_measures_workers_staging_and_transfers(tmp_path):
 def test_params_edits_reach_any_key_and_are_put_back(tmp_path):
     original = (ROOT / "params.yaml").read_text(encoding="utf-8")
     (tmp_path / "params.yaml").write_text(original, encoding="utf-8")
-    with bench.edited_params(tmp_path, {"engine": "dask", "train.seed": 5}):
+    with bench.edited_params(tmp_path, {"problem": "toy", "train.seed": 5}):
         changed = yaml.safe_load((tmp_path / "params.yaml").read_text(encoding="utf-8"))
-        assert changed["engine"] == "dask" and changed["train"]["seed"] == 5
+        assert changed["problem"] == "toy" and changed["train"]["seed"] == 5
     assert (tmp_path / "params.yaml").read_text(encoding="utf-8") == original
 
 
 def test_replicating_the_split_repeats_its_rows_row_group_by_row_group(tmp_path):
     table = pa.table({"msno": ["a", "b", "c"], "target": [1, 0, 1]})
-    for name in ("train.parquet", "eval.parquet", "eval_truth.parquet"):
+    parts = ("train.parquet", "valid.parquet", "eval.parquet", "eval_truth.parquet")
+    assert parts == bench.SPLIT  # every file the split stage writes
+    for name in parts:
         pq.write_table(table, tmp_path / name, row_group_size=2)
     bench.replicate_split(tmp_path, 3)
-    for name in ("train.parquet", "eval.parquet", "eval_truth.parquet"):
+    for name in parts:
         again = pq.ParquetFile(tmp_path / name)
         assert again.read().equals(pa.concat_tables([table] * 3))
         assert again.num_row_groups == 6
@@ -267,8 +280,7 @@ def test_replicating_the_split_repeats_its_rows_row_group_by_row_group(tmp_path)
 
 @pytest.mark.timeout(120)
 def test_a_run_on_a_cluster_can_stage_to_a_folder(tmp_path):
-    (tmp_path / "stage.py").write_text(CLUSTER_STAGE)
-    stage = {"cmd": f"python {tmp_path / 'stage.py'}"}
+    stage = _cluster_project(tmp_path)
     run = bench.time_on_cluster(stage, tmp_path, tmp_path, "t", 2, "1GiB", None)
     assert run["staged_bytes"] == 300_000 and run["dask_transfer_bytes"] >= 200_000
     assert not (tmp_path / "dask" / "scratch-t").exists()  # the scratch folder is removed
@@ -308,6 +320,7 @@ def test_an_ingested_chunk_is_timed_with_the_stages_it_reruns(tmp_path):
     (project / "data" / "train.csv").write_text(header + rows)
     truth = "target_probability\n" + "0.5\n" * 20
     (project / "data" / "train_truth.csv").write_text(truth)
+    shutil.copy(ROOT / "params.yaml", project / "params.yaml")  # the problem and its contract
     # as the bench leaves it: every stage run on all the rows, which the run cache remembers
     subprocess.run(["dvc", "repro", "--quiet"], cwd=project, env=project_env(), check=True)
     result = bench.time_ingest(project, bench.load_stages(project), tmp_path / "logs", 0.25)
@@ -329,3 +342,70 @@ def test_changed_rows_counts_rows_with_any_feature_changed_over_the_rows_both_ha
     got = bench.changed_rows(tmp_path / "before.parquet", tmp_path / "after.parquet")
     # NaN stays NaN (unchanged); the target is no feature; the fifth row is only in one file
     assert got == {"rows": 4, "changed": 0.5, "by_feature": {"a": 0.25, "b": 0.25}}
+
+
+# The engine stages as scripts: preprocess writes the features, train records the engine that
+# cd4ml.engine picks from the environment (as src/train.py does), evaluate writes a score.
+ENGINE_SCRIPTS = {
+    "preprocess.py": """
+import pathlib
+features = pathlib.Path("clean_data/features")
+features.mkdir(parents=True, exist_ok=True)
+for part in ("train", "valid", "eval"):
+    (features / f"{part}.parquet").write_bytes(part.encode())
+""",
+    "train.py": """
+import json, pathlib, sys
+from cd4ml import engine
+folder = pathlib.Path("models/model")
+folder.mkdir(parents=True, exist_ok=True)
+ran = sys.argv[1] if len(sys.argv) > 1 else engine.name()
+(folder / "model.json").write_text(json.dumps({"engine": ran, "fit": {}}))
+""",
+    "evaluate.py": """
+import json, pathlib
+pathlib.Path("eval").mkdir(exist_ok=True)
+pathlib.Path("eval/metrics.json").write_text(json.dumps({"roc_auc": 0.7}))
+""",
+}
+
+
+def _engine_project(tmp_path: Path, train_args: str = "") -> dict[str, dict]:
+    for name, text in ENGINE_SCRIPTS.items():
+        (tmp_path / name).write_text(text)
+    return {
+        "preprocess": {"cmd": "python preprocess.py"},
+        "train": {"cmd": f"python train.py {train_args}".strip()},
+        "evaluate": {"cmd": "python evaluate.py"},
+    }
+
+
+ENGINE_ARGS = argparse.Namespace(scale="tiny", repeat=1, once_over=60.0, memory_limit="auto")
+
+
+def test_the_local_engine_is_chosen_by_the_environment_even_beside_a_cluster(
+    tmp_path, monkeypatch
+):
+    # An address in the environment would make the stages run on Dask (cd4ml.engine).
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")
+    stages = _engine_project(tmp_path)
+    result = bench._time_engine(ENGINE_ARGS, stages, tmp_path, tmp_path / "work", 0, None)
+    assert json.loads((tmp_path / "models/model/model.json").read_text())["engine"] == "local"
+    assert result["roc_auc"] == 0.7 and set(result["features_md5"]) == set(bench.FEATURES)
+    assert result["preprocess"]["wall_s"] > 0 and len(result["train"]["runs"]) == 1
+
+
+def test_a_run_on_another_engine_than_asked_for_is_refused(tmp_path):
+    stages = _engine_project(tmp_path, train_args="dask")
+    with pytest.raises(bench.UserError, match="local: train ran on the dask engine"):
+        bench._time_engine(ENGINE_ARGS, stages, tmp_path, tmp_path / "work", 0, None)
+
+
+def test_the_data_is_made_again_when_the_generate_settings_change():
+    settings = bench.generate_settings()
+    assert settings == bench.generate_settings(ROOT / "params.yaml")
+    same = bench._fingerprint("tiny", settings)
+    assert same == bench._fingerprint("tiny", settings.model_copy())
+    assert same != bench._fingerprint("small", settings)
+    other = settings.model_copy(update={"positive_rate": 0.25})
+    assert same != bench._fingerprint("tiny", other)

@@ -7,9 +7,11 @@ import json
 
 import pytest
 
-from tools import benchserve
-from cd4ml.io import UserError, write_parquet
+from cd4ml import bundle
+from cd4ml.io import UserError, write_csv, write_parquet
+from kkbox import PROBLEM, tables
 from tests.bundles import fit_featurizer, train, write_bundle
+from tools import benchserve
 
 
 def test_summary_gives_percentiles_and_throughput():
@@ -42,7 +44,7 @@ def test_targets_hold_or_not_on_the_measured_values():
 @pytest.mark.timeout(120)
 def test_a_short_run_against_the_real_service(tmp_path):
     fitted = fit_featurizer(tmp_path)
-    path = write_bundle(tmp_path / "bundle", fitted, train(fitted, "xgb"), "xgb")
+    path = write_bundle(tmp_path / "bundle", fitted, train(fitted, "xgb"))
     rows = tmp_path / "rows.parquet"
     write_parquet(fitted.eval_raw, rows)
     argv = ["--bundle", str(path), "--rows", str(rows), "--duration", "0.5"]
@@ -60,3 +62,42 @@ def test_a_short_run_against_the_real_service(tmp_path):
     assert results["logged_rows"] == one + many * min(1000, fitted.eval_raw.num_rows)
     report = (tmp_path / "out" / "serve.md").read_text()
     assert "| 1 row |" in report and "rows_per_s ≥ 50000" in report
+
+
+def test_an_answer_scores_every_row_and_counts_the_problems_flags():
+    flags = ("unknown_member", "unknown_song")
+    good = {
+        "rows": 2,
+        "probabilities": [0.1, 0.9],
+        "flags": {"unknown_song": 1, "unknown_member": 0},
+    }
+    benchserve.check_answer(good, 2, flags)
+    with pytest.raises(UserError, match="of 2 row"):
+        benchserve.check_answer({**good, "probabilities": [0.1]}, 2, flags)
+    old = {"rows": 2, "probabilities": [0.1, 0.9], "unknown_members": 0, "unknown_songs": 1}
+    with pytest.raises(UserError, match="counted the flags"):
+        benchserve.check_answer(old, 2, flags)
+
+
+def test_rows_of_the_batch_table_are_read_as_the_problems_input_fields(tmp_path):
+    path = tmp_path / tables.TEST
+    write_csv(
+        {
+            "id": [0, 1],
+            "msno": ["m1", "m2"],
+            "song_id": ["s1", "s2"],
+            "source_system_tab": ["my library", ""],
+            "source_screen_name": ["Radio", "Search"],
+            "source_type": ["radio", "song"],
+        },
+        path,
+    )
+    rows = benchserve.read_rows(path, PROBLEM)
+    assert rows.column_names == [f.name for f in bundle.input_fields(PROBLEM.Row)]
+    assert rows.to_pylist()[1] == {
+        "msno": "m2",
+        "song_id": "s2",
+        "source_system_tab": None,  # empty is missing, as the stages read it
+        "source_screen_name": "Search",
+        "source_type": "song",
+    }

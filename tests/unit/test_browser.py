@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from tools import browser
-from cd4ml.shell import checked, dvc
 from cd4ml.io import UserError
+from cd4ml.shell import checked, dvc
+from tools import browser
 
 
 def _needed(check: Callable[[], object]) -> None:

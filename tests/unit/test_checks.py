@@ -1,4 +1,5 @@
-"""kkbox.checks: the model sanity checks, on tiny arrays."""
+"""cd4ml.checks: the model sanity checks on tiny arrays, their settings, and the cross-validation
+of fresh models of the problem's kinds."""
 
 from __future__ import annotations
 
@@ -9,6 +10,76 @@ import pandas as pd
 import pytest
 
 from cd4ml import checks as S
+from cd4ml import params
+from cd4ml.io import UserError
+from kkbox import PROBLEM
+from tests.bundles import small
+from tests.project import ROOT
+
+SANITY = {
+    "calibration_tolerance": 0.05,
+    "min_roc_auc": 0.55,
+    "cv_folds": 3,
+    "cv_max_deviation": 0.1,
+    "cv_max_rows": 300,
+    "seed": 7,
+}
+
+
+def test_the_committed_sanity_settings_parse():
+    settings = params.section(ROOT / "params.yaml", "sanity", S.Sanity)
+    assert settings.cv_max_rows >= 10 * settings.cv_folds
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"cv_folds": 5, "cv_max_rows": 40},
+            "params.yaml: sanity.cv_max_rows=40 is too small for sanity.cv_folds=5; use at "
+            "least 50",
+        ),
+        ({"cv_max_rows": 10}, "params.yaml: sanity.cv_max_rows must be >= 20, got 10"),
+        ({"cv_folds": 1}, "params.yaml: sanity.cv_folds must be in [2, 100], got 1"),
+        ({"min_roc_auc": 1.5}, "params.yaml: sanity.min_roc_auc must be "),
+        ({"cv_max_rows": 1000.0}, "params.yaml: sanity.cv_max_rows must be an integer"),
+    ],
+)
+def test_bad_sanity_settings_are_one_line_naming_the_key(change, message):
+    with pytest.raises(UserError) as err:
+        params.parse(S.Sanity, {**SANITY, **change}, "sanity", "params.yaml")
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def _features(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows with a signal in `a`, noise in `b`."""
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    y = (x["a"] + rng.normal(0, 0.7, n) > 0).astype(np.int8).to_numpy()
+    return x, y
+
+
+@pytest.mark.parametrize("kind", ["xgb", "logreg"])
+def test_cv_check_cross_validates_fresh_models_on_a_capped_sample(kind):
+    x, y = _features(600)
+    settings = S.Sanity(**SANITY)
+    check = S.cv_check(x, y, PROBLEM.kinds, small(kind), settings, valid_fraction=0.2)
+    assert check.name == "cv_stable" and check.threshold == 0.1
+    assert check.details["folds"] == 3 and len(check.details["fold_auc"]) == 3
+    assert check.details["rows"] == 300 and check.details["training_rows"] == 600
+    assert check.details["sampled"] is True
+    assert all(auc > 0.7 for auc in check.details["fold_auc"].values())  # it learned `a`
+    assert check.passed and check.value <= 0.1
+    again = S.cv_check(x, y, PROBLEM.kinds, small(kind), settings, valid_fraction=0.2)
+    assert again.as_dict() == check.as_dict()  # the sample, the folds and the fits are seeded
+
+
+def test_cv_check_uses_every_row_under_the_cap_and_fails_an_unstable_model():
+    x, y = _features(200, seed=1)
+    strict = S.Sanity(**{**SANITY, "cv_max_deviation": 0.0})
+    check = S.cv_check(x, y, PROBLEM.kinds, small("logreg"), strict, valid_fraction=0.1)
+    assert check.details["rows"] == 200 and check.details["sampled"] is False
+    assert not check.passed and check.value > 0  # folds never agree to the last digit
 
 
 def test_valid_probabilities_pass():

@@ -9,7 +9,9 @@ import pytest
 
 from cd4ml import chunks
 from cd4ml.io import UserError
+from tests.project import GIT_IDENTITY, ROOT, run
 
+PARAMS = str(ROOT / "params.yaml")
 HEADER = "msno,song_id,source_system_tab,source_screen_name,source_type,target\n"
 
 
@@ -75,7 +77,7 @@ def test_main_fills_the_incoming_folder_and_restarts_data_with_chunk_one(tmp_pat
     )
     (data / "members.csv").write_text("msno\nm0\n", encoding="utf-8")
     incoming = tmp_path / "incoming"
-    chunks.main(["--data", str(data), "--chunks", "3", "--out", str(incoming)])
+    chunks.main(["--data", str(data), "--chunks", "3", "--out", str(incoming), "--params", PARAMS])
     assert sorted(p.name for p in incoming.iterdir()) == [
         "chunk-001.csv",
         "chunk-001.truth.csv",
@@ -93,5 +95,26 @@ def test_main_fills_the_incoming_folder_and_restarts_data_with_chunk_one(tmp_pat
 
 def test_main_without_train_csv_names_the_file(tmp_path):
     with pytest.raises(UserError, match=r"train.csv: file not found"):
-        chunks.main(["--data", str(tmp_path), "--out", str(tmp_path / "incoming")])
+        chunks.main(
+            ["--data", str(tmp_path), "--out", str(tmp_path / "incoming"), "--params", PARAMS]
+        )
     assert not (tmp_path / "incoming").exists()
+
+
+def test_commit_records_the_restarted_history_with_dvc_and_git(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    for name, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(name, value)
+    repo = tmp_path / "project"
+    _train(repo / "data" / "train.csv", 6)
+    (repo / ".gitignore").write_text("/incoming\n", encoding="utf-8")
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        run(cmd, repo)
+    run(["git", "commit", "-qm", "init"], repo)
+    monkeypatch.chdir(repo)
+    chunks.main(["--chunks", "2", "--out", "incoming", "--params", PARAMS, "--commit"])
+    log = run(["git", "log", "--format=%s"], repo).stdout.splitlines()
+    assert log == ["data: restart the history with chunk-001.csv", "init"]
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""
+    assert "data.dvc" in run(["git", "ls-files"], repo).stdout.split()
+    assert len((repo / "data" / "train.csv").read_text().splitlines()) == 4  # 3 rows of 6

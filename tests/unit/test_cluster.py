@@ -1,4 +1,5 @@
-"""The dask engine's plumbing: scratch space, pieces of Parquet files, gathering outputs."""
+"""The dask engine's plumbing: scratch space, pieces of Parquet files, gathering outputs, and
+the workers' code checked against this checkout's (the loop's and the problem's packages)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cd4ml.shell import free_ports
+import kkbox
 from cd4ml import cluster
 from cd4ml.io import UserError, write_parquet
+from cd4ml.problem import module_of
+from cd4ml.shell import free_ports
+
+PACKAGES = ("cd4ml", module_of(kkbox.PROBLEM))  # what the engine asks the workers to share
 
 
 def _table(rows: int) -> pa.Table:
@@ -88,23 +93,54 @@ def test_an_unreachable_scheduler_fails_within_ten_seconds_naming_it(monkeypatch
     address = f"tcp://127.0.0.1:{port}"
     monkeypatch.setenv(cluster.SCHEDULER, address)
     started = time.monotonic()
-    with pytest.raises(UserError) as err, cluster.connect():
+    with pytest.raises(UserError) as err, cluster.connect(PACKAGES):
         pass
     assert time.monotonic() - started <= 10
     assert f"cannot reach the Dask scheduler at {address} (DASK_SCHEDULER_ADDRESS)" in str(err)
     assert "\n" not in str(err.value)
 
 
+def _package(root: Path, name: str, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / name / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+
+def test_code_digest_covers_every_python_file_of_each_package(tmp_path: Path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    files = {"__init__.py": "", "a.py": "X = 1\n", "sub/b.py": "Y = 2\n", "data.csv": "1,2\n"}
+    _package(tmp_path / "one", "digest_pkg_one", files)
+    _package(tmp_path / "two", "digest_pkg_two", files)
+    monkeypatch.syspath_prepend(str(tmp_path / "one"))
+    monkeypatch.syspath_prepend(str(tmp_path / "two"))
+    first = cluster.code_digest(("digest_pkg_one",))
+    assert len(first) == 12 and int(first, 16) >= 0
+    assert cluster.code_digest(("digest_pkg_one",)) == first
+    assert cluster.code_digest(("digest_pkg_two",)) != first  # the package's name counts
+    both = cluster.code_digest(("digest_pkg_one", "digest_pkg_two"))
+    assert both not in (first, cluster.code_digest(("digest_pkg_two", "digest_pkg_one")))
+    (tmp_path / "one" / "digest_pkg_one" / "data.csv").write_text("changed\n")
+    assert cluster.code_digest(("digest_pkg_one",)) == first  # not Python: not code
+    (tmp_path / "one" / "digest_pkg_one" / "sub" / "b.py").write_text("Y = 3\n")
+    assert cluster.code_digest(("digest_pkg_one",)) != first
+
+
+def test_the_problems_package_is_its_folder_under_src():
+    assert PACKAGES == ("cd4ml", "kkbox")
+    assert cluster.code_digest(PACKAGES) != cluster.code_digest(("cd4ml",))
+
+
 @pytest.mark.timeout(120)
-def test_workers_running_other_kkbox_code_are_refused(tmp_path: Path, monkeypatch):
+def test_workers_running_other_problem_code_are_refused(tmp_path: Path, monkeypatch):
     """Real workers: one imports this checkout's kkbox, the other a copy with one line changed
-    (first on its PYTHONPATH)."""
+    (first on its PYTHONPATH); workers that cannot import a package are refused too."""
     import shutil
 
     from tools import daskcluster
 
     other = tmp_path / "other"
-    shutil.copytree(Path(cluster.__file__).parent, other / "kkbox")
+    shutil.copytree(Path(kkbox.__file__).parent, other / "kkbox")
     with (other / "kkbox" / "features.py").open("a") as fh:
         fh.write("\nUNSEEN = 7\n")
     same = daskcluster.start(tmp_path / "same", workers=1)
@@ -112,11 +148,27 @@ def test_workers_running_other_kkbox_code_are_refused(tmp_path: Path, monkeypatc
     monkeypatch.setenv("DASK_SCRATCH", str(tmp_path / "scratch"))  # a shared folder: one machine
     try:
         monkeypatch.setenv(cluster.SCHEDULER, same.address)
-        with cluster.connect() as (client, _):
-            assert set(client.run(cluster.code_digest).values()) == {cluster.code_digest()}
+        with cluster.connect(PACKAGES) as (client, space):
+            mine = cluster.code_digest(PACKAGES)
+            assert set(client.run(cluster.code_digest, PACKAGES).values()) == {mine}
+            assert space.url == str(tmp_path / "scratch")
+            # A problem package that is here only: the workers cannot import it
+            _package(tmp_path / "here", "local_only_problem", {"__init__.py": ""})
+            monkeypatch.syspath_prepend(str(tmp_path / "here"))
+            with pytest.raises(UserError) as err:
+                cluster.check_workers(client, same.address, ("cd4ml", "local_only_problem"))
+            assert str(err.value).startswith(
+                f"the Dask workers of {same.address} cannot run cd4ml and local_only_problem "
+                "(ModuleNotFoundError: "
+            )
+            assert str(err.value).endswith("environment (Pipfile.lock) on them")
         monkeypatch.setenv(cluster.SCHEDULER, odd.address)
-        refused = pytest.raises(UserError, match=r"^1 of the 1 Dask workers of tcp://127.0.0.1:")
-        with refused, cluster.connect():
+        with pytest.raises(UserError) as err, cluster.connect(PACKAGES):
+            pass
+        message = str(err.value)
+        assert message.startswith(f"1 of the 1 Dask workers of {odd.address} run other cd4ml ")
+        assert "and kkbox code than this checkout" in message and f"here: {mine}" in message
+        with cluster.connect(("cd4ml",)):  # the loop's code is the same there
             pass
     finally:
         same.stop()

@@ -1,61 +1,25 @@
-"""dvc.yaml tells the truth about the code: each stage depends on its script and on exactly the
-src/kkbox modules that script imports (found by reading the imports), nothing more, nothing less.
-"""
+"""dvc.yaml tells the truth about the code: each stage depends on its script, exactly the
+src/cd4ml modules it imports (found by reading the imports), and, as it loads the problem at run
+time, the problem's package with the loop modules that package imports; nothing more. So editing
+a serving, gate or monitor module reruns no stage, and the bundle stage, whose manifest hashes
+every stage's code and params, depends on all of them."""
 
 from __future__ import annotations
 
-import ast
 import copy
 from pathlib import Path
 
 import yaml
 
+from tests.imports import SRC, code_needed, imported_modules
 from tests.project import ROOT
 
-SRC = ROOT / "src"
-PACKAGES = ("kkbox", "cd4ml")
+PROBLEM = "kkbox"  # params.yaml's `problem`
+DELIVERY = ("gate", "registry", "serve", "predlog", "monitor", "report", "mrnote", "history")
 
 
-def _is_type_checking(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
-
-
-def imported_modules(path: Path) -> set[str]:
-    """The project modules a file imports at run time (`if TYPE_CHECKING:` blocks left out)."""
-    found: set[str] = set()
-    todo = list(ast.parse(path.read_text(encoding="utf-8")).body)
-    while todo:
-        node = todo.pop()
-        if _is_type_checking(node):
-            continue
-        todo.extend(ast.iter_child_nodes(node))
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] in PACKAGES}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            if node.module in PACKAGES:  # from kkbox import io, params
-                found |= {f"{node.module}.{a.name}" for a in node.names}
-            elif node.module.split(".")[0] in PACKAGES:
-                found.add(node.module)
-    return found
-
-
-def module_file(module: str) -> Path:
-    return SRC / (module.replace(".", "/") + ".py")
-
-
-def code_needed(script: Path) -> set[str]:
-    """The script and every project module it reaches through imports, as dvc.yaml paths."""
-    needed = {script}
-    todo = [script]
-    while todo:
-        for module in imported_modules(todo.pop()):
-            path = module_file(module)
-            if path not in needed:
-                needed.add(path)
-                todo.append(path)
-    # Importing kkbox.x runs kkbox/__init__.py first.
-    packages = {SRC / p.relative_to(SRC).parts[0] / "__init__.py" for p in needed if p != script}
-    return {str(p.relative_to(ROOT)) for p in needed | packages}
+def load_stages() -> dict[str, dict]:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
 
 
 def stage_script(stage: dict) -> Path:
@@ -64,44 +28,84 @@ def stage_script(stage: dict) -> Path:
     return ROOT / next(w for w in words if w.startswith("src/") and w.endswith(".py"))
 
 
+def _relative(paths: set[Path]) -> set[str]:
+    return {str(p.relative_to(ROOT)) for p in paths}
+
+
+def problem_code(package: str = PROBLEM) -> set[str]:
+    """The problem's folder, and the loop modules its modules import."""
+    loop = set()
+    for path in (SRC / package).rglob("*.py"):
+        loop |= {p for p in code_needed(path) if p.is_relative_to(SRC / "cd4ml")}
+    return {f"src/{package}", *_relative(loop)}
+
+
+def code_of(stage: dict) -> set[str]:
+    """What a stage's code deps must be: its script's imports, and the problem's code when the
+    script loads the problem (every stage does, through cd4ml.problem)."""
+    needed = code_needed(stage_script(stage))
+    found = _relative(needed)
+    if SRC / "cd4ml" / "problem.py" in needed:
+        found |= problem_code()
+    return found
+
+
+def declared_code(stage: dict) -> set[str]:
+    return {d for d in stage.get("deps", []) if isinstance(d, str) and d.startswith("src/")}
+
+
 def deps_problems(stages: dict[str, dict]) -> list[str]:
-    """Each stage's code deps against what its script imports: one line per difference."""
+    """Each stage's code deps against what its code needs: one line per difference; the bundle
+    stage needs every stage's."""
     problems = []
+    everything = set().union(*(code_of(stage) for stage in stages.values()))
     for name, stage in stages.items():
-        declared = {
-            d for d in stage.get("deps", []) if isinstance(d, str) and d.startswith("src/")
-        }
-        needed = code_needed(stage_script(stage))
-        problems += [
-            f"{name}: imports {p} but dvc.yaml does not list it" for p in needed - declared
-        ]
-        problems += [f"{name}: lists {p} but does not import it" for p in declared - needed]
+        declared = declared_code(stage)
+        needed = everything if name == "bundle" else code_of(stage)
+        problems += [f"{name}: needs {p} but dvc.yaml does not list it" for p in needed - declared]
+        problems += [f"{name}: lists {p} but does not need it" for p in declared - needed]
     return sorted(problems)
 
 
-def load_stages() -> dict[str, dict]:
-    return yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-
-
-def test_every_stage_lists_exactly_the_code_it_imports():
+def test_every_stage_lists_exactly_the_code_it_needs():
     assert deps_problems(load_stages()) == []
 
 
-def test_a_missing_import_is_found():
+def test_a_missing_or_extra_dep_is_found():
     stages = copy.deepcopy(load_stages())
-    stages["train"]["deps"].remove("src/kkbox/model.py")
-    stages["split"]["deps"].append("src/kkbox/features.py")
+    stages["train"]["deps"].remove("src/cd4ml/model.py")
+    stages["split"]["deps"].append("src/cd4ml/metrics.py")
     assert deps_problems(stages) == [
-        "split: lists src/kkbox/features.py but does not import it",
-        "train: imports src/kkbox/model.py but dvc.yaml does not list it",
+        "split: lists src/cd4ml/metrics.py but does not need it",
+        "train: needs src/cd4ml/model.py but dvc.yaml does not list it",
     ]
 
 
-def test_no_stage_reaches_the_tools_or_a_folder():
+def test_no_stage_reaches_the_delivery_modules_or_the_tools():
     for name, stage in load_stages().items():
-        code = code_needed(stage_script(stage))
-        assert not [p for p in code if p.startswith("src/cd4ml")], name
-        assert "src/kkbox" not in stage["deps"], f"{name} depends on the whole package"
+        code = code_of(stage)
+        reached = {p for p in code if p.removeprefix("src/cd4ml/").removesuffix(".py") in DELIVERY}
+        assert not reached, f"{name} reaches {reached}"
+        assert not [p for p in code if p.startswith("tools")], name
+
+
+def test_the_bundle_stage_records_every_param_a_stage_lists():
+    stages = load_stages()
+    listed = {
+        key.split(".")[0]
+        for name, stage in stages.items()
+        if name != "bundle"
+        for key in stage.get("params", [])
+    }
+    assert listed <= set(stages["bundle"]["params"])
+
+
+def test_each_stage_lists_its_own_params_only():
+    """A serving, gate or monitor setting reruns nothing: no stage lists those sections."""
+    for name, stage in load_stages().items():
+        sections = {key.split(".")[0] for key in stage.get("params", [])}
+        assert not sections & {"serve", "gate", "monitor"}, name
+        assert "problem" in sections, f"{name} loads the problem: it depends on `problem`"
 
 
 def test_src_holds_exactly_the_stages():
@@ -114,8 +118,8 @@ def test_src_holds_exactly_the_stages():
 def test_imports_under_type_checking_do_not_count(tmp_path):
     script = tmp_path / "s.py"
     script.write_text(
-        "from typing import TYPE_CHECKING\nfrom kkbox import io\n"
-        "if TYPE_CHECKING:\n    from cd4ml.params import Train\n",
+        "from typing import TYPE_CHECKING\nfrom cd4ml import io\n"
+        "if TYPE_CHECKING:\n    from cd4ml.engine import FeatureOutput\n",
         encoding="utf-8",
     )
-    assert imported_modules(script) == {"kkbox.io"}
+    assert imported_modules(script) == {"cd4ml.io"}

@@ -1,4 +1,4 @@
-"""Unit tests of the feature code on tiny inline frames."""
+"""kkbox.features: the feature code, on tiny inline frames."""
 
 from __future__ import annotations
 
@@ -141,19 +141,18 @@ def test_unknown_members_and_songs_get_the_prior_and_zero_counts():
 def test_the_early_stopping_slice_is_encoded_from_the_rows_before_it_only():
     members = [0, 0, 0, 0, 1, 1, 1, 1, 0, 1]
     train = _joined(10, [1, 1, 0, 1, 0, 0, 1, 0, 1, 1], members, list(range(10)))
-    encoder, before, last = F.fit_training(train, 1, 2.0, (2, 0), valid_fraction=0.2)
+    encoder, before, last = F.fit_training(train.iloc[:8], train.iloc[8:], 1, 2.0, (2, 0))
     assert (len(before), len(last)) == (8, 2)
     # The slice's encodings: the statistics of rows 0-7, never the slice's own rows.
     past = F.fit(train.iloc[:8], 1, 2.0)
     pd.testing.assert_frame_equal(last, F.transform(train.iloc[8:], past))
     flipped = train.assign(target=[*train["target"][:8], 0, 0])
-    _, _, last_flipped = F.fit_training(flipped, 1, 2.0, (2, 0), valid_fraction=0.2)
+    _, _, last_flipped = F.fit_training(flipped.iloc[:8], flipped.iloc[8:], 1, 2.0, (2, 0))
     pd.testing.assert_frame_equal(last, last_flipped)
     # member 0 in rows 0-3: 3 of 4 replayed; smoothed towards the prior of rows 0-7 (0.5)
     assert last["te_member"][0] == pytest.approx((3 + 0.5 * 2) / (4 + 2))
     # Eval and test get the statistics of all 10 rows.
     assert encoder.prior == pytest.approx(0.6) and past.prior == pytest.approx(0.5)
-    assert F.early_stopping_start(10, 0.2) == 8 and F.early_stopping_start(5, 0.01) == 4
 
 
 def _random_joined(n_rows: int, seed: int) -> pd.DataFrame:
@@ -233,7 +232,7 @@ def test_out_of_fold_counts_are_those_of_the_fold_statistics(monkeypatch, dense_
 def test_fit_training_gives_what_fitting_each_part_anew_gives(monkeypatch, dense_keys):
     monkeypatch.setattr(F, "_DENSE_KEYS", dense_keys)
     train = _random_joined(3000, 8)
-    encoder, before, last = F.fit_training(train, 2, 3.0, (5, 1), valid_fraction=0.1)
+    encoder, before, last = F.fit_training(train.iloc[:2700], train.iloc[2700:], 2, 3.0, (5, 1))
     whole = F.fit(train, 2, 3.0)
     assert encoder.vocabularies == whole.vocabularies and encoder.prior == whole.prior
     _assert_stats_equal(encoder.stats, whole.stats)
@@ -247,7 +246,7 @@ def test_fit_training_hands_the_training_features_over_before_it_returns():
     train = _random_joined(3000, 8)
     handed: list[tuple[pd.DataFrame, pd.DataFrame]] = []
     _, before, last = F.fit_training(
-        train, 2, 3.0, (5, 1), 0.1, lambda *parts: handed.append(parts)
+        train.iloc[:2700], train.iloc[2700:], 2, 3.0, (5, 1), lambda *parts: handed.append(parts)
     )
     assert len(handed) == 1 and handed[0][0] is before and handed[0][1] is last
 
@@ -283,3 +282,16 @@ def test_folds_are_a_function_of_the_row_position_and_the_seed():
     assert sorted(np.bincount(folds)) == pytest.approx([2000] * 5, rel=0.05)
     assert not np.array_equal(F.assign_folds(0, 10_000, 5, 43), folds)
     assert folds.dtype == np.int8 and set(folds) == set(range(5))
+
+
+def test_slices_group_the_rows_by_what_the_training_part_knew():
+    x = pd.DataFrame({"member_plays": [3, 0, 5, 0, 1], "song_plays": [2, 4, 0, 0, 1]})
+    groups = F.slices(x)
+    assert {name: rows.tolist() for name, rows in groups.items()} == {
+        "known": [True, False, False, False, True],
+        "new_member": [False, True, False, False, False],
+        "new_song": [False, False, True, False, False],
+        "both_new": [False, False, False, True, False],
+    }
+    # Every row is in exactly one group.
+    assert (sum(rows.astype(int) for rows in groups.values()) == 1).all()

@@ -1,5 +1,6 @@
 """kkbox.featurizer: the fitted featurizer as files, and raw plays turned into the features that
-preprocess makes (on the synthetic Kaggle-shaped tables of tests/bundles.py)."""
+preprocess makes and the problem's flags (on the synthetic Kaggle-shaped tables of
+tests/bundles.py)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from kkbox import features, featurizer
+from cd4ml import bundle
 from cd4ml.io import UserError
+from cd4ml.problem import Features, Featurizer
+from kkbox import PROBLEM, features, featurizer
 from tests.bundles import COLD, NEW_SONG, Fitted, fit_featurizer
 
 
@@ -42,9 +45,90 @@ def test_saved_files_are_the_declared_ones(fitted):
 
 def test_loaded_featurizer_gives_exactly_the_features_preprocess_made(fitted):
     loaded = featurizer.load(fitted.folder)
+    assert isinstance(loaded, Featurizer)  # the problem interface's protocol
+    assert isinstance(PROBLEM.load_featurizer(fitted.folder), featurizer.Featurizer)
     got = loaded.transform(fitted.eval_raw.drop(["target"]))  # raw strings, not dictionaries
-    assert list(got.columns) == features.FEATURES and len(got) == fitted.eval_raw.num_rows
-    pd.testing.assert_frame_equal(got, fitted.eval_x, check_exact=True)
+    assert isinstance(got, Features)
+    assert list(got.x.columns) == features.FEATURES and len(got.x) == fitted.eval_raw.num_rows
+    pd.testing.assert_frame_equal(got.x, fitted.eval_x, check_exact=True)
+
+
+def test_the_flags_name_the_rows_of_members_and_songs_it_does_not_know(fitted):
+    loaded = featurizer.load(fitted.folder)
+    got = loaded.transform(fitted.eval_raw)
+    assert tuple(got.flags) == PROBLEM.flags
+    member_key, song_key = loaded.keys(fitted.eval_raw)
+    np.testing.assert_array_equal(got.flags["unknown_member"], member_key < 0)
+    np.testing.assert_array_equal(got.flags["unknown_song"], song_key < 0)
+    assert all(flag.dtype == bool and len(flag) == len(got.x) for flag in got.flags.values())
+    # COLD: m-new / s-new are in no table, m-idle / s-idle are (never played); NEW_SONG's
+    # member is known, its song is not.
+    rows = rows_of(fitted.eval_raw, [*COLD, NEW_SONG])
+    assert got.flags["unknown_member"][rows].tolist() == [True, False, False]
+    assert got.flags["unknown_song"][rows].tolist() == [True, False, True]
+    assert got.flags["unknown_member"].sum() == 1 and got.flags["unknown_song"].sum() == 2
+
+
+def test_model_features_of_known_keys_are_the_transforms_features(fitted):
+    loaded = featurizer.load(fitted.folder)
+    keys = loaded.keys(fitted.eval_raw)
+    pd.testing.assert_frame_equal(
+        loaded.model_features(fitted.eval_raw, keys),
+        loaded.transform(fitted.eval_raw).x,
+        check_exact=True,
+    )
+
+
+def test_the_example_is_a_known_row_of_the_request_schema(fitted):
+    loaded = featurizer.load(fitted.folder)
+    row = loaded.example()
+    assert PROBLEM.Row.model_validate(row).model_dump() == row
+    # The first member and song of the tables it joins (members.csv's, songs.csv's order)
+    assert row == {"msno": "m000", "song_id": "s000", **dict.fromkeys(features.SOURCE)}
+    got = loaded.transform(bundle.rows_table([row], bundle.input_fields(PROBLEM.Row)))
+    assert not any(flag[0] for flag in got.flags.values())
+    assert len(got.x) == 1 and list(got.x.columns) == features.FEATURES
+
+
+def test_warm_up_builds_the_lookups_and_changes_nothing(fitted):
+    loaded = featurizer.load(fitted.folder)
+    before = loaded.transform(fitted.eval_raw).x
+    fresh = featurizer.load(fitted.folder)
+    fresh.warm_up()
+    assert set(fresh._indexes) == {"members", "songs"} and set(fresh._joinable) == {
+        "members",
+        "songs",
+    }
+    pd.testing.assert_frame_equal(fresh.transform(fitted.eval_raw).x, before, check_exact=True)
+
+
+def test_a_saved_loaded_featurizer_saves_the_same_featurizer(fitted, tmp_path):
+    loaded = featurizer.load(fitted.folder)
+    again = tmp_path / "again"
+    featurizer.save(
+        again,
+        loaded.encoder,
+        loaded.member_ids,
+        loaded.member_attrs,
+        loaded.song_ids,
+        loaded.song_attrs,
+    )
+    assert sorted(p.name for p in again.iterdir()) == sorted(featurizer.FILES)
+    assert json.loads((again / "encoder.json").read_text()) == json.loads(
+        (fitted.folder / "encoder.json").read_text()
+    )
+    for name in ("members.parquet", "songs.parquet"):
+        assert pq.read_table(again / name).equals(pq.read_table(fitted.folder / name)), name
+
+    def stats(folder: Path) -> pd.DataFrame:
+        """stats.parquet's rows, in one order (the statistics' order may differ)."""
+        frame = pq.read_table(folder / "stats.parquet").to_pandas()
+        frame["name"] = frame["name"].astype(str)
+        return frame.sort_values(["name", "key"], ignore_index=True)
+
+    pd.testing.assert_frame_equal(stats(again), stats(fitted.folder), check_exact=True)
+    reloaded = featurizer.load(again).transform(fitted.eval_raw)
+    pd.testing.assert_frame_equal(reloaded.x, fitted.eval_x, check_exact=True)
 
 
 def test_loaded_encoder_equals_the_fitted_one(fitted):
@@ -60,7 +144,7 @@ def test_loaded_encoder_equals_the_fitted_one(fitted):
 
 def test_unknown_and_never_played_members_and_songs_get_the_cold_start_values(fitted):
     loaded = featurizer.load(fitted.folder)
-    x = loaded.transform(fitted.eval_raw)
+    x = loaded.transform(fitted.eval_raw).x
     prior = features.smoothed_rate(np.zeros(1), np.zeros(1), loaded.encoder.prior, 20.0)[0]
     assert prior == pytest.approx(fitted.encoder.prior, abs=1e-7)
     cold = x.iloc[rows_of(fitted.eval_raw, COLD)]
@@ -78,7 +162,7 @@ def test_unknown_and_never_played_members_and_songs_get_the_cold_start_values(fi
 
 
 def test_warm_rows_do_not_get_the_cold_start_values(fitted):
-    x = featurizer.load(fitted.folder).transform(fitted.eval_raw)
+    x = featurizer.load(fitted.folder).transform(fitted.eval_raw).x
     prior = np.float32(fitted.encoder.prior)
     warm = x.iloc[: -len(COLD) - 1]
     assert (warm["member_plays"] > 0).all() and (warm["song_plays"] > 0).all()
@@ -164,5 +248,7 @@ def test_small_and_large_batches_find_the_same_keys(fitted, monkeypatch):
     small = loaded.transform(fitted.eval_raw)
     monkeypatch.setattr(featurizer, "SMALL_BATCH", 0)
     large = featurizer.load(fitted.folder).transform(fitted.eval_raw)
-    pd.testing.assert_frame_equal(small, large)
+    pd.testing.assert_frame_equal(small.x, large.x)
+    for name in PROBLEM.flags:
+        np.testing.assert_array_equal(small.flags[name], large.flags[name])
     assert (loaded.keys(fitted.eval_raw)[1] == -1).sum() > 0  # the cold rows are in the batch

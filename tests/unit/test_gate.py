@@ -16,9 +16,10 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from cd4ml import gate
-from cd4ml import bundle, params
-from cd4ml.io import run_main, write_parquet
+from cd4ml import bundle, gate
+from cd4ml.io import UserError, read_parquet, run_main, write_parquet
+from kkbox import PROBLEM
+from tests import toy
 from tests.bundles import fit_featurizer, train, write_bundle
 from tests.project import ROOT, run
 
@@ -348,9 +349,9 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     rows, and the registry's sidecar naming the champion's version."""
     folder = tmp_path_factory.mktemp("release")
     fitted = fit_featurizer(folder)
-    challenger = write_bundle(folder / "bundle", fitted, train(fitted, "xgb"), "xgb")
+    challenger = write_bundle(folder / "bundle", fitted, train(fitted, "xgb"))
     weak = train(fitted, "xgb", shuffle_targets=True)
-    champion = write_bundle(folder / "champion", fitted, weak, "xgb")
+    champion = write_bundle(folder / "champion", fitted, weak)
     (folder / "champion.json").write_text(json.dumps({"version": "v0.0.1"}))
     rows = folder / "eval.parquet"
     write_parquet(fitted.eval_raw, rows)
@@ -359,18 +360,18 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
         champion,
         rows,
         fitted.eval_raw["target"].to_numpy(),
-        bundle.load(challenger).predict_proba(fitted.eval_raw),
-        bundle.load(champion).predict_proba(fitted.eval_raw),
+        bundle.load(challenger, PROBLEM).predict_proba(fitted.eval_raw),
+        bundle.load(champion, PROBLEM).predict_proba(fitted.eval_raw),
     )
 
 
-SETTINGS = params.Gate(
+SETTINGS = gate.Gate(
     min_improvement=0.0, bootstrap_rounds=200, confidence=0.9, decide_on="difference", seed=11
 )
 
 
 def test_compare_bundles_scores_both_on_the_same_rows_with_an_interval(release):
-    v = gate.compare_bundles(release.challenger, release.champion, release.rows, SETTINGS)
+    v = gate.compare_bundles(PROBLEM, release.challenger, release.champion, release.rows, SETTINGS)
     assert v.new == pytest.approx(roc_auc_score(release.y, release.p_challenger), abs=1e-12)
     assert v.baseline == pytest.approx(roc_auc_score(release.y, release.p_champion), abs=1e-12)
     assert v.new > 0.65 and v.baseline < 0.55  # the champion learned nothing
@@ -382,23 +383,40 @@ def test_compare_bundles_scores_both_on_the_same_rows_with_an_interval(release):
 
 
 def test_compare_bundles_is_reproducible_and_its_interval_widens_with_confidence(release):
-    first = gate.compare_bundles(release.challenger, release.champion, release.rows, SETTINGS)
-    again = gate.compare_bundles(release.challenger, release.champion, release.rows, SETTINGS)
+    def compare(settings: gate.Gate) -> gate.Verdict:
+        return gate.compare_bundles(
+            PROBLEM, release.challenger, release.champion, release.rows, settings
+        )
+
+    first, again = compare(SETTINGS), compare(SETTINGS)
     assert again.report() == first.report()
-    wider = dataclasses.replace(SETTINGS, confidence=0.99)
-    interval = gate.compare_bundles(
-        release.challenger, release.champion, release.rows, wider
-    ).interval
+    interval = compare(SETTINGS.model_copy(update={"confidence": 0.99})).interval
     assert interval[0] < first.interval[0] and interval[1] > first.interval[1]
 
 
 def test_the_champion_is_named_by_path_without_a_registry_sidecar(release, tmp_path):
     champion = Path(shutil.copytree(release.champion, tmp_path / "champion"))
-    assert gate._champion_name(champion) == f"champion {champion}"
+    assert gate._champion_name(champion, PROBLEM.name) == f"champion {champion}"
     (tmp_path / "champion.json").write_text('{"stage": "prod"}')
-    assert gate._champion_name(champion) == f"champion {champion}"
+    assert gate._champion_name(champion, PROBLEM.name) == f"champion {champion}"
     (tmp_path / "champion.json").write_text('{"version": "v1.2.0"}')
-    assert gate._champion_name(champion) == "kkbox-recommender@v1.2.0"
+    assert gate._champion_name(champion, PROBLEM.name) == "kkbox-recommender@v1.2.0"
+    assert gate._champion_name(champion, "toy-churn") == "toy-churn@v1.2.0"
+
+
+def test_compare_bundles_refuses_a_bundle_of_another_problem(release):
+    with pytest.raises(UserError, match=r"a bundle of problem 'kkbox', not 'tests\.toy'"):
+        gate.compare_bundles(
+            toy.PROBLEM, release.challenger, release.champion, release.rows, SETTINGS
+        )
+
+
+def test_compare_bundles_refuses_rows_without_the_target(release, tmp_path):
+    rows = tmp_path / "rows.parquet"
+    write_parquet(read_parquet(release.rows).drop(["target"]), rows)
+    with pytest.raises(UserError) as err:
+        gate.compare_bundles(PROBLEM, release.challenger, release.champion, rows, SETTINGS)
+    assert str(err.value).startswith(f"{rows}: no column 'target': not the eval rows of ")
 
 
 def bundle_files(files: dict[str, Path], release: Release) -> dict[str, Path]:

@@ -1,4 +1,4 @@
-"""cd4ml.generate: the command line, its params checks and the atomic write of data/."""
+"""cd4ml.generate: `make data` through the problem: its scales, its params checks, its sources."""
 
 from __future__ import annotations
 
@@ -6,12 +6,23 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+import yaml
 
-from cd4ml import generate, synth
-from cd4ml.io import UserError
+from cd4ml import generate
+from kkbox import PROBLEM
+from kkbox.tables import CONTRACT
 from tests.project import ROOT, write_params
+
+
+def _generate(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "cd4ml.generate", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize("rate", [0, 1.0, -0.2, "half"])
@@ -19,94 +30,52 @@ def test_a_positive_rate_out_of_range_fails_with_a_clear_message(tmp_path, rate)
     params = tmp_path / "params.yaml"
     write_params(params, seed=7, positive_rate=rate)
     out = tmp_path / "d"
-    result = subprocess.run(
-        [sys.executable, "-m", "cd4ml.generate", "--params", str(params), "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    result = _generate("--params", str(params), "--out", str(out))
     assert result.returncode == 1
-    assert result.stderr.startswith("error: params.yaml: generate.positive_rate must be ")
+    assert result.stderr.startswith(f"error: {params}: generate.positive_rate must be ")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not out.exists()
 
 
-def test_kaggle_source_without_the_cli_fails_with_a_clear_message(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cd4ml.generate",
-            "--source",
-            "kaggle",
-            "--out",
-            str(tmp_path / "d"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/nonexistent", "HOME": "/tmp"},
-    )
+def test_an_unknown_problem_fails_before_anything_is_written(tmp_path):
+    params = tmp_path / "params.yaml"
+    data = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params.write_text(yaml.safe_dump({**data, "problem": "no_such_problem"}), encoding="utf-8")
+    result = _generate("--params", str(params), "--out", str(tmp_path / "d"))
     assert result.returncode == 1
-    assert result.stderr.startswith("error: the kaggle CLI is not installed")
+    assert result.stderr.startswith(f"error: {params}: problem 'no_such_problem' cannot be ")
     assert not (tmp_path / "d").exists()
 
 
+def test_the_tiny_scale_writes_every_table_of_the_contract(tmp_path):
+    params = tmp_path / "params.yaml"
+    write_params(params, seed=7)
+    out = tmp_path / "d"
+    result = _generate("--scale", "tiny", "--params", str(params), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted(CONTRACT.tables)
+    header = (out / CONTRACT.examples).read_text(encoding="utf-8").splitlines()[0]
+    assert header.split(",") == list(CONTRACT.tables[CONTRACT.examples].columns)
+
+
+def test_download_without_the_kaggle_cli_fails_with_a_clear_message(tmp_path):
+    out = tmp_path / "d"
+    result = _generate("--source", "download", "--out", str(out), env={"PATH": "/nonexistent"})
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: the kaggle CLI is not installed")
+    assert not out.exists()
+
+
 def test_the_defaults_are_small_synthetic_data_in_data():
-    args = generate.parse_args([])
+    args = generate.parse_args([], PROBLEM.scales)
     assert (args.source, args.scale, args.params, args.out) == (
         "synthetic",
         "small",
         "params.yaml",
         Path("data"),
     )
+    assert generate.parse_args(["--scale", "full"], PROBLEM.scales).scale == "full"
     with pytest.raises(SystemExit):
-        generate.parse_args(["--scale", "huge"])
-
-
-def _two_tables(scale: synth.Scale, seed: int, positive_rate: float) -> dict:
-    return {
-        "a.csv": {"x": np.array([seed, 2]), "p": np.array([positive_rate, 0.25])},
-        "b.csv": {"y": np.array([scale.train])},
-    }
-
-
-def test_write_synthetic_writes_every_table_of_the_scale_and_seed(tmp_path, monkeypatch):
-    monkeypatch.setattr(synth, "generate", _two_tables)
-    out = tmp_path / "data"
-    generate.write_synthetic(out, "tiny", seed=7, positive_rate=0.75)
-    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.csv"]
-    assert (out / "a.csv").read_text() == "x,p\n7,0.75\n2,0.25\n"
-    assert (out / "b.csv").read_text() == f"y\n{synth.SCALES['tiny'].train}\n"
-
-
-def test_a_failed_write_leaves_the_previous_data(tmp_path, monkeypatch):
-    out = tmp_path / "data"
-    out.mkdir()
-    (out / "old.csv").write_text("kept\n")
-    written = []
-
-    def disk_full_on_the_second_table(columns: dict, path: Path) -> int:
-        if written:
-            raise OSError(28, "No space left on device")
-        written.append(path.name)
-        path.write_text("x\n1\n")
-        return 1
-
-    monkeypatch.setattr(synth, "generate", _two_tables)
-    monkeypatch.setattr(generate, "write_csv", disk_full_on_the_second_table)
-    with pytest.raises(OSError, match="No space left"):
-        generate.write_synthetic(out, "tiny", seed=1)
-    assert written == ["a.csv"]
-    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no temp folder left
-    assert [p.name for p in out.iterdir()] == ["old.csv"]
-
-
-def test_kaggle_without_credentials_names_both_ways_to_give_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(generate.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
-    monkeypatch.delenv("KAGGLE_KEY", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    with pytest.raises(UserError, match=r"^no Kaggle credentials: set KAGGLE_USERNAME and"):
-        generate.download_kaggle(tmp_path / "d")
-    assert not (tmp_path / "d").exists()
+        generate.parse_args(["--scale", "huge"], PROBLEM.scales)
+    with pytest.raises(SystemExit):
+        generate.parse_args(["--source", "kaggle"], PROBLEM.scales)

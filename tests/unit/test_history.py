@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from cd4ml import history, workspace
-from cd4ml.shell import checked, git
+from cd4ml import history
 from cd4ml.io import UserError
+from cd4ml.metrics import EVAL_METRICS
+from cd4ml.shell import checked, git
+from tools import workspace
 
 
 def _commit(repo: Path, subject: str, files: dict[str, str | None]) -> str:
@@ -37,7 +39,7 @@ def repo(tmp_path, monkeypatch) -> tuple[Path, list[str]]:
     repo = tmp_path / "repo"
     repo.mkdir()
     checked(git("init", "-q", "-b", "main", cwd=repo), "git init")
-    eval_json = "metrics/eval.json"
+    eval_json = EVAL_METRICS  # eval/metrics.json: DVCLive's, what the evaluate stage commits
     commits = [
         _commit(
             repo,
@@ -66,7 +68,8 @@ def repo(tmp_path, monkeypatch) -> tuple[Path, list[str]]:
 
 def test_collect_gives_one_record_per_metrics_commit_oldest_first(repo):
     _, commits = repo
-    records = history.collect("metrics/eval.json", "data.dvc")
+    assert EVAL_METRICS == "eval/metrics.json"
+    records = history.collect(EVAL_METRICS, "data.dvc")
     assert records == [
         {
             "version": 1,
@@ -100,7 +103,7 @@ def test_collect_gives_one_record_per_metrics_commit_oldest_first(repo):
 
 def test_since_keeps_only_the_later_commits(repo):
     _, commits = repo
-    records = history.collect("metrics/eval.json", "data.dvc", since=commits[1])
+    records = history.collect(EVAL_METRICS, "data.dvc", since=commits[1])
     assert [(r["version"], r["commit"]) for r in records] == [
         (1, commits[2][:8]),
         (2, commits[3][:8]),
@@ -109,7 +112,7 @@ def test_since_keeps_only_the_later_commits(repo):
 
 def test_main_writes_the_table_and_the_picture(repo):
     root, _ = repo
-    history.main(["--out", "plots/history"])
+    history.main(["--out", "plots/history"])  # the metrics: eval/metrics.json by default
     table = json.loads((root / "plots/history/data_versions.json").read_text(encoding="utf-8"))
     assert [r["roc_auc"] for r in table] == [0.71235, 0.75, 0.7]
     assert (root / "plots/history/data_versions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

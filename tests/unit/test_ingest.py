@@ -9,7 +9,10 @@ import pytest
 
 from cd4ml import ingest, ingestion
 from cd4ml.io import UserError
+from kkbox.tables import CONTRACT
+from tests.project import GIT_IDENTITY, ROOT, run
 
+PARAMS = str(ROOT / "params.yaml")
 HEADER = "msno,song_id,source_system_tab,source_screen_name,source_type,target\n"
 
 
@@ -42,13 +45,13 @@ def area(tmp_path) -> tuple[Path, Path]:
     first = _chunk(incoming / "chunk-001.csv", "m1,s1,radio,Radio,radio,1")
     _chunk(incoming / "chunk-002.csv", "m2,s2,radio,Radio,radio,0", "m1,s2,radio,Radio,radio,1")
     data.mkdir()
-    ingestion.new_version(data, first, None, "chunk-001.csv", restart=True)
+    ingestion.new_version(data, first, None, "chunk-001.csv", restart=True, contract=CONTRACT)
     return incoming, data
 
 
 def _ingest(area: tuple[Path, Path], *args: str) -> None:
     incoming, data = area
-    ingest.main(["--incoming", str(incoming), "--data", str(data), *args])
+    ingest.main(["--incoming", str(incoming), "--data", str(data), "--params", PARAMS, *args])
 
 
 def test_main_appends_the_next_chunk_then_finds_nothing_new(area, caplog):
@@ -81,3 +84,44 @@ def test_a_bad_chunk_is_rejected_and_data_is_unchanged(area):
     with pytest.raises(UserError, match=r"^chunk chunk-002.csv rejected, data/ unchanged: "):
         _ingest(area)
     assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A git + DVC project whose data/ is chunk 1, tracked and committed: the working
+    directory; its incoming folder holds chunks 1 and 2."""
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    for name, value in GIT_IDENTITY.items():
+        monkeypatch.setenv(name, value)
+    root = tmp_path / "project"
+    incoming, data = root / "incoming", root / "data"
+    first = _chunk(incoming / "chunk-001.csv", "m1,s1,radio,Radio,radio,1")
+    _chunk(incoming / "chunk-002.csv", "m2,s2,radio,Radio,radio,0", "m1,s2,radio,Radio,radio,1")
+    data.mkdir()
+    ingestion.new_version(data, first, None, "chunk-001.csv", restart=True, contract=CONTRACT)
+    (root / ".gitignore").write_text("/incoming\n", encoding="utf-8")
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "add", "data", "-q"]):
+        run(cmd, root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "data: chunk-001.csv"], root)
+    monkeypatch.chdir(root)
+    return root
+
+
+def test_commit_records_the_new_version_with_dvc_and_git(repo, caplog):
+    before = (repo / "data.dvc").read_text(encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="cd4ml.ingestion"):
+        _ingest((repo / "incoming", repo / "data"), "--commit", "--git-push")
+    assert "no git remote configured: commit kept local" in caplog.text
+    log = run(["git", "log", "--format=%s"], repo).stdout.splitlines()
+    assert log == [
+        "data: ingest chunk-002.csv (+2 rows, train.csv now 3 rows)",
+        "data: chunk-001.csv",
+    ]
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""  # data.dvc committed
+    assert (repo / "data.dvc").read_text(encoding="utf-8") != before
+    assert run(["dvc", "status", "data.dvc"], repo).stdout.strip() == (
+        "Data and pipelines are up to date."
+    )
+    run(["dvc", "checkout", "data.dvc", "--force"], repo)  # what the commit records: data/ now
+    assert len((repo / "data" / "train.csv").read_text().splitlines()) == 4

@@ -10,6 +10,7 @@ import pytest
 
 from cd4ml import ingestion
 from cd4ml.io import UserError
+from kkbox.tables import CONTRACT
 
 HEADER = "msno,song_id,source_system_tab,source_screen_name,source_type,target\n"
 
@@ -31,7 +32,9 @@ def data(tmp_path) -> Path:
     data.mkdir()
     (data / "members.csv").write_text("msno\nm1\n", encoding="utf-8")
     chunk = _csv(tmp_path / "c1.csv", "m1,s1,radio,Radio,radio,1", "m2,s2,radio,Radio,radio,0")
-    ingestion.new_version(data, chunk, _truth(tmp_path / "t1.csv", 0.9, 0.2), "c1", restart=True)
+    ingestion.new_version(
+        data, chunk, _truth(tmp_path / "t1.csv", 0.9, 0.2), "c1", restart=True, contract=CONTRACT
+    )
     return data
 
 
@@ -47,7 +50,7 @@ def test_a_broken_manifest_names_the_file_and_the_fix(tmp_path):
 
 def test_validate_chunk_counts_the_rows_of_a_valid_chunk(tmp_path):
     chunk = _csv(tmp_path / "chunk-004.csv", "m1,s1,radio,Radio,radio,1", "m1,s2,,,,0")
-    assert ingestion.validate_chunk(chunk) == 2
+    assert ingestion.validate_chunk(chunk, CONTRACT) == 2
 
 
 def test_an_invalid_chunk_is_named_not_train_csv(tmp_path):
@@ -55,7 +58,7 @@ def test_an_invalid_chunk_is_named_not_train_csv(tmp_path):
         tmp_path / "chunk-004.csv", "m1,s1,radio,Radio,radio,2", ",s2,radio,Radio,radio,1"
     )
     with pytest.raises(UserError) as err:
-        ingestion.validate_chunk(chunk)
+        ingestion.validate_chunk(chunk, CONTRACT)
     message = str(err.value)
     assert message.startswith(f"{tmp_path / 'chunk-004.csv'}: column '")
     assert "train.csv" not in message
@@ -75,7 +78,7 @@ def test_restart_makes_data_the_chunk_and_keeps_the_other_tables(data, tmp_path)
 def test_a_new_version_appends_the_chunk_and_its_truth(data, tmp_path):
     chunk = _csv(tmp_path / "c2.csv", "m3,s3,search,Search,song,1")
     entry = ingestion.new_version(
-        data, chunk, _truth(tmp_path / "t2.csv", 0.7), "c2", restart=False
+        data, chunk, _truth(tmp_path / "t2.csv", 0.7), "c2", restart=False, contract=CONTRACT
     )
     assert (entry["name"], entry["rows"], entry["train_rows_after"]) == ("c2", 1, 3)
     assert (data / "train.csv").read_text().splitlines() == [
@@ -92,7 +95,7 @@ def test_a_new_version_appends_the_chunk_and_its_truth(data, tmp_path):
 def test_a_chunk_without_its_last_newline_is_appended_whole(data, tmp_path):
     chunk = tmp_path / "c2.csv"
     chunk.write_text(HEADER + "m3,s3,radio,Radio,radio,0", encoding="utf-8")
-    ingestion.new_version(data, chunk, None, "c2", restart=False)
+    ingestion.new_version(data, chunk, None, "c2", restart=False, contract=CONTRACT)
     assert (
         (data / "train.csv")
         .read_text()
@@ -102,7 +105,7 @@ def test_a_chunk_without_its_last_newline_is_appended_whole(data, tmp_path):
 
 def test_a_chunk_without_truth_drops_the_truth_file(data, tmp_path):
     chunk = _csv(tmp_path / "c2.csv", "m3,s3,radio,Radio,radio,0")
-    ingestion.new_version(data, chunk, None, "c2", restart=False)
+    ingestion.new_version(data, chunk, None, "c2", restart=False, contract=CONTRACT)
     assert not (data / "train_truth.csv").exists()
     assert len((data / "train.csv").read_text().splitlines()) == 4
 
@@ -111,7 +114,7 @@ def test_a_rejected_chunk_leaves_data_as_it_was(data, tmp_path):
     before = {p.name: p.read_bytes() for p in data.iterdir()}
     chunk = _csv(tmp_path / "c2.csv", "m3,s3,radio,Radio,radio,7")
     with pytest.raises(UserError, match="must be 0 or 1"):
-        ingestion.new_version(data, chunk, None, "c2", restart=False)
+        ingestion.new_version(data, chunk, None, "c2", restart=False, contract=CONTRACT)
     assert {p.name: p.read_bytes() for p in data.iterdir()} == before
 
 

@@ -1,4 +1,4 @@
-"""kkbox.io: atomic writes, the background Parquet folder, the Kaggle-style CSV writer, errors."""
+"""cd4ml.io: atomic writes, the background Parquet folder, the Kaggle-style CSV writer, errors."""
 
 from __future__ import annotations
 

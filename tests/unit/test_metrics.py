@@ -1,4 +1,4 @@
-"""kkbox.metrics: scores and plot records on arrays small enough to check by hand."""
+"""cd4ml.metrics: scores and plot records on arrays small enough to check by hand."""
 
 from __future__ import annotations
 
@@ -53,17 +53,30 @@ def test_confusion_sample_is_evenly_spaced_and_capped():
     assert len(sample) == 10 and all(s["actual"] == s["predicted"] for s in sample)
 
 
-def test_cold_start_groups_rows_by_what_training_had_seen():
+def test_by_slice_gives_the_rows_and_roc_auc_of_each_slice():
     y = np.array([0, 1, 0, 1, 1, 0, 1])
     p = np.array([0.2, 0.8, 0.9, 0.1, 0.6, 0.3, 0.5])
     member_seen = np.array([1, 1, 0, 0, 1, 1, 0], dtype=bool)
     song_seen = np.array([1, 1, 1, 1, 0, 0, 0], dtype=bool)
-    groups = metrics.cold_start(y, p, member_seen, song_seen)
+    slices = {
+        "known": member_seen & song_seen,
+        "new_member": ~member_seen & song_seen,
+        "new_song": member_seen & ~song_seen,
+        "both_new": ~member_seen & ~song_seen,
+        "all": np.ones(len(y), dtype=bool),  # slices may overlap
+        "none": np.zeros(len(y), dtype=bool),
+    }
+    groups = metrics.by_slice(y, p, slices)
+    assert list(groups) == list(slices)  # in the problem's order
     assert groups["known"] == {"rows": 2, "roc_auc": 1.0}
     assert groups["new_member"] == {"rows": 2, "roc_auc": 0.0}  # inverted on these rows
     assert groups["new_song"] == {"rows": 2, "roc_auc": 1.0}
     assert groups["both_new"] == {"rows": 1, "roc_auc": None}  # one class only
-    assert sum(g["rows"] for g in groups.values()) == len(y)
+    assert groups["all"] == {"rows": 7, "roc_auc": pytest.approx(roc_auc_score(y, p))}
+    assert groups["none"] == {"rows": 0, "roc_auc": None}
+    # 0/1 masks are taken as booleans, not as row indices
+    as_ints = metrics.by_slice(y, p, {"known": slices["known"].astype(int)})
+    assert as_ints["known"] == groups["known"]
 
 
 def ranked_auc(y: np.ndarray, p: np.ndarray, w: np.ndarray | None = None) -> float:

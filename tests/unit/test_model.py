@@ -1,100 +1,159 @@
-"""kkbox.model: both model families from the typed params, fit, save, load, importances."""
+"""cd4ml.model: the train section made of the problem's kinds, the model folder (the kind's own
+file and model.json), its errors, and the features files."""
 
 from __future__ import annotations
 
-import dataclasses
+import json
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
-from sklearn.metrics import roc_auc_score
 
-from cd4ml import params
-from kkbox import model
-from cd4ml.io import UserError
+from cd4ml import model, params
+from cd4ml.io import UserError, write_parquet
+from kkbox import PROBLEM
 from tests.project import ROOT
 
-TRAIN = params.load(ROOT / "params.yaml").train
+KINDS = PROBLEM.kinds
+TRAIN = model.train_settings(KINDS)
 
 
-def small(kind: str) -> params.Train:
-    """The committed train section with few trees (fast)."""
-    xgb = dataclasses.replace(TRAIN.xgb, n_estimators=20, n_jobs=1)
-    rf = dataclasses.replace(TRAIN.rf, n_estimators=10, n_jobs=1)
-    return dataclasses.replace(TRAIN, model=kind, xgb=xgb, rf=rf)
+def settings(kind: str) -> object:
+    """The committed train section, set to `kind`."""
+    return params.section(ROOT / "params.yaml", "train", TRAIN).model_copy(update={"model": kind})
 
 
-def frame(n: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+def frame(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
     y = (x["a"] + 0.3 * rng.normal(size=n) > 0).astype(int).to_numpy()
     return x, y
 
 
-@pytest.mark.parametrize("kind", ["xgb", "rf"])
-def test_fit_predict_save_load(tmp_path, kind):
+def fitted(kind: str = "logreg") -> tuple[model.Model, pd.DataFrame]:
     x, y = frame()
-    estimator = model.build(small(kind))
-    info = model.fit(estimator, x[:1600], y[:1600], (x[1600:], y[1600:]))
-    p = model.predict_proba(estimator, x)
-    assert p.shape == (len(x),) and ((p >= 0) & (p <= 1)).all()
-    assert np.corrcoef(p, x["a"])[0, 1] > 0.5  # it learned the signal
-    if kind == "xgb":
-        assert info["device"] == "cpu" and 0 <= info["best_iteration"] < 20
-        assert 0.5 < info["best_valid_auc"] <= 1.0
-    else:
-        assert info == {}
-    model.save(estimator, tmp_path / "m.joblib")
-    again = model.load(tmp_path / "m.joblib")
-    np.testing.assert_array_equal(model.predict_proba(again, x), p)
-    shares = model.importances(again, ["a", "b"])
+    found = model.build(KINDS, settings(kind))
+    found.kind.fit(found.estimator, x[:500], y[:500], (x[500:], y[500:]))
+    return found, x
+
+
+def test_the_train_section_has_the_model_the_seed_and_one_section_per_kind():
+    fields = TRAIN.model_fields
+    assert list(fields) == ["model", "seed", *KINDS]
+    assert fields["model"].annotation == Literal[tuple(KINDS)]
+    assert set(get_args(fields["model"].annotation)) == {"xgb", "rf", "logreg"}
+    for name, kind in KINDS.items():
+        assert fields[name].annotation is kind.Settings
+    assert issubclass(TRAIN, params.Section)
+
+
+def test_the_train_section_follows_the_kinds_it_is_given():
+    only = model.train_settings({"logreg": KINDS["logreg"]})
+    assert list(only.model_fields) == ["model", "seed", "logreg"]
+    committed = params.read(ROOT / "params.yaml")["train"]
+    with pytest.raises(UserError, match=r"unknown key train.xgb"):
+        params.parse(only, {**committed, "model": "logreg"}, "train")
+    with pytest.raises(UserError, match=r"train.model must be one of logreg, got 'xgb'"):
+        params.parse(only, {"model": "xgb", "seed": 1, "logreg": committed["logreg"]}, "train")
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_build_makes_the_kind_asked_for_with_its_settings_and_the_seed(kind):
+    train = settings(kind)
+    built = model.build(KINDS, train)
+    assert built.kind is KINDS[kind]
+    params_of = built.estimator.get_params()
+    seeds = [v for k, v in params_of.items() if k.endswith("random_state")]
+    assert seeds and set(seeds) == {train.seed}
+
+
+def test_a_model_predicts_and_ranks_its_features_through_its_kind():
+    found, x = fitted()
+    p = found.predict(x)
+    np.testing.assert_array_equal(p, found.kind.predict(found.estimator, x))
+    assert p.shape == (len(x),) and ((p > 0) & (p < 1)).all()
+    shares = found.importances(["a", "b"])
     assert sum(shares.values()) == pytest.approx(1.0) and shares["a"] > shares["b"]
 
 
-def test_the_seed_makes_the_model_reproducible():
-    x, y = frame()
-    runs = []
-    for _ in range(2):
-        estimator = model.build(small("xgb"))
-        model.fit(estimator, x[:1600], y[:1600], (x[1600:], y[1600:]))
-        runs.append(model.predict_proba(estimator, x))
-    np.testing.assert_array_equal(*runs)
+def test_save_and_load_the_model_folder(tmp_path):
+    found, x = fitted()
+    folder = tmp_path / "models" / "model"
+    model.save(folder, found, {"rows": 500, "features": ["a", "b"]})
+    assert sorted(p.name for p in folder.iterdir()) == [model.INFO, found.kind.file]
+    info = model.read_info(folder)
+    assert info == {"kind": "logreg", "file": "model.skops", "rows": 500, "features": ["a", "b"]}
+    again = model.load(folder, KINDS)
+    assert again.kind is found.kind
+    np.testing.assert_array_equal(again.predict(x), found.predict(x))
+    # Saved again, the folder is swapped in whole: nothing of the old one stays.
+    (folder / "stale.txt").write_text("old")
+    model.save(folder, found, {"rows": 1})
+    assert sorted(p.name for p in folder.iterdir()) == [model.INFO, found.kind.file]
+    assert [p.name for p in folder.parent.iterdir()] == ["model"]  # no temp folder left
 
 
-def test_xgboost_stops_early_on_the_given_rows_and_the_forest_learns_from_them_too():
-    x, y = frame(1000)
-    estimator = model.build(small("xgb"))
-    info = model.fit(estimator, x[:900], y[:900], (x[900:], y[900:]))
-    assert estimator.n_features_in_ == 2 and estimator.best_iteration is not None
-    valid_auc = roc_auc_score(y[900:], model.predict_proba(estimator, x[900:]))
-    assert info["best_valid_auc"] == pytest.approx(valid_auc, abs=1e-6)
-    forest = model.build(small("rf"))
-    model.fit(forest, x[:900], y[:900], (x[900:], y[900:]))
-    assert forest._n_samples == 1000  # fitted on the 900 rows and the 100 early-stopping rows
+def test_a_model_of_another_kind_saves_its_own_file(tmp_path):
+    found, x = fitted("xgb")
+    model.save(tmp_path / "m", found, {})
+    assert (tmp_path / "m" / "model.ubj").is_file() and not (
+        tmp_path / "m" / "model.skops"
+    ).exists()
+    np.testing.assert_array_equal(model.load(tmp_path / "m", KINDS).predict(x), found.predict(x))
 
 
-def test_load_names_the_file_and_the_fix(tmp_path):
-    with pytest.raises(UserError, match=r"m.joblib: model not found; run `dvc repro train`"):
-        model.load(tmp_path / "m.joblib")
-    (tmp_path / "m.joblib").write_bytes(b"")
-    with pytest.raises(UserError, match=r"model file is empty \(0 bytes\)"):
-        model.load(tmp_path / "m.joblib")
-    (tmp_path / "m.joblib").write_bytes(b"not a pickle at all")
-    with pytest.raises(UserError, match=r"model file is corrupt"):
-        model.load(tmp_path / "m.joblib")
+def test_read_info_names_the_file_and_the_fix(tmp_path):
+    path = tmp_path / model.INFO
+    with pytest.raises(UserError) as err:
+        model.read_info(tmp_path)
+    assert str(err.value) == f"{path}: not found; run `dvc repro train`"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(
+        UserError, match=r"model.json: not valid JSON .*; rerun `dvc repro -f train`$"
+    ):
+        model.read_info(tmp_path)
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(UserError, match=r"model.json: not valid JSON"):
+        model.read_info(tmp_path)
+    for text in ('{"file": "model.ubj"}', "[1, 2]"):
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(UserError) as err:
+            model.read_info(tmp_path)
+        assert str(err.value) == f"{path}: names no model kind; rerun `dvc repro -f train`"
 
 
-def test_a_gpu_device_without_a_gpu_is_a_clear_error():
-    import xgboost
+def test_load_names_an_unknown_kind_and_a_missing_or_empty_file(tmp_path):
+    found, _ = fitted()
+    folder = tmp_path / "model"
+    model.save(folder, found, {})
+    info = json.loads((folder / model.INFO).read_text(encoding="utf-8"))
+    (folder / model.INFO).write_text(json.dumps({**info, "kind": "svm"}), encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        model.load(folder, KINDS)
+    assert str(err.value) == (
+        f"{folder / model.INFO}: model kind 'svm' is not one of the problem's "
+        "['logreg', 'rf', 'xgb']"
+    )
+    (folder / model.INFO).write_text(json.dumps(info), encoding="utf-8")
+    (folder / "model.skops").write_bytes(b"")
+    with pytest.raises(UserError, match=r"model.skops: model file is empty \(0 bytes\)"):
+        model.load(folder, KINDS)
+    (folder / "model.skops").unlink()
+    with pytest.raises(UserError, match=r"model.skops: model not found; run `dvc repro train`"):
+        model.load(folder, KINDS)
 
-    if xgboost.build_info().get("USE_CUDA"):
-        try:
-            model.check_device("cuda")
-        except UserError as err:
-            assert "params.yaml: train.xgb.device is 'cuda'" in str(err)
-        else:
-            pytest.skip("a GPU is usable here: nothing to refuse")
-    else:
-        with pytest.raises(UserError, match="built without CUDA"):
-            model.check_device("cuda")
-    model.check_device("cpu")  # never fails
+
+def test_kind_of_gives_the_kind_or_names_the_file():
+    assert model.kind_of(KINDS, "rf", ROOT / "x.json") is KINDS["rf"]
+    with pytest.raises(UserError, match=r"x.json: model kind None is not one of the problem's"):
+        model.kind_of(KINDS, None, ROOT / "x.json")
+
+
+def test_read_features_splits_the_target_off(tmp_path):
+    table = pa.table({"a": [0.5, 1.5, 2.5], "b": [1, 2, 3], model.TARGET: [0, 1, 1]})
+    write_parquet(table, tmp_path / "train.parquet")
+    x, y = model.read_features(tmp_path / "train.parquet")
+    assert list(x.columns) == ["a", "b"] and x["a"].tolist() == [0.5, 1.5, 2.5]
+    assert y.tolist() == [0, 1, 1] and isinstance(y, np.ndarray)

@@ -93,7 +93,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if route[2] != self.server.iid:
             return self._send(404, {"message": "404 Not found"})
         if self.command == "GET" and route[3] is None:
-            return self._list(urllib.parse.parse_qs(url.query))
+            return self._list(url.path, urllib.parse.parse_qs(url.query))
         if self.command == "POST" and route[3] is None:
             note = {
                 "id": max((n["id"] for n in self.server.notes), default=0) + 1,
@@ -111,11 +111,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(200, found[0])
         return self._send(404, {"message": "404 Not found"})
 
-    def _list(self, query: dict[str, list[str]]) -> None:
+    def _list(self, path: str, query: dict[str, list[str]]) -> None:
         per_page = min(int(query.get("per_page", ["20"])[0]), self.server.page_size)
         page = int(query.get("page", ["1"])[0])
         notes = self.server.notes
         pages = max(1, -(-len(notes) // per_page))
+
+        def link(to: int, rel: str) -> str:
+            """GitLab's Link header entry: this request's URL and query, on page `to`."""
+            params = {k: v[0] for k, v in query.items() if k != "page"} | {"page": str(to)}
+            base = self.server.api.removesuffix("/api/v4")
+            return f'<{base}{path}?{urllib.parse.urlencode(params)}>; rel="{rel}"'
+
+        links = [link(page + 1, "next")] if page < pages else []
+        links += [link(page - 1, "prev")] if page > 1 else []
+        links += [link(1, "first"), link(pages, "last")]
         headers = {
             "X-Page": str(page),
             "X-Per-Page": str(per_page),
@@ -123,6 +133,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "X-Total-Pages": str(pages),
             "X-Next-Page": str(page + 1) if page < pages else "",
             "X-Prev-Page": str(page - 1) if page > 1 else "",
+            "Link": ", ".join(links),  # python-gitlab follows rel="next"
         }
         self._send(200, notes[(page - 1) * per_page : page * per_page], headers)
 
@@ -268,7 +279,7 @@ def test_it_skips_in_one_line_without_a_request(gitlab, tmp_path, monkeypatch, c
 def test_other_refusals_fail_in_one_line_naming_the_url(gitlab, body, capsys, status, words):
     gitlab.status = status
     line = fails(["--body", str(body)], capsys)
-    assert f"GET {gitlab.api}/projects/42/merge_requests/7/notes?" in line
+    assert line.startswith(f"error: GET {gitlab.api}/projects/42/merge_requests/7/notes: ")
     assert all(word in line for word in words)
 
 
@@ -282,7 +293,7 @@ def test_a_refused_token_fails_in_one_line_naming_the_fix(gitlab, body, monkeypa
 def test_a_wrong_merge_request_fails_in_one_line_naming_the_url(gitlab, body, monkeypatch, capsys):
     monkeypatch.setenv("CI_MERGE_REQUEST_IID", "8")
     line = fails(["--body", str(body)], capsys)
-    assert f"{gitlab.api}/projects/42/merge_requests/8/notes?" in line
+    assert f"GET {gitlab.api}/projects/42/merge_requests/8/notes: " in line
     assert "HTTP 404" in line and "CI_MERGE_REQUEST_IID" in line
 
 
@@ -292,16 +303,16 @@ def test_a_server_that_is_down_fails_in_one_line_naming_the_url(body, gitlab, mo
         port = sock.getsockname()[1]
     monkeypatch.setenv("CI_API_V4_URL", f"http://127.0.0.1:{port}/api/v4/")
     line = fails(["--body", str(body)], capsys)
-    assert f"GET http://127.0.0.1:{port}/api/v4/projects/42/merge_requests/7/notes?" in line
-    assert "no answer from GitLab" in line
+    assert f"GET http://127.0.0.1:{port}/api/v4/projects/42/merge_requests/7/notes: " in line
+    assert "no answer from GitLab (ConnectionError)" in line
 
 
 def test_a_server_that_hangs_times_out_in_one_line(gitlab, body, monkeypatch, capsys):
     monkeypatch.setattr(mrnote, "TIMEOUT_S", 0.2)
     gitlab.delay = 5.0
     line = fails(["--body", str(body)], capsys)
-    assert f"GET {gitlab.api}/projects/42/merge_requests/7/notes?" in line
-    assert "timed out" in line
+    assert f"GET {gitlab.api}/projects/42/merge_requests/7/notes: " in line
+    assert "GitLab did not answer within 0.2 s (timed out)" in line
 
 
 def test_a_missing_body_file_fails_in_one_line_naming_it(gitlab, tmp_path, capsys):

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cd4ml import generate, oraclegap, synth
 from cd4ml import params
 from cd4ml.io import UserError
-from tests.project import ROOT, write_params
+from kkbox import synth
+from tests.project import ROOT, project_env, write_params
+from tools import oraclegap
 
 TINY = synth.Scale(members=60, songs=1000, train=500, test=100)
 
@@ -34,8 +35,8 @@ def test_the_parts_are_those_of_the_truth_file():
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Tiny synthetic data, split and featurised by the stages' own scripts."""
     root = tmp_path_factory.mktemp("oraclegap")
-    settings = params.load(ROOT / "params.yaml").generate
-    generate.write_synthetic(
+    settings = params.section(ROOT / "params.yaml", "generate", synth.Generate)
+    synth.write(
         root / "data", "tiny", settings.seed, settings.positive_rate, **settings.time_effects()
     )
     for cmd in (
@@ -43,7 +44,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ["src/preprocess.py", "--data", root / "data", "--split", root / "split"],
     ):
         out = ["--out", root / "features"] if "preprocess" in cmd[0] else []
-        subprocess.run([sys.executable, *map(str, cmd + out)], cwd=ROOT, check=True)
+        env = project_env(CD4ML_ENGINE="local")
+        subprocess.run([sys.executable, *map(str, cmd + out)], cwd=ROOT, env=env, check=True)
     return root
 
 

@@ -10,24 +10,47 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cd4ml import predlog
-from cd4ml import bundle
+from cd4ml import bundle, predlog
+from kkbox import PROBLEM
+
+FIELDS = bundle.input_fields(PROBLEM.Row)
+SCHEMA = predlog.log_schema(FIELDS, PROBLEM.flags)
 
 
 def _batch(n: int, start: int = 0) -> tuple[pa.Table, bundle.Scored, list[int | None]]:
-    rows = pa.table(
-        {
-            "msno": [f"m{i}" for i in range(start, start + n)],
-            "song_id": [f"s{i}" for i in range(start, start + n)],
-            "source_system_tab": ["radio"] * n,
-            "source_screen_name": [None] * n,
-            "source_type": ["radio"] * n,
-        },
-        schema=bundle.INPUT_SCHEMA,
+    rows = bundle.rows_table(
+        [
+            {
+                "msno": f"m{i}",
+                "song_id": f"s{i}",
+                "source_system_tab": "radio",
+                "source_screen_name": None,
+                "source_type": "radio",
+            }
+            for i in range(start, start + n)
+        ],
+        FIELDS,
     )
     p = np.linspace(0, 1, n, dtype=np.float32)
-    scored = bundle.Scored(p, np.arange(n) % 2 == 0, np.zeros(n, dtype=bool))
-    return rows, scored, list(range(start, start + n))
+    flags = {"unknown_member": np.arange(n) % 2 == 0, "unknown_song": np.zeros(n, dtype=bool)}
+    return rows, bundle.Scored(p, flags), list(range(start, start + n))
+
+
+def test_the_log_schema_has_the_time_version_input_fields_id_probability_and_flags():
+    assert SCHEMA.names == [
+        "ts",
+        "model_version",
+        *(f.name for f in FIELDS),
+        "id",
+        "probability",
+        "unknown_member",
+        "unknown_song",
+    ]
+    assert SCHEMA.field("ts").type == predlog.TIME
+    assert SCHEMA.field("msno").type == pa.string()
+    assert SCHEMA.field("unknown_song").type == pa.bool_()
+    other = predlog.log_schema([bundle.Field("tenure", pa.int64(), False)], ("unknown_plan",))
+    assert other.names == ["ts", "model_version", "tenure", "id", "probability", "unknown_plan"]
 
 
 def _files(folder):
@@ -35,7 +58,7 @@ def _files(folder):
 
 
 def test_rows_are_written_in_files_of_bounded_size_and_all_on_close(tmp_path):
-    log = predlog.PredictionLog(str(tmp_path), rows_per_file=250, flush_seconds=60).start()
+    log = predlog.PredictionLog(str(tmp_path), SCHEMA, rows_per_file=250, flush_seconds=60).start()
     for k in range(7):
         log.add(*_batch(100, start=100 * k)[:2], "v0.0.1", _batch(100, start=100 * k)[2])
     log.close()
@@ -43,16 +66,19 @@ def test_rows_are_written_in_files_of_bounded_size_and_all_on_close(tmp_path):
     sizes = [pq.read_metadata(f).num_rows for f in files]
     assert sum(sizes) == 700 and max(sizes) <= 250 and len(files) == 3
     table = pa.concat_tables(pq.read_table(f) for f in files)
-    assert table.schema == predlog.LOG_SCHEMA
+    assert table.schema == SCHEMA
     assert sorted(table["id"].to_pylist()) == list(range(700))
     assert set(table["model_version"].to_pylist()) == {"v0.0.1"}
     assert table["unknown_member"].to_pylist().count(True) == 350
+    assert table["unknown_song"].to_pylist().count(True) == 0
     assert log.stats() == {"written_rows": 700, "dropped_rows": 0, "files": 3, "queued_rows": 0}
     assert not list(tmp_path.glob(".*.tmp"))  # no half-written file
 
 
 def test_a_quiet_service_still_flushes_on_time(tmp_path):
-    log = predlog.PredictionLog(str(tmp_path), rows_per_file=10_000, flush_seconds=0.2).start()
+    log = predlog.PredictionLog(
+        str(tmp_path), SCHEMA, rows_per_file=10_000, flush_seconds=0.2
+    ).start()
     rows, scored, ids = _batch(5)
     log.add(rows, scored, "v1", ids)
     deadline = time.monotonic() + 5
@@ -63,7 +89,7 @@ def test_a_quiet_service_still_flushes_on_time(tmp_path):
 
 
 def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
-    log = predlog.PredictionLog(str(tmp_path), max_queued_rows=150)  # writer not started
+    log = predlog.PredictionLog(str(tmp_path), SCHEMA, max_queued_rows=150)  # writer not started
     rows, scored, ids = _batch(100)
     log.add(rows, scored, "v1", ids)
     log.add(rows, scored, "v1", ids)  # 200 > 150: dropped
@@ -75,7 +101,7 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking(tmp_path):
 def test_a_store_that_fails_drops_rows_counted_and_logged_never_raises(tmp_path, caplog):
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
-    log = predlog.PredictionLog(str(blocked / "log"), rows_per_file=50).start()
+    log = predlog.PredictionLog(str(blocked / "log"), SCHEMA, rows_per_file=50).start()
     rows, scored, ids = _batch(120)
     log.add(rows, scored, "v1", ids)
     log.close()
@@ -84,7 +110,7 @@ def test_a_store_that_fails_drops_rows_counted_and_logged_never_raises(tmp_path,
 
 
 def test_rows_after_close_are_dropped(tmp_path):
-    log = predlog.PredictionLog(str(tmp_path)).start()
+    log = predlog.PredictionLog(str(tmp_path), SCHEMA).start()
     log.close()
     log.add(*_batch(3)[:2], "v1", [None, None, None])
     assert log.dropped_rows == 3
@@ -95,7 +121,7 @@ def test_an_s3_prefix_receives_the_files(s3_server, s3_bucket, monkeypatch):
     for key, value in s3_server.aws_env().items():
         monkeypatch.setenv(key, value)
     where = f"s3://{s3_bucket}/predictions"
-    log = predlog.PredictionLog(where, rows_per_file=40).start()
+    log = predlog.PredictionLog(where, SCHEMA, rows_per_file=40).start()
     rows, scored, ids = _batch(100)
     log.add(rows, scored, "v1", ids)
     log.close()
@@ -108,7 +134,7 @@ def test_a_store_that_is_down_is_a_counted_drop(monkeypatch):
     monkeypatch.setenv("S3_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
-    log = predlog.PredictionLog("s3://no-bucket/p", rows_per_file=1000).start()
+    log = predlog.PredictionLog("s3://no-bucket/p", SCHEMA, rows_per_file=1000).start()
     rows, scored, ids = _batch(10)
     log.add(rows, scored, "v1", ids)
     log.close(timeout=60)

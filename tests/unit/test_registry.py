@@ -1,4 +1,5 @@
-"""cd4ml.registry: GTO's tags for versions and stages, and `dvc artifacts get` of a version.
+"""cd4ml.registry: GTO's tags for versions and stages (through gto.api), and `dvc artifacts get`
+of a version.
 
 Real git, GTO and DVC on a small repository whose dvc.yaml declares the artifact; the bundle
 is a folder of files with a valid manifest (the registry never loads the model)."""
@@ -9,13 +10,16 @@ import json
 import os
 from pathlib import Path
 
+import gto.api
 import pytest
 
-from cd4ml import registry
-from cd4ml.shell import checked, dvc, git, gto
-from cd4ml import bundle
-from cd4ml.io import UserError, run_main, write_json
+from cd4ml import bundle, registry
+from cd4ml.io import UserError, run_main, sha256, write_json
+from cd4ml.shell import checked, dvc, git
+from kkbox import PROBLEM
 from tests.project import ROOT
+
+NAME = "kkbox-recommender"  # the artifact of the project's dvc.yaml
 
 IDENTITY = {
     "GIT_AUTHOR_NAME": "t",
@@ -32,9 +36,11 @@ def _fake_bundle(folder: Path, payload: str) -> None:
     write_json(
         {
             "format": bundle.FORMAT,
-            "name": bundle.NAME,
+            "name": PROBLEM.name,
+            "problem": "kkbox",
             "model": "xgb",
-            "files": {"model.ubj": {"sha256": bundle.sha256(folder / "model.ubj")}},
+            "model_file": "model.ubj",
+            "files": {"model.ubj": {"sha256": sha256(folder / "model.ubj")}},
         },
         folder / bundle.MANIFEST,
     )
@@ -64,41 +70,59 @@ def repo(tmp_path, monkeypatch) -> Path:
     return repo
 
 
+def test_the_artifact_is_the_one_whose_path_is_the_bundle(tmp_path):
+    assert registry.artifact_name(ROOT / "dvc.yaml") == NAME == PROBLEM.name
+    other = tmp_path / "dvc.yaml"
+    other.write_text("artifacts:\n  churn:\n    path: models/bundle\n  x:\n    path: y\n")
+    assert registry.artifact_name(other) == "churn"
+    other.write_text("artifacts:\n  x:\n    path: models/other\n")
+    with pytest.raises(UserError, match=r"dvc\.yaml: no artifact has path models/bundle; "):
+        registry.artifact_name(other)
+    other.write_text("stages: [unclosed\n")
+    with pytest.raises(UserError, match=r"dvc\.yaml: cannot read its artifacts \("):
+        registry.artifact_name(other)
+    with pytest.raises(UserError, match="cannot read its artifacts"):
+        registry.artifact_name(tmp_path / "none.yaml")
+
+
 def test_no_version_registered_yet(repo, capsys):
-    assert registry.versions() == []
-    assert registry.stage_version("prod") is None
+    assert registry.versions(NAME) == []
+    assert registry.stage_version(NAME, "prod") is None
     run_main(registry.main, ["list"])
     assert "no version of kkbox-recommender registered yet" in capsys.readouterr().out
     champion = repo / "models" / "champion"
     _fake_bundle(champion, "stale")  # an earlier fetch: it must not be taken for the champion
-    assert registry.fetch("prod", None, champion, ".") is None
+    assert registry.fetch(NAME, "prod", None, champion, ".") is None
     assert not champion.exists() and not champion.with_name("champion.json").exists()
 
 
 def test_release_tags_the_commit_and_fetch_restores_the_bundle_verified(repo, capsys):
-    tags = registry.release("prod", "first release")
+    tags = registry.release(NAME, "prod", "first release")
     assert tags == ["kkbox-recommender@v0.0.1", "kkbox-recommender#prod#1"]
     head = git("rev-parse", "HEAD").stdout.strip()
     for tag in tags:  # annotated tags (GTO ignores lightweight ones), on the released commit
         assert git("cat-file", "-t", tag).stdout.strip() == "tag"
         assert git("rev-parse", f"{tag}^{{commit}}").stdout.strip() == head
-    assert registry.stage_version("prod") == "v0.0.1"
+    assert registry.stage_version(NAME, "prod") == "v0.0.1"
+    assert registry.stage_version(NAME, "staging") is None
 
     # A second version, not in prod: the prod fetch still gives the first one.
     _fake_bundle(repo / "models" / "bundle", "version two")
     checked(dvc("add", "--quiet", "models/bundle"), "dvc add")
     _commit(repo, "second bundle")
-    checked(gto("register", bundle.NAME, "HEAD"), "gto register")
-    assert [v["version"] for v in registry.versions()] == ["v0.0.2", "v0.0.1"]
+    gto.api.register(".", NAME, "HEAD")
+    assert [v["version"] for v in registry.versions(NAME)] == ["v0.0.2", "v0.0.1"]
 
     out = repo / "fetched" / "champion"
-    assert registry.fetch("prod", None, out, str(repo)) == "v0.0.1"
+    assert registry.fetch(NAME, "prod", None, out, str(repo)) == "v0.0.1"
     assert (out / "model.ubj").read_text() == "version one"
-    assert bundle.verify(out)["name"] == bundle.NAME
+    assert bundle.verify(out)["name"] == NAME
     info = json.loads(out.with_name("champion.json").read_text())
-    assert info == {"name": bundle.NAME, "version": "v0.0.1", "stage": "prod", "commit": head}
+    assert info == {"name": NAME, "version": "v0.0.1", "stage": "prod", "commit": head}
+    assert registry.fetched_version(out) == "v0.0.1"
     # Fetching again replaces the folder (dvc artifacts get alone would nest a second copy).
-    assert registry.fetch(None, "v0.0.2", out, str(repo)) == "v0.0.2"
+    assert registry.fetch(NAME, None, "v0.0.2", out, str(repo)) == "v0.0.2"
+    assert registry.fetched_version(out) == "v0.0.2"
     assert (out / "model.ubj").read_text() == "version two"
     assert sorted(p.name for p in out.iterdir()) == [bundle.MANIFEST, "model.ubj"]
 
@@ -110,7 +134,7 @@ def test_release_tags_the_commit_and_fetch_restores_the_bundle_verified(repo, ca
 
 
 def test_a_version_that_does_not_exist_is_one_line_without_studio_noise(repo, capsys):
-    registry.release("prod", "first release")
+    registry.release(NAME, "prod", "first release")
     with pytest.raises(SystemExit):
         run_main(registry.main, ["fetch", "--version", "v9.9.9", "--out", "models/champion"])
     first = capsys.readouterr().err.splitlines()[0]
@@ -124,10 +148,10 @@ def test_a_fetched_bundle_that_fails_verification_is_not_kept(repo, capsys):
     (repo / "models" / "bundle" / "model.ubj").write_text("changed after the manifest")
     checked(dvc("add", "--quiet", "models/bundle"), "dvc add")
     _commit(repo, "a bundle whose manifest does not match")
-    registry.release("prod", "bad release")
+    registry.release(NAME, "prod", "bad release")
     out = repo / "models" / "champion"
     with pytest.raises(UserError, match=r"model.ubj: sha256 differs from manifest.json"):
-        registry.fetch("prod", None, out, ".")
+        registry.fetch(NAME, "prod", None, out, ".")
     assert not out.exists()
 
 
@@ -136,6 +160,11 @@ def test_release_without_a_git_identity_names_it(repo, monkeypatch):
         monkeypatch.delenv(key)
     monkeypatch.setenv("HOME", str(repo))  # no global git config either
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    with pytest.raises(UserError, match=r"^gto register kkbox-recommender failed: "):
-        registry.release("prod", "no identity")
+    with pytest.raises(UserError) as err:
+        registry.release(NAME, "prod", "no identity")
+    assert str(err.value) == (
+        "gto register kkbox-recommender failed: git has no identity to tag with; set "
+        "user.name and user.email (git config) or GIT_COMMITTER_NAME and GIT_COMMITTER_EMAIL"
+    )
+    assert git("tag").stdout == ""  # nothing half-released
     assert os.environ.get("GIT_COMMITTER_NAME") is None

@@ -9,8 +9,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from cd4ml import remote
-from cd4ml.remote import Remote, with_bucket
 from cd4ml.io import UserError
+from cd4ml.remote import Remote, with_bucket
 
 S3 = Remote("storage", "s3://cd4ml-kkbox/dvcstore", "http://127.0.0.1:7480")
 

@@ -1,39 +1,58 @@
-"""cd4ml.report: the offline evaluation page from small real bundles and reports. The page as a
-person sees it (headless Chromium, networking off): tests/e2e/test_report.py."""
+"""cd4ml.report: the offline evaluation page (Jinja2, autoescaped) from small real bundles and
+reports. The page as a person sees it (headless Chromium, networking off):
+tests/e2e/test_report.py."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
 
 import pytest
 
-from cd4ml import gate, report
-from cd4ml import bundle
-from cd4ml.io import write_json, write_parquet
-from tests.bundles import ABOUT, fit_featurizer, train
+from cd4ml import gate, params, plots, report
+from cd4ml.io import UserError, write_json, write_parquet
+from kkbox import PROBLEM
+from tests.bundles import ABOUT, fit_featurizer, train, write_bundle
 from tests.project import ROOT
+
+# Every section of templates/report.html, by id, with its heading.
+SECTIONS = {
+    "verdict": "Gate: challenger against champion",
+    "metrics": "Eval metrics",
+    "curves": "ROC, precision-recall and calibration",
+    "importance": "Feature importance",
+    "data": "Data validation",
+    "history": "ROC AUC per data version",
+    "slices": "Slices",
+    "provenance": "Provenance",
+    "production": "Production",
+}
+SLICES = {
+    "known": {"rows": 380, "roc_auc": 0.81},
+    "new_member": {"rows": 12, "roc_auc": 0.7},
+    "both_new": {"rows": 3, "roc_auc": None},
+}
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """Challenger, a weaker champion with other params, eval rows, metrics, a gate report."""
+    """Challenger, a weaker champion with other params, eval rows, DVCLive's eval folder
+    (metrics, feature importance, the slices' picture), a validation and a gate report."""
     folder = tmp_path_factory.mktemp("report")
     fitted = fit_featurizer(folder)
     paths = {}
-    for name, shuffled, params in (
-        ("challenger", False, {"train": {"model": "xgb", "seed": 1}}),
-        ("champion", True, {"train": {"model": "xgb", "seed": 2}}),
-    ):
-        paths[name] = folder / name
-        paths[name].mkdir()
-        estimator = train(fitted, "xgb", shuffle_targets=shuffled)
-        bundle.write(paths[name], estimator, "xgb", fitted.folder, {**ABOUT, "params": params})
+    for name, shuffled, seed in (("challenger", False, 1), ("champion", True, 2)):
+        about = {**ABOUT, "build": {**ABOUT["build"], "params": {"train": {"seed": seed}}}}
+        trained = train(fitted, "xgb", shuffle_targets=shuffled)
+        paths[name] = write_bundle(folder / name, fitted, trained, about)
     (folder / "champion.json").write_text(json.dumps({"version": "v0.0.4"}))
     paths["rows"] = folder / "eval.parquet"
     write_parquet(fitted.eval_raw, paths["rows"])
-    paths["metrics"] = folder / "eval.json"
+    paths["eval"] = folder / "eval"
+    paths["metrics"] = paths["eval"] / "metrics.json"
+    paths["metrics"].parent.mkdir()
     write_json(
         {
             "roc_auc": 0.8,
@@ -41,28 +60,32 @@ def inputs(tmp_path_factory):
             "log_loss": 0.5,
             "accuracy": 0.7,
             "n_eval": 3,
-            "cold_start": {"known": {"rows": 2, "roc_auc": 0.8}},
+            "slices": SLICES,
         },
         paths["metrics"],
     )
-    paths["plots"] = folder / "plots"
-    paths["plots"].mkdir()
+    custom = paths["eval"] / "plots" / "custom"
+    custom.mkdir(parents=True)
     write_json(
         [{"feature": "te_song", "importance": 0.6}, {"feature": "bd", "importance": 0.4}],
-        paths["plots"] / "feature_importance.json",
+        custom / "feature_importance.json",
     )
+    plots.save(plots.slices(SLICES, 395), paths["eval"] / "plots" / "images" / "slices.png")
     paths["validation"] = folder / "data_validation.json"
     shutil.copy(ROOT / "metrics" / "data_validation.json", paths["validation"])
     paths["gate"] = folder / "gate.json"
-    settings = gate.params.load(ROOT / "params.yaml").gate
-    verdict = gate.compare_bundles(paths["challenger"], paths["champion"], paths["rows"], settings)
+    settings = params.section(ROOT / "params.yaml", "gate", gate.Gate)
+    verdict = gate.compare_bundles(
+        PROBLEM, paths["challenger"], paths["champion"], paths["rows"], settings
+    )
     write_json(verdict.report(), paths["gate"])
+    paths["params"] = ROOT / "params.yaml"
     return paths
 
 
 def _argv(inputs, out, **change) -> list[str]:
     paths = {**inputs, **change}
-    keys = ("challenger", "champion", "rows", "metrics", "gate", "validation", "plots")
+    keys = ("challenger", "champion", "rows", "metrics", "eval", "gate", "validation", "params")
     return [
         "--out",
         str(out),
@@ -71,27 +94,49 @@ def _argv(inputs, out, **change) -> list[str]:
     ]
 
 
-def test_the_page_holds_every_section_and_the_verdict(inputs, tmp_path):
+def _page(inputs, tmp_path, **change) -> str:
     out = tmp_path / "index.html"
-    report.main(_argv(inputs, out))
-    page = out.read_text()
-    for key, title in report.SECTIONS.items():
+    report.main(_argv(inputs, out, **change))
+    return out.read_text(encoding="utf-8")
+
+
+def test_the_page_holds_every_section_and_the_verdict(inputs, tmp_path):
+    page = _page(inputs, tmp_path)
+    assert re.findall(r'<section id="([^"]+)">', page) == list(SECTIONS)
+    for key, title in SECTIONS.items():
         assert f'<section id="{key}"><h2>{title}</h2>' in page
+    assert page.startswith("<!DOCTYPE html>") and f"<h1>{PROBLEM.name}: evaluation report" in page
     verdict = json.loads(inputs["gate"].read_text())
-    assert verdict["passed"] and '<span class="pass" id="verdict-line">gate passed: ' in page
+    assert verdict["passed"]
+    assert f'<span class="pass" id="verdict-line">{html.escape(verdict["message"])}</span>' in page
     assert "kkbox-recommender@v0.0.4" in page and "paired bootstrap" in page
-    # Params that differ from the champion's, and both models on the curves.
+    # Params that differ from the champion's (from each bundle's build), and the provenance
     assert "<td>train.seed</td><td>1</td><td>2</td>" in page
+    assert f"<td>{ABOUT['build']['sha256']}</td>" in page
+    assert "<td>model</td><td>xgb</td>" in page and "<td>data version</td><td>x</td>" in page
+
+
+def test_the_eval_metrics_and_the_slices_come_from_dvclives_folder(inputs, tmp_path):
+    page = _page(inputs, tmp_path)
+    assert "<td>roc_auc</td><td>0.8000</td>" in page and "<td>n_eval</td><td>3</td>" in page
+    assert "<td>known</td><td>380</td><td>0.8100</td>" in page
+    assert "<td>both_new</td><td>3</td><td>-</td>" in page  # one class: no AUC
+    slices = (inputs["eval"] / "plots" / "images" / "slices.png").read_bytes()
+    assert f'alt="ROC AUC by slice" src="data:image/png;base64,{_b64(slices)}"' in page
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode("ascii")
 
 
 def test_the_page_needs_no_network(inputs, tmp_path):
-    out = tmp_path / "index.html"
-    report.main(_argv(inputs, out))
-    page = out.read_text()
+    page = _page(inputs, tmp_path)
     assert "<script" not in page
     sources = re.findall(r'(?:src|href)="([^"]+)"', page)
-    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
-    assert len(sources) >= 2  # the curves and the importance
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 3  # the curves, the importance and the slices
 
 
 def test_the_same_inputs_give_the_same_page(inputs, tmp_path):
@@ -100,17 +145,49 @@ def test_the_same_inputs_give_the_same_page(inputs, tmp_path):
     assert (tmp_path / "a.html").read_bytes() == (tmp_path / "b.html").read_bytes()
 
 
-def test_without_a_champion_or_reports_the_page_says_so(inputs, tmp_path):
-    out = tmp_path / "index.html"
-    missing = tmp_path / "nothing"
-    report.main(
-        _argv(
-            inputs, out, champion=missing, gate=missing / "g.json", validation=missing / "v.json"
-        )
+def test_text_from_the_reports_is_escaped(inputs, tmp_path):
+    verdict = json.loads(inputs["gate"].read_text())
+    hostile = "<script>alert(1)</script>"
+    verdict.update(champion=f"champion {hostile}", message=f"gate passed: {hostile} & more")
+    gate_file = tmp_path / "gate.json"
+    write_json(verdict, gate_file)
+    monitor = tmp_path / "monitor.json"
+    write_json(
+        {
+            "overall": {
+                "rows": 10,
+                "flag_shares": {"unknown_member": 0.5},
+                "mean_probability": 0.4,
+                "category_tvd": {},
+            },
+            "anomalies": [{"kind": "unknown_member", "message": '<img src="x">'}],
+        },
+        monitor,
     )
-    page = out.read_text()
+    page = _page(inputs, tmp_path, gate=gate_file, monitor=monitor)
+    assert hostile not in page and "<script" not in page and '<img src="x">' not in page
+    assert "gate passed: &lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in page
+    assert "champion: champion &lt;script&gt;" in page
+    assert "&lt;img src=&#34;x&#34;&gt;" in page
+
+
+def test_without_a_champion_or_reports_the_page_says_so(inputs, tmp_path):
+    missing = tmp_path / "nothing"
+    page = _page(
+        inputs,
+        tmp_path,
+        champion=missing,
+        gate=missing / "g.json",
+        validation=missing / "v.json",
+        eval=missing,
+    )
+    for key, title in SECTIONS.items():  # every section still there
+        assert f'<section id="{key}"><h2>{title}</h2>' in page
     assert "no gate report yet" in page and "no champion bundle to compare" in page
     assert "no data validation report" in page and "no monitoring report" in page
+    assert '<section id="importance"><h2>Feature importance</h2><p>none</p>' in page
+    assert '<p class="note">no picture</p>' in page  # no slices picture
+    assert len(re.findall(r'src="data:image/png', page)) == 1  # the challenger's curves
 
 
 def test_a_production_section_comes_from_the_monitor_report(inputs, tmp_path):
@@ -119,8 +196,7 @@ def test_a_production_section_comes_from_the_monitor_report(inputs, tmp_path):
         {
             "overall": {
                 "rows": 1200,
-                "unknown_member_share": 0.01,
-                "unknown_song_share": 0.02,
+                "flag_shares": {"unknown_member": 0.01, "unknown_song": 0.02},
                 "mean_probability": 0.44,
                 "category_tvd": {"source_type": 0.03},
             },
@@ -131,10 +207,10 @@ def test_a_production_section_comes_from_the_monitor_report(inputs, tmp_path):
         },
         monitor,
     )
-    out = tmp_path / "index.html"
-    report.main(_argv(inputs, out, monitor=monitor))
-    page = out.read_text()
+    page = _page(inputs, tmp_path, monitor=monitor)
     assert "<td>logged rows in the window</td><td>1,200</td>" in page
+    assert "<td>share of rows: unknown song</td><td>0.0200</td>" in page
+    assert "<td>source_type mix TVD</td><td>0.0300</td>" in page
     assert "<td>live ROC AUC</td><td>0.7100</td>" in page and "within every threshold" in page
 
 
@@ -148,8 +224,20 @@ def test_params_diff_lists_changed_added_and_removed_keys():
     ]
 
 
+def test_cells_are_formatted_for_reading():
+    assert [report.cell(v) for v in (0.123456, 12345, None, True, "x")] == [
+        "0.1235",
+        "12,345",
+        "-",
+        "True",
+        "x",
+    ]
+
+
 def test_a_damaged_report_file_is_one_line(inputs, tmp_path):
     bad = tmp_path / "gate.json"
     bad.write_text("{not json")
-    with pytest.raises(report.UserError, match=r"gate.json: not valid JSON"):
+    with pytest.raises(UserError, match=r"gate\.json: not valid JSON") as err:
         report.main(_argv(inputs, tmp_path / "index.html", gate=bad))
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "index.html").exists()

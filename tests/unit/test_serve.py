@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from cd4ml import serve
-from cd4ml import bundle
-from kkbox.features import FEATURES
+from cd4ml import bundle, serve
 from cd4ml.io import run_main
-from tests.bundles import COLD, fit_featurizer, train, write_bundle
+from cd4ml.predlog import PredictionLog, log_schema
+from kkbox import PROBLEM
+from kkbox.features import FEATURES
+from tests.bundles import ABOUT, COLD, fit_featurizer, train, write_bundle
 
 MAX_ROWS = 50
 
@@ -27,10 +28,10 @@ def served(tmp_path_factory) -> tuple[TestClient, bundle.Scorer, list[dict]]:
     the raw eval rows as a client sends them."""
     folder = tmp_path_factory.mktemp("serve")
     fitted = fit_featurizer(folder)
-    path = write_bundle(folder / "bundle", fitted, train(fitted, "xgb"), "xgb")
+    path = write_bundle(folder / "bundle", fitted, train(fitted, "xgb"))
     path.with_name("bundle.json").write_text(json.dumps({"version": "v0.0.7"}))
-    scorer = bundle.load(path)
-    rows = fitted.eval_raw.select(bundle.INPUT).to_pylist()
+    scorer = bundle.load(path, PROBLEM)
+    rows = fitted.eval_raw.select([f.name for f in scorer.fields]).to_pylist()
     app = serve.create_app(scorer, MAX_ROWS, serve.fetched_version(path))
     return TestClient(app), scorer, rows
 
@@ -41,11 +42,44 @@ def test_health_readiness_and_metadata(served):
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["verified"] is True
     meta = client.get("/metadata").json()
-    assert meta["version"] == "v0.0.7" and meta["name"] == bundle.NAME
+    assert meta["version"] == "v0.0.7" and meta["name"] == PROBLEM.name
+    assert meta["model"] == "xgb" and meta["build"] == ABOUT["build"]["sha256"]
+    assert "git" not in meta
     assert meta["features"] == FEATURES and meta["data_version"] == "x"
-    assert meta["max_batch_rows"] == MAX_ROWS
+    assert meta["max_batch_rows"] == MAX_ROWS and meta["prediction_log"] is None
+    assert sorted(meta["input"]) == sorted(PROBLEM.Row.model_fields)
     assert "/predict" in client.get("/openapi.json").json()["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_the_openapi_page_shows_the_rows_fields_and_the_optional_id(served):
+    client, _, _ = served
+    api = client.get("/openapi.json").json()
+    assert api["info"]["title"] == PROBLEM.name
+    assert api["info"]["description"] == PROBLEM.description
+    request = api["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    body = api["components"]["schemas"][request["schema"]["$ref"].rsplit("/", 1)[1]]
+    row = api["components"]["schemas"][body["properties"]["rows"]["items"]["$ref"].rsplit("/")[-1]]
+    assert list(row["properties"]) == [*PROBLEM.Row.model_fields, "id"]
+    assert sorted(row["required"]) == sorted(PROBLEM.Row.model_fields)  # id is optional
+    for name, spec in PROBLEM.Row.model_fields.items():
+        assert row["properties"][name]["description"] == spec.description
+    response = api["components"]["schemas"]["PredictResponse"]["properties"]
+    assert "flags" in response and "unknown_members" not in response
+
+
+def test_the_request_models_add_an_optional_id_to_the_row():
+    with_id, body = serve.request_models(PROBLEM.Row)
+    row = {
+        "msno": "m",
+        "song_id": "s",
+        **dict.fromkeys(["source_system_tab", "source_screen_name", "source_type"]),
+    }
+    assert with_id.model_validate(row).id is None
+    assert with_id.model_validate({**row, "id": 4}).id == 4
+    assert issubclass(with_id, PROBLEM.Row)
+    parsed = body.model_validate({"rows": [row, {**row, "id": 1}]})
+    assert [r.id for r in parsed.rows] == [None, 1]
 
 
 def test_predict_returns_the_bundles_probabilities_in_order(served):
@@ -78,7 +112,7 @@ def test_unknown_members_and_songs_are_counted_and_ids_echoed(served):
     body = client.post("/predict", json={"rows": rows}).json()
     assert body["ids"] == [0, 1, 2]
     # m-new / s-new are in no table; m-idle / s-idle are (never played), m000 / s000 too.
-    assert body["unknown_members"] == 1 and body["unknown_songs"] == 1
+    assert body["flags"] == {"unknown_member": 1, "unknown_song": 1}
     assert all(0.0 <= p <= 1.0 for p in body["probabilities"])
 
 
@@ -86,6 +120,7 @@ def test_an_empty_batch_scores_nothing(served):
     client, _, _ = served
     body = client.post("/predict", json={"rows": []}).json()
     assert body["rows"] == 0 and body["probabilities"] == []
+    assert body["flags"] == {"unknown_member": 0, "unknown_song": 0}
 
 
 @pytest.mark.parametrize(
@@ -165,7 +200,7 @@ def test_every_request_is_one_access_log_line(served, caplog):
 def test_a_tampered_bundle_refuses_to_start_with_one_line(served, tmp_path, capsys):
     _, scorer, _ = served
     folder = Path(shutil.copytree(scorer.path, tmp_path / "bundle"))
-    with (folder / "stats.parquet").open("r+b") as fh:
+    with (folder / "featurizer" / "stats.parquet").open("r+b") as fh:
         fh.seek(100)
         byte = fh.read(1)
         fh.seek(100)
@@ -175,7 +210,7 @@ def test_a_tampered_bundle_refuses_to_start_with_one_line(served, tmp_path, caps
     assert stopped.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f"error: {folder / 'stats.parquet'}: sha256 differs from manifest.json: "
+        f"error: {folder / 'featurizer' / 'stats.parquet'}: sha256 differs from manifest.json: "
         "the file was changed or damaged"
     ]
 
@@ -195,10 +230,10 @@ def test_smoke_against_nothing_listening_is_one_line(capsys):
 
 
 def test_scored_rows_reach_the_prediction_log_and_a_clean_stop_writes_them(served, tmp_path):
-    from cd4ml.predlog import PredictionLog
-
     _, scorer, rows = served
-    log = PredictionLog(str(tmp_path / "log"), rows_per_file=1000, flush_seconds=60).start()
+    schema = log_schema(scorer.fields, PROBLEM.flags)
+    log = PredictionLog(str(tmp_path / "log"), schema, rows_per_file=1000, flush_seconds=60)
+    log.start()
     app = serve.create_app(scorer, MAX_ROWS, "v0.0.7", log)
     with TestClient(app) as client:  # the context runs the app's start-up and shutdown
         for start in range(0, 120, 40):
@@ -210,8 +245,48 @@ def test_scored_rows_reach_the_prediction_log_and_a_clean_stop_writes_them(serve
 
     files = sorted((tmp_path / "log").glob("predictions-*.parquet"))
     logged = pq.read_table(files[0])
-    assert len(files) == 1 and logged.num_rows == 120
+    assert len(files) == 1 and logged.num_rows == 120 and logged.schema == schema
     assert logged["id"].to_pylist() == list(range(120))
+    assert logged["msno"].to_pylist() == [row["msno"] for row in rows[:120]]
+    flags = scorer.score(rows[:120]).flags
+    for name in PROBLEM.flags:
+        assert logged[name].to_pylist() == flags[name].tolist()
     assert set(logged["model_version"].to_pylist()) == {"v0.0.7"}
     expected = scorer.predict_proba(rows[:120])
     assert np.max(np.abs(logged["probability"].to_numpy() - expected)) <= 1e-6
+
+
+def test_open_log_starts_a_log_of_the_bundles_fields_or_none(served, tmp_path):
+    _, scorer, _ = served
+    settings = serve.Serve(
+        max_batch_rows=10,
+        workers=1,
+        prediction_log="",
+        log_rows_per_file=10,
+        log_flush_seconds=1.0,
+    )
+    assert serve.open_log("", settings, scorer) is None
+    log = serve.open_log(str(tmp_path / "log"), settings, scorer)
+    try:
+        assert log.schema == log_schema(scorer.fields, PROBLEM.flags)
+        assert (log.rows_per_file, log.flush_seconds) == (10, 1.0)
+    finally:
+        log.close()
+
+
+def test_the_smoke_row_is_a_made_up_row_the_service_scores(served):
+    client, _, _ = served
+    fields = client.get("/metadata").json()["input"]
+    row = serve.smoke_row(fields)
+    assert row == {
+        "msno": "smoke-test",
+        "song_id": "smoke-test",
+        "source_system_tab": None,
+        "source_screen_name": None,
+        "source_type": None,
+    }
+    answer = client.post("/predict", json={"rows": [row]})
+    assert answer.status_code == 200
+    assert answer.json()["flags"] == {"unknown_member": 1, "unknown_song": 1}
+    numbers = {"n": {"type": "int64", "nullable": False}, "x": {"type": "double"}}
+    assert serve.smoke_row(numbers) == {"n": 0, "x": 0.0}

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cd4ml import shell
-from cd4ml.shell import checked, free_ports, git
 from cd4ml.io import UserError, run_main
+from cd4ml.shell import checked, free_ports, git
 
 
 def test_checked_gives_the_output_of_a_command_that_succeeds(tmp_path):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tools import workspace
 from cd4ml.shell import checked, git
 from tests.project import ROOT, link_venv
+from tools import workspace
 
 
 def _tree(root: Path) -> set[str]:
@@ -23,13 +23,15 @@ def _tree(root: Path) -> set[str]:
 
 @pytest.fixture
 def source(tmp_path) -> Path:
-    """A small git repository: committed and new files, and ignored data and environment."""
+    """A small git repository: committed and new files, and ignored data, logs and
+    environment."""
     root = tmp_path / "source"
     for rel, text in {
-        ".gitignore": "/data/\n.venv/\n__pycache__/\n",
+        ".gitignore": "/data/\n/logs/\n.venv/\n__pycache__/\n",
         "dvc.yaml": "stages: {}\n",
         "src/kkbox/io.py": "x = 1\n",
         "data/train.csv": "a\n1\n",
+        "logs/predictions-1.parquet": "the service's prediction log",
         ".venv/bin/python": "not a python\n",
         "src/kkbox/__pycache__/io.cpython-311.pyc": "bytecode",
     }.items():
@@ -76,7 +78,8 @@ def test_copy_project_without_git_in_the_source_skips_data_venv_and_caches(sourc
 
 def test_copy_project_of_this_repository_has_the_tools_and_no_venv(tmp_path):
     copy = workspace.copy_project(tmp_path / "copy")
-    assert (copy / "src/cd4ml/workspace.py").is_file() and (copy / "dvc.yaml").is_file()
+    assert (copy / "tools/workspace.py").is_file() and (copy / "dvc.yaml").is_file()
+    assert (copy / "tools/s3-server.sh").stat().st_mode & 0o111  # still executable
     assert not (copy / ".venv").exists() and not (copy / "data").exists()
     assert not (copy / ".dvc" / "cache").exists()
     _assert_fresh_repo(copy)

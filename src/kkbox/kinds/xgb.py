@@ -108,16 +108,19 @@ class XGB:
 
     def load(self, path: Path) -> Any:
         """The model of a UBJSON file; it must be a binary:logistic booster."""
-        from xgboost import XGBClassifier
-        from xgboost.core import XGBoostError
+        from xgboost import Booster, XGBClassifier
 
+        with path.open("rb") as fh:
+            if fh.read(1) != b"{":  # UBJSON and JSON models open an object; a pickle does not
+                raise UserError(f"{path}: not an XGBoost model (no UBJSON or JSON object)")
         model = XGBClassifier()
         try:
-            model.load_model(path)
-        except XGBoostError as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
-            raise UserError(f"{path}: not an XGBoost model ({first[:160]})") from None
-        objective = json.loads(model.get_booster().save_config())["learner"]["objective"]
+            _read(model, path)
+            booster = model.get_booster()
+        except TypeError:  # saved by another estimator's wrapper (a regressor): say which
+            booster = Booster()
+            _read(booster, path)
+        objective = json.loads(booster.save_config())["learner"]["objective"]
         if objective["name"] != "binary:logistic":
             raise UserError(f"{path}: an XGBoost {objective['name']} model, not binary:logistic")
         return model
@@ -130,6 +133,19 @@ class XGB:
     def importances(self, model: Any, names: list[str]) -> dict[str, float]:
         """Gain importances, normalised to sum 1."""
         return normalised(model.feature_importances_, names)
+
+
+def _read(model: Any, path: Path) -> None:
+    """load_model, with XGBoost's errors about the file as one line naming it."""
+    from xgboost.core import XGBoostError
+
+    try:
+        model.load_model(path)
+    except (XGBoostError, UnicodeDecodeError) as err:
+        # XGBoost's message quotes the bytes it choked on, which may not even decode.
+        text = str(err).strip() if isinstance(err, XGBoostError) else ""
+        first = text.splitlines()[0] if text else "unreadable"
+        raise UserError(f"{path}: not an XGBoost model ({first[:160]})") from None
 
 
 def check_device(device: str) -> None:

@@ -1,15 +1,18 @@
-"""kkbox.raw: reading the raw CSVs with their declared dtypes, and errors that name the fix."""
+"""cd4ml.reading: reading raw CSVs with their contract's dtypes, and errors that name the fix."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
-from kkbox import schema
+from cd4ml.contract import Column, Contract, Table
 from cd4ml.io import UserError
-from cd4ml.reading import check_columns, read_header, read_table
+from cd4ml.reading import check_columns, read_header, read_table, read_tables
+from kkbox import tables
+from kkbox.tables import CONTRACT
 
 
 def test_renamed_column_is_named_as_such():
@@ -31,13 +34,13 @@ def _write(path: Path, lines: list[str]) -> Path:
     ("name", "header", "row"),
     [
         (
-            schema.SONGS,
+            tables.SONGS,
             "song_id,song_length,genre_ids,artist_name,composer,lyricist,language",
             "s{i},1000,465,a,c,l,52.0",
         ),
-        (schema.SONG_EXTRA, "song_id,name,isrc", "s{i},name {i},TW{i:08d}"),
+        (tables.SONG_EXTRA, "song_id,name,isrc", "s{i},name {i},TW{i:08d}"),
         (
-            schema.TRAIN,
+            tables.TRAIN,
             "msno,song_id,source_system_tab,source_screen_name,source_type,target",
             "m{i},s{i},radio,Radio,radio,1",
         ),
@@ -47,15 +50,17 @@ def test_repeated_header_line_names_its_row(tmp_path, name, header, row):
     rows = [row.format(i=i) for i in range(1, 200)]
     path = _write(tmp_path / name, [header, *rows[:119], header, *rows[119:]])
     with pytest.raises(UserError) as err:
-        read_table(path, name)
+        read_table(path, CONTRACT.tables[name])
     first = str(err.value).splitlines()[0]
     assert first == f"{path}: row 120 repeats the header line (concatenated files?); remove it"
-    assert read_table(_write(tmp_path / "ok.csv", [header, *rows]), name).num_rows == 199
+    ok = _write(tmp_path / "ok.csv", [header, *rows])
+    assert read_table(ok, CONTRACT.tables[name]).num_rows == 199
 
 
 def test_a_value_equal_to_a_column_name_is_not_a_header(tmp_path):
     path = _write(tmp_path / "extra.csv", ["song_id,name,isrc", "s1,a,b", "song_id,name,x"])
-    assert read_table(path, schema.SONG_EXTRA)["song_id"].to_pylist() == ["s1", "song_id"]
+    table = read_table(path, CONTRACT.tables[tables.SONG_EXTRA])
+    assert table["song_id"].to_pylist() == ["s1", "song_id"]
 
 
 def test_read_header_names_a_missing_an_empty_and_a_non_utf8_file(tmp_path):
@@ -81,7 +86,7 @@ def test_read_header_names_a_missing_an_empty_and_a_non_utf8_file(tmp_path):
     ],
 )
 def test_check_columns_names_missing_unexpected_and_misordered_columns(header, message):
-    expected = list(schema.TABLES[schema.SONG_EXTRA])
+    expected = list(CONTRACT.tables[tables.SONG_EXTRA].types)
     check_columns(Path("extra.csv"), expected, expected)
     with pytest.raises(UserError) as err:
         check_columns(Path("extra.csv"), header, expected)
@@ -97,26 +102,26 @@ def test_a_bad_value_names_its_row_and_column(tmp_path):
         tmp_path / "songs.csv", [header, "s1,1000,465,a,c,l,52.0", "s2,long,465,a,c,l,3"]
     )
     with pytest.raises(UserError) as err:
-        read_table(path, schema.SONGS)
+        read_table(path, CONTRACT.tables[tables.SONGS])
     assert str(err.value).splitlines()[0] == (
         f"{path}: row 2, column 'song_length': 'long' is not a valid int32"
     )
     empty = _write(tmp_path / "only_header.csv", [header])
     with pytest.raises(UserError, match="has a header but no rows"):
-        read_table(empty, schema.SONGS)
+        read_table(empty, CONTRACT.tables[tables.SONGS])
 
 
 def test_a_stage_reads_only_the_columns_it_needs_with_their_declared_types(tmp_path):
     header = "song_id,song_length,genre_ids,artist_name,composer,lyricist,language"
     path = _write(tmp_path / "songs.csv", [header, "s1,1000,465,a,c,l,52.0", "s2,5,,b,,,3"])
-    table = read_table(path, schema.SONGS, ["song_id", "language"])
+    table = read_table(path, CONTRACT.tables[tables.SONGS], ["song_id", "language"])
     assert table.column_names == ["song_id", "language"]
-    assert table.schema.field("language").type == schema.TABLES[schema.SONGS]["language"]
+    assert table.schema.field("language").type == CONTRACT.tables[tables.SONGS].types["language"]
     assert table["language"].to_pylist() == [52.0, 3.0]
     # The header is still checked whole: a renamed column is named, whichever columns are read.
     renamed = _write(tmp_path / "renamed.csv", [header.replace("composer", "writer"), "s1"])
     with pytest.raises(UserError, match="column 'composer' is missing, 'writer' is in its place"):
-        read_table(renamed, schema.SONGS, ["song_id"])
+        read_table(renamed, CONTRACT.tables[tables.SONGS], ["song_id"])
 
 
 def test_an_empty_field_is_missing_quoted_or_not(tmp_path):
@@ -127,7 +132,48 @@ def test_an_empty_field_is_missing_quoted_or_not(tmp_path):
         tmp_path / "train.csv",
         [header, 'm1,s1,,"",null,1', '"m2","s2","","Radio","radio","0"'],
     )
-    table = read_table(path, schema.TRAIN)
+    table = read_table(path, CONTRACT.tables[tables.TRAIN])
     assert table["source_system_tab"].to_pylist() == [None, None]
     assert table["source_screen_name"].to_pylist() == [None, "Radio"]
     assert table["source_type"].to_pylist() == ["null", "radio"]  # Kaggle's literal 'null'
+
+
+def test_dictionary_reads_text_dictionary_encoded_and_the_numbers_as_declared(tmp_path):
+    header = "msno,song_id,source_system_tab,source_screen_name,source_type,target"
+    path = _write(tmp_path / "train.csv", [header, "m1,s1,radio,,radio,1", "m1,s2,,Radio,,0"])
+    table = read_table(path, CONTRACT.tables[tables.TRAIN], dictionary=True)
+    text = pa.dictionary(pa.int32(), pa.string())
+    assert [field.type for field in table.schema] == [text] * 5 + [pa.int8()]
+    assert table["msno"].to_pylist() == ["m1", "m1"]
+    assert table["source_system_tab"].to_pylist() == ["radio", None]
+    plain = read_table(path, CONTRACT.tables[tables.TRAIN])
+    assert plain.schema.field("msno").type == pa.string()
+    assert table.cast(plain.schema).equals(plain)
+
+
+TOY = Contract(
+    tables={
+        "plays.csv": Table(
+            {"user": Column(pa.string()), "label": Column(pa.int8())}, dictionary=True
+        ),
+        "users.csv": Table({"user": Column(pa.string()), "age": Column(pa.int16())}),
+        "truth.csv": Table({"p": Column(pa.float64())}, required=False),
+    },
+    examples="plays.csv",
+    target="label",
+)
+
+
+def test_read_tables_reads_every_required_table_and_the_optional_ones_present(tmp_path):
+    _write(tmp_path / "plays.csv", ["user,label", "u1,1", "u2,0"])
+    _write(tmp_path / "users.csv", ["user,age", "u1,30", "u2,41"])
+    found = read_tables(tmp_path, TOY)
+    assert list(found) == ["plays.csv", "users.csv"]
+    assert pa.types.is_dictionary(found["plays.csv"].schema.field("user").type)
+    assert found["users.csv"].schema.field("user").type == pa.string()
+    assert found["users.csv"]["age"].to_pylist() == [30, 41]
+    _write(tmp_path / "truth.csv", ["p", "0.25", "0.75"])
+    assert read_tables(tmp_path, TOY)["truth.csv"]["p"].to_pylist() == [0.25, 0.75]
+    (tmp_path / "users.csv").unlink()
+    with pytest.raises(UserError, match=r"users.csv: file not found; run `make data`"):
+        read_tables(tmp_path, TOY)
