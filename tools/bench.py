@@ -174,15 +174,19 @@ sys.exit(os.waitstatus_to_exitcode(status) & 255)
 """
 
 
+def stage_path() -> dict[str, str]:
+    """PATH with this environment first: dvc.yaml's stages run `python ...`, which must be this
+    environment's Python (with the project's libraries) however the tool was started."""
+    return {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
 def measure(
     cmd: str, cwd: Path, log_path: Path, extra_env: dict[str, str] | None = None
 ) -> dict[str, Any]:
     """Run a shell command; wall time, and the CPU time and peak RSS of that very command."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     usage_path = log_path.with_suffix(".rusage.json")
-    # The project's environment first on PATH (dvc.yaml runs `python ...`), no DVC analytics.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    env = {**os.environ, "PATH": path, "DVC_NO_ANALYTICS": "1", **(extra_env or {})}
+    env = {**os.environ, **stage_path(), "DVC_NO_ANALYTICS": "1", **(extra_env or {})}
     with log_path.open("wb") as out:
         started = time.perf_counter()
         launcher = [sys.executable, "-c", _LAUNCHER, str(usage_path), cmd]
@@ -1029,6 +1033,7 @@ def main(argv: list[str] | None = None) -> None:
         times = f"-x{args.replicate}" if args.replicate > 1 else ""
         write_results(args.out, f"dask-{args.scale}{times}", results, engines_markdown(results))
         return
+    results["engine"] = engine.name()  # the stages run where the environment chooses
     project = copy_project(work / f"project-{args.scale}", data, with_dvc=not args.no_repro)
     logs = work / "logs" / args.scale
     shutil.rmtree(logs, ignore_errors=True)

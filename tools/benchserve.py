@@ -155,7 +155,8 @@ def ensure_bundle(work: Path, scale: str, problem: Problem) -> tuple[Path, Path]
         log.info("no %s bundle in %s: making the data and running dvc repro bundle", scale, work)
         data, _ = bench.ensure_data(work, scale, bench.generate_settings(), regenerate=False)
         bench.copy_project(project, data)
-        checked(dvc("repro", "--quiet", "bundle", cwd=project), f"dvc repro bundle in {project}")
+        repro = dvc("repro", "--quiet", "bundle", cwd=project, env=bench.stage_path())
+        checked(repro, f"dvc repro bundle in {project}")
     if problem.contract.batch is None:
         raise UserError(f"problem {problem.name} has no batch table: give --bundle and --rows")
     return path, project / "data" / problem.contract.batch
@@ -317,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     pool = read_rows(rows_path, problem).slice(0, 200_000).to_pylist()
     rng = random.Random(0)
     scorer = bundle.load(path, problem)
+    scorer.featurizer.warm_up()  # as the service does before it is ready: the floor is warm too
     results: dict[str, Any] = {
         "scale": args.scale if args.bundle is None else str(args.bundle),
         "bundle_mb": sum(e["bytes"] for e in scorer.manifest["files"].values()) / 1e6,

@@ -368,7 +368,7 @@ CASES = [
         _edit_bytes("models/model/model.json", lambda b: b.replace(b'"xgb"', b'"svm"')),
         ("evaluate",),
         (
-            "models/model/model.json: model kind 'svm' is none of the problem's "
+            "models/model/model.json: model kind 'svm' is not one of the problem's "
             "['logreg', 'rf', 'xgb']",
         ),
     ),
@@ -391,7 +391,6 @@ CASES = [
         ),
         ("validate",),
         ("params.yaml: problem 'kkbocks' cannot be imported",),
-        dvc=True,
     ),
     Case(
         "extra file in the bundle: predict",

@@ -54,6 +54,8 @@ def test_every_hidden_part_brings_the_model_to_the_oracle(pipeline: Path):
     oraclegap.main([*map(str, args), "--out", str(pipeline / "report")])
     report = json.loads((pipeline / "report" / "oracle-gap-tiny.json").read_text())
     assert report["scale"] == "tiny" and report["eval_rows"] == 6000
+    assert report["model"] == "xgb"  # the xgb kind, stopped early on the valid features
+    assert all(isinstance(case["trees"], int) for case in report["cases"])
     auc = {case["case"]: case["roc_auc"] for case in report["cases"]}
     assert list(auc) == list(oraclegap.CASES)
     oracle = report["oracle_roc_auc"]
