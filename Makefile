@@ -168,8 +168,8 @@ remote-check: $(STAMP) ## Check that the remote answers, accepts the credentials
 test: $(STAMP) system-deps ## Install what is missing and run the whole test suite
 	$(VENV)/bin/pytest $(ARGS)
 
-unit: $(STAMP) ## Run the fast tests only: tests/unit and tests/data (no pipeline run, no servers)
-	$(VENV)/bin/pytest -m "not slow and not s3 and not ci" $(ARGS)
+unit: $(STAMP) ## Run the fast tests only: tests/unit and tests/data (no pipeline run, no servers, no browser)
+	$(VENV)/bin/pytest -m "not slow and not s3 and not ci and not browser" $(ARGS)
 
 lint: $(STAMP) ## Check style with ruff
 	$(VENV)/bin/ruff check src tests tools

@@ -144,8 +144,17 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[daskclust
     found.stop()
 
 
+# Fixtures that need a tool of `make system-deps` (the unit tests of CI's test job run without).
+BROWSER_FIXTURES = {"needs_chromium", "needs_vega"}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that uses the S3 server with `s3`, so `-m "not s3"` leaves them out."""
+    """Mark every test that uses the S3 server with `s3`, and every one that needs headless
+    Chromium or the vega libraries with `browser`, so `-m "not s3 and not browser"` leaves
+    them out."""
     for item in items:
-        if "s3_server" in getattr(item, "fixturenames", ()):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "s3_server" in fixtures:
             item.add_marker(pytest.mark.s3)
+        if fixtures & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
