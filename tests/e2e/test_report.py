@@ -9,21 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.project import ROOT, copy_project, run
+from tests.unit.test_report import SECTIONS
 from tools import browser
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-SECTIONS = {
-    "verdict": "Gate: challenger against champion",
-    "metrics": "Eval metrics",
-    "curves": "ROC, precision-recall and calibration",
-    "importance": "Feature importance",
-    "data": "Data validation",
-    "history": "ROC AUC per data version",
-    "slices": "Slices",
-    "provenance": "Provenance",
-    "production": "Production",
-}
 
 
 @pytest.fixture(scope="module")

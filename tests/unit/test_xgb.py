@@ -4,7 +4,6 @@ when it is a binary:logistic booster; a GPU asked for and not usable is a clear 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import xgboost
 from sklearn.metrics import roc_auc_score
@@ -12,42 +11,14 @@ from sklearn.metrics import roc_auc_score
 from cd4ml import params
 from cd4ml.io import UserError
 from kkbox.kinds.xgb import KIND, Settings, check_device
-from tests.project import ROOT
+from tests import kinds
+from tests.kinds import frame
 
-COMMITTED = params.read(ROOT / "params.yaml")["train"]["xgb"]
-
-
-def small(**changes: object) -> Settings:
-    """The committed settings with few trees on one core (fast)."""
-    return Settings.model_validate({**COMMITTED, "n_estimators": 20, "n_jobs": 1, **changes})
-
-
-def frame(n: int = 1000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
-    """Feature `a` carries the signal, `b` is noise."""
-    rng = np.random.default_rng(seed)
-    x = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
-    y = (x["a"] + 0.3 * rng.normal(size=n) > 0).astype(int).to_numpy()
-    return x, y
-
-
-def fitted(seed: int = 42) -> tuple[object, dict, pd.DataFrame, np.ndarray]:
-    x, y = frame()
-    model = KIND.build(small(), seed)
-    info = KIND.fit(model, x[:900], y[:900], (x[900:], y[900:]))
-    return model, info, x, y
-
-
-def test_the_kind_names_its_file_library_and_settings():
-    assert (KIND.name, KIND.file, KIND.library, KIND.Settings) == (
-        "xgb",
-        "model.ubj",
-        "xgboost",
-        Settings,
-    )
+COMMITTED = kinds.committed("xgb")
 
 
 def test_build_takes_the_settings_and_the_seed():
-    model = KIND.build(small(max_depth=3, n_jobs=0), seed=9)
+    model = KIND.build(kinds.small(KIND, max_depth=3, n_jobs=0), seed=9)
     got = model.get_params()
     assert (got["n_estimators"], got["max_depth"], got["random_state"]) == (20, 3, 9)
     assert got["n_jobs"] is None  # 0: all cores
@@ -59,8 +30,8 @@ def test_build_takes_the_settings_and_the_seed():
 
 
 def test_fit_stops_early_on_the_valid_rows_and_reports_it():
-    model, info, x, y = fitted()
-    assert model.n_features_in_ == 2
+    model, info, x, y = kinds.fitted(KIND, kinds.small(KIND))
+    assert model.n_features_in_ == 3
     assert info["device"] == "cpu" and 0 <= info["best_iteration"] < 20
     valid_auc = roc_auc_score(y[900:], KIND.predict(model, x[900:]))
     assert info["best_valid_auc"] == pytest.approx(valid_auc, abs=1e-6)
@@ -69,14 +40,8 @@ def test_fit_stops_early_on_the_valid_rows_and_reports_it():
     assert roc_auc_score(y, p) > 0.9  # it learned the signal
 
 
-def test_the_seed_makes_the_model_reproducible():
-    first, _, x, _ = fitted(seed=1)
-    again, _, _, _ = fitted(seed=1)
-    np.testing.assert_array_equal(KIND.predict(first, x), KIND.predict(again, x))
-
-
 def test_save_and_load_give_the_same_predictions(tmp_path):
-    model, info, x, _ = fitted()
+    model, info, x, _ = kinds.fitted(KIND, kinds.small(KIND))
     path = tmp_path / KIND.file
     KIND.save(model, path)
     assert path.read_bytes()[:1] == b"{"  # UBJSON, not a pickle
@@ -98,7 +63,7 @@ def test_save_and_load_give_the_same_predictions(tmp_path):
 def test_load_refuses_a_file_that_is_no_xgboost_model(tmp_path, content, why):
     path = tmp_path / KIND.file
     if content is None:
-        KIND.save(fitted()[0], path)
+        KIND.save(kinds.fitted(KIND, kinds.small(KIND))[0], path)
         content = path.read_bytes()[:100]
     path.write_bytes(content)
     with pytest.raises(UserError) as err:
@@ -115,13 +80,6 @@ def test_load_refuses_a_booster_of_another_objective(tmp_path):
     with pytest.raises(UserError) as err:
         KIND.load(path)
     assert str(err.value) == f"{path}: an XGBoost reg:squarederror model, not binary:logistic"
-
-
-def test_importances_are_shares_that_sum_to_one():
-    model, _, _, _ = fitted()
-    shares = KIND.importances(model, ["a", "b"])
-    assert list(shares) == ["a", "b"]
-    assert sum(shares.values()) == pytest.approx(1.0) and shares["a"] > shares["b"] >= 0
 
 
 def test_cpu_is_never_refused():
@@ -144,7 +102,7 @@ def test_a_gpu_that_xgboost_cannot_use_is_a_clear_error():
 
 
 def test_device_settings_are_cpu_or_cuda():
-    assert small(device="cuda:1").device == "cuda:1"
+    assert kinds.small(KIND, device="cuda:1").device == "cuda:1"
     for bad in ("gpu", "cuda:", "CPU", "cuda:x"):
         with pytest.raises(
             UserError, match=r"train.xgb.device must be cpu, cuda or cuda:<ordinal>"

@@ -4,7 +4,6 @@ model of trees must beat."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -12,7 +11,7 @@ import pandas as pd
 from pydantic import Field
 
 from cd4ml.params import Section
-from kkbox.kinds import normalised, skops_load
+from kkbox.kinds import Skops, normalised
 
 
 class Settings(Section):
@@ -31,13 +30,17 @@ TRUSTED = (
 )
 
 
-class LogReg:
-    """The kind (see cd4ml.problem.ModelKind)."""
+class LogReg(Skops):
+    """The kind (see cd4ml.problem.ModelKind); it learns from the valid rows too."""
 
     name = "logreg"
-    file = "model.skops"
-    library = "skops.io"
     Settings = Settings
+    trusted = TRUSTED
+
+    def expected(self) -> type:
+        from sklearn.pipeline import Pipeline
+
+        return Pipeline
 
     def build(self, settings: Settings, seed: int) -> Any:
         from sklearn.impute import SimpleImputer
@@ -54,22 +57,8 @@ class LogReg:
     def fit(
         self, model: Any, x: pd.DataFrame, y: np.ndarray, valid: tuple[pd.DataFrame, np.ndarray]
     ) -> dict[str, Any]:
-        """It does not stop early: it learns from the valid rows too."""
-        model.fit(pd.concat([x, valid[0]], ignore_index=True), np.concatenate([y, valid[1]]))
+        super().fit(model, x, y, valid)
         return {"iterations": int(model[-1].n_iter_[0])}
-
-    def save(self, model: Any, path: Path) -> None:
-        import skops.io
-
-        skops.io.dump(model, path)
-
-    def load(self, path: Path) -> Any:
-        from sklearn.pipeline import Pipeline
-
-        return skops_load(path, TRUSTED, Pipeline)
-
-    def predict(self, model: Any, x: pd.DataFrame) -> np.ndarray:
-        return model.predict_proba(x)[:, 1]
 
     def importances(self, model: Any, names: list[str]) -> dict[str, float]:
         """|coefficient| of each standardised feature, normalised to sum 1."""

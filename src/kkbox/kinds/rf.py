@@ -3,15 +3,12 @@ types listed here, never pickle)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
-import pandas as pd
 from pydantic import AfterValidator, Field
 
 from cd4ml.params import Section
-from kkbox.kinds import normalised, skops_load
+from kkbox.kinds import Skops, normalised
 
 
 def _not_zero(value: int) -> int:
@@ -42,13 +39,17 @@ TRUSTED = (
 )
 
 
-class RF:
-    """The kind (see cd4ml.problem.ModelKind)."""
+class RF(Skops):
+    """The kind (see cd4ml.problem.ModelKind); it learns from the valid rows too."""
 
     name = "rf"
-    file = "model.skops"
-    library = "skops.io"
     Settings = Settings
+    trusted = TRUSTED
+
+    def expected(self) -> type:
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier
 
     def build(self, settings: Settings, seed: int) -> Any:
         from sklearn.ensemble import RandomForestClassifier
@@ -62,26 +63,6 @@ class RF:
             n_jobs=settings.n_jobs,
             random_state=seed,
         )
-
-    def fit(
-        self, model: Any, x: pd.DataFrame, y: np.ndarray, valid: tuple[pd.DataFrame, np.ndarray]
-    ) -> dict[str, Any]:
-        """A forest does not stop early: it learns from the valid rows too."""
-        model.fit(pd.concat([x, valid[0]], ignore_index=True), np.concatenate([y, valid[1]]))
-        return {}
-
-    def save(self, model: Any, path: Path) -> None:
-        import skops.io
-
-        skops.io.dump(model, path)
-
-    def load(self, path: Path) -> Any:
-        from sklearn.ensemble import RandomForestClassifier
-
-        return skops_load(path, TRUSTED, RandomForestClassifier)
-
-    def predict(self, model: Any, x: pd.DataFrame) -> np.ndarray:
-        return model.predict_proba(x)[:, 1]
 
     def importances(self, model: Any, names: list[str]) -> dict[str, float]:
         """Impurity importances, normalised to sum 1."""
