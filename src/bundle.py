@@ -65,13 +65,16 @@ def main(argv: list[str] | None = None) -> None:
     x, _ = read_features(args.features / "eval.parquet")
     expected = fitted.predict(x)
     featurizer = args.features / "featurizer"
-    found = problem.load_featurizer(featurizer).transform(
+    flags = problem.load_featurizer(featurizer).flags(
         bundle.rows_table(raw, bundle.input_fields(problem.Row))
     )
+    # The training rows' profile needs their categorical fields and target only.
+    columns = [*bundle.categorical_inputs(problem), problem.contract.target]
     train = pa.concat_tables(
-        read_parquet(args.split / f"{part}.parquet") for part in ("train", "valid")
+        read_parquet(args.split / f"{part}.parquet", columns=columns)
+        for part in ("train", "valid")
     )
-    profile = bundle.training_profile(problem, train, found.flags, expected)
+    profile = bundle.training_profile(problem, train, flags, expected)
     with atomic_dir(args.out) as tmp:
         manifest = bundle.write(
             tmp, problem, args.model, featurizer, list(x.columns), about, profile

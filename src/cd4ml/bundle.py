@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any, Union, get_args, get_origin
@@ -219,8 +220,9 @@ class Scorer:
     featurizer: Featurizer
     model: models.Model
 
-    @property
+    @cached_property
     def fields(self) -> list[Field]:
+        """The input fields (read once: every request converts its rows with them)."""
         return input_fields(self.problem.Row)
 
     def rows(self, rows: pa.Table | pd.DataFrame | Sequence[dict]) -> pa.Table:
@@ -229,7 +231,11 @@ class Scorer:
 
     def score(self, rows: pa.Table | pd.DataFrame | Sequence[dict]) -> Scored:
         """Probability of each raw row, in order, with the problem's flags."""
-        found = self.featurizer.transform(self.rows(rows))
+        return self.score_table(self.rows(rows))
+
+    def score_table(self, table: pa.Table) -> Scored:
+        """score() of rows already checked into the input fields' table (Scorer.rows)."""
+        found = self.featurizer.transform(table)
         p = self.model.predict(found.x) if len(found.x) else np.empty(0, dtype=np.float32)
         return Scored(p, found.flags)
 

@@ -1,9 +1,10 @@
 """The one interface between the loop and the problem it delivers.
 
 The loop (this package) knows nothing of any data set or model. A problem is a Python package
-that builds one `Problem` and names it `PROBLEM`; params.yaml's `problem:` names the package and
-`load` (here, and only here) imports it. `src/kkbox` is the example; docs/adapt.md shows how to
-write your own, and tests/toy is a second one that goes through the same loop.
+that builds one `Problem` and names it `PROBLEM`; params.yaml's `problem:` names the package,
+cd4ml.params.problem() reads that name, and `load` (here, and only here) imports it.
+`src/kkbox` is the example; docs/adapt.md shows how to write your own, and tests/toy is a
+second one that goes through the same loop.
 
 What the loop asks of a problem, by step:
 - data: `contract` (its raw tables, their columns and rules: cd4ml.contract), `synthesize`
@@ -54,6 +55,9 @@ class Featurizer(Protocol):
     out. The same code made the training features, so serving and training agree."""
 
     def transform(self, rows: pa.Table) -> Features: ...
+
+    def flags(self, rows: pa.Table) -> dict[str, np.ndarray]:
+        """The flags of raw rows without their features (what transform's flags are)."""
 
     def warm_up(self) -> None:
         """Build whatever makes the first request fast (a service calls it before ready)."""

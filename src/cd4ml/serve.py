@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow as pa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -97,7 +98,7 @@ def create_app(
     manifest = scorer.manifest
     problem = scorer.problem
     _, PredictRequest = request_models(problem.Row)
-    names = [f.name for f in scorer.fields]
+    arrow_schema = pa.schema([(f.name, f.type) for f in scorer.fields])
     schema = json.loads((scorer.path / bundle.SCHEMA).read_text(encoding="utf-8"))
 
     @contextlib.asynccontextmanager
@@ -176,8 +177,10 @@ def create_app(
                 f"{max_batch_rows}: split the batch",
             )
         try:
-            table = scorer.rows([{c: getattr(r, c) for c in names} for r in rows])
-            scored = scorer.score(table)
+            # Column by column from the validated rows: no dict per row on the hot path.
+            columns = {f.name: [getattr(r, f.name) for r in rows] for f in scorer.fields}
+            table = scorer.rows(pa.table(columns, schema=arrow_schema))
+            scored = scorer.score_table(table)
         except UserError as err:  # a row the schema let through but the bundle refuses
             return _client_error(422, str(err))
         ids = [r.id for r in rows]

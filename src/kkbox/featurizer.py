@@ -85,13 +85,14 @@ class Featurizer:
 
     def transform(self, plays: pa.Table) -> Features:
         """Model features (features.FEATURES, in order) of raw play rows (Kaggle's columns
-        msno, song_id and the three source columns), and which member or song it does not know
-        (scored with the cold-start values: counts 0, target encodings at the prior)."""
+        msno, song_id and the three source columns), and their flags (see `flags`)."""
         keys = self.keys(plays)
-        return Features(
-            self.model_features(plays, keys),
-            {"unknown_member": keys[0] < 0, "unknown_song": keys[1] < 0},
-        )
+        return Features(self.model_features(plays, keys), _flags(keys))
+
+    def flags(self, plays: pa.Table) -> dict[str, np.ndarray]:
+        """Which plays' member or song it does not know (scored with the cold-start values:
+        counts 0, target encodings at the prior)."""
+        return _flags(self.keys(plays))
 
     def example(self) -> dict:
         """A play of the first member and song it knows, no source."""
@@ -110,6 +111,10 @@ class Featurizer:
         ).to_pandas()  # as preprocess reads them: Categoricals, no Python strings per row
         frame = features.join_plays(sources, member_key, song_key, *self._tables())
         return features.transform(frame, self.encoder)
+
+
+def _flags(keys: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    return {"unknown_member": keys[0] < 0, "unknown_song": keys[1] < 0}
 
 
 def _dictionary(values: pa.ChunkedArray) -> pa.ChunkedArray:

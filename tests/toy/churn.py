@@ -138,6 +138,9 @@ class Featurizer:
         )
         return Features(x[FEATURES], {"unknown_plan": plan == 0})
 
+    def flags(self, rows: pa.Table) -> dict[str, np.ndarray]:
+        return self.transform(rows).flags  # the features are a few codes and ratios
+
     def warm_up(self) -> None:
         """Nothing to build: a request only maps a few codes."""
 
