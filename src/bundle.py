@@ -19,6 +19,7 @@ import pyarrow as pa
 from cd4ml import bundle, model, params, provenance
 from cd4ml.io import UserError, atomic_dir, read_parquet, run_main
 from cd4ml.model import read_features
+from cd4ml.problem import Problem
 
 log = logging.getLogger("bundle")
 
@@ -47,6 +48,21 @@ def _json(path: Path) -> dict:
         raise UserError(f"{path}: not valid JSON ({err}); rerun the stage that makes it") from None
 
 
+def _profile(
+    problem: Problem, split: Path, featurizer: Path, raw: pa.Table, expected: np.ndarray
+) -> dict:
+    """profile.json (see bundle.training_profile); what it reads is freed on return."""
+    flags = problem.load_featurizer(featurizer).flags(
+        bundle.rows_table(raw, bundle.input_fields(problem.Row))
+    )
+    # The training rows' profile needs their categorical fields and target only.
+    columns = [*bundle.categorical_inputs(problem), problem.contract.target]
+    train = pa.concat_tables(
+        read_parquet(split / f"{part}.parquet", columns=columns) for part in ("train", "valid")
+    )
+    return bundle.training_profile(problem, train, flags, expected)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     problem = params.problem(args.params)
@@ -63,22 +79,12 @@ def main(argv: list[str] | None = None) -> None:
     }
     raw = read_parquet(args.split / "eval.parquet")
     x, _ = read_features(args.features / "eval.parquet")
-    expected = fitted.predict(x)
+    columns, expected = list(x.columns), fitted.predict(x)
+    del x, fitted  # the bundle loads its own below: not two models and their features at once
     featurizer = args.features / "featurizer"
-    flags = problem.load_featurizer(featurizer).flags(
-        bundle.rows_table(raw, bundle.input_fields(problem.Row))
-    )
-    # The training rows' profile needs their categorical fields and target only.
-    columns = [*bundle.categorical_inputs(problem), problem.contract.target]
-    train = pa.concat_tables(
-        read_parquet(args.split / f"{part}.parquet", columns=columns)
-        for part in ("train", "valid")
-    )
-    profile = bundle.training_profile(problem, train, flags, expected)
+    profile = _profile(problem, args.split, featurizer, raw, expected)
     with atomic_dir(args.out) as tmp:
-        manifest = bundle.write(
-            tmp, problem, args.model, featurizer, list(x.columns), about, profile
-        )
+        manifest = bundle.write(tmp, problem, args.model, featurizer, columns, about, profile)
         started = time.perf_counter()
         scorer = bundle.load(tmp, problem)
         loaded = time.perf_counter() - started
