@@ -1,29 +1,49 @@
 # Serving image: the released bundle behind `python -m cd4ml.serve`, nothing else of the pipeline.
-# The deploy job fetches the version into served/ first (python -m cd4ml.registry fetch --version
-# vX.Y.Z --out served/bundle), then, from the repository root:
+# Built and run without a Docker daemon by buildah (make system-deps), which makes the build
+# context in a temp folder from a bundle folder and its sidecar <folder>.json:
+#   tools/image.sh build served/bundle "$CI_REGISTRY_IMAGE/serve:vX.Y.Z"
+#   tools/image.sh run "$CI_REGISTRY_IMAGE/serve:vX.Y.Z" 8000
+# With Docker, from the repository root, once the deploy job's fetch (python -m cd4ml.registry
+# fetch --version vX.Y.Z --out served/bundle) and the locked requirements are in served/:
+#   pipenv requirements --hash | grep -v '^-e ' > served/requirements.txt
 #   docker build -f ci/serve.Dockerfile -t "$CI_REGISTRY_IMAGE/serve:vX.Y.Z" .
 #   docker run -p 8000:8000 "$CI_REGISTRY_IMAGE/serve:vX.Y.Z"
-# A Docker engine is not available where this project is developed: this file is not built by
-# the tests (the same command it runs is, by the deploy job and tests/e2e/test_serve.py).
-FROM python:3.11-slim
+# BASE: any Debian-like image with python3 3.11 and its venv module. No registry is reachable
+# where this project is developed: tools/image.sh makes one (apt's python3, python3-venv).
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 
-ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIPENV_VENV_IN_PROJECT=1 PIPENV_YES=1 PIPENV_NOSPIN=1 \
-    DVC_NO_ANALYTICS=1 PYTHONUNBUFFERED=1
+# Build only: the CA bundle pip trusts, a file that tools/image.sh mounts for the build (outbound
+# TLS may be re-signed); empty: pip's own. Nothing of it stays in the image.
+ARG PIP_CERT=""
 
-RUN pip install --no-cache-dir pipenv==2026.10.3
+ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/srv/cd4ml/src PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 HOST=0.0.0.0 PORT=8000
 
+# A numeric user, so that an orchestrator can check it is not root (runAsNonRoot); the prediction
+# log (params.yaml's serve.prediction_log, logs/predictions) is the service's only write.
+RUN useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin cd4ml \
+ && mkdir -p /srv/cd4ml/logs && chown 10001:10001 /srv/cd4ml/logs
+
+# Pipfile.lock's default packages with their hashes, without resolving: the versions that built
+# and tested the bundle. It changes less often than the code: its layer comes first.
+COPY served/requirements.txt /opt/venv/requirements.txt
+RUN python3 -m venv /opt/venv \
+ && pip install --quiet --no-cache-dir --no-deps --require-hashes \
+      -r /opt/venv/requirements.txt
+
+# The project's packages on PYTHONPATH (nothing to build), compiled here: the user cannot write.
 WORKDIR /srv/cd4ml
-COPY Pipfile Pipfile.lock pyproject.toml ./
-COPY src ./src
-# The locked environment, the project included (the same versions that built and tested the bundle).
-RUN pipenv install --deploy && rm -rf /root/.cache
-
+COPY src/cd4ml ./src/cd4ml
+COPY src/kkbox ./src/kkbox
+RUN python -m compileall -q src
 COPY params.yaml ./
 COPY served/bundle ./bundle
 COPY served/bundle.json ./bundle.json
 
-RUN useradd --system --no-create-home cd4ml
-USER cd4ml
+USER 10001:10001
 EXPOSE 8000
-HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2)"
-CMD [".venv/bin/python", "-m", "cd4ml.serve", "--bundle", "bundle", "--host", "0.0.0.0", "--port", "8000"]
+HEALTHCHECK --interval=30s --timeout=3s --start-period=60s CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['PORT']}/readyz\", timeout=2)"]
+# HOST and PORT: where to listen (docker run -e PORT=9000 ...); exec: the server gets the signals.
+CMD ["sh", "-c", "exec python -m cd4ml.serve --bundle bundle --host \"$HOST\" --port \"$PORT\""]

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs what the test servers need and the project cannot get from PyPI:
-# Ceph's radosgw (the loopback S3 server), rsync, gitlab-ci-local with a Node 22 runtime,
-# headless Chromium with a font (screenshots of HTML reports, tools/browser.py) and the
+# Ceph's radosgw (the loopback S3 server), rsync, buildah and debootstrap (the serving image,
+# built and run without a Docker daemon: tools/image.sh), nginx, gitlab-ci-local with a Node 22
+# runtime, headless Chromium with a font (screenshots of HTML reports, tools/browser.py) and the
 # vega / vega-lite / vega-embed JavaScript that DVC's plots need offline.
 # Idempotent: each part is skipped when it is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium's dependencies bring a font only as one of several alternatives (fontconfig-config's):
-# name one, so that screenshots have glyphs.
-APT_PACKAGES=(rsync radosgw ceph-mon ceph-osd ceph-common chromium fonts-dejavu-core)
+# name one, so that screenshots have glyphs. buildah runs every step with --isolation chroot
+# (tools/image.sh): no OCI runtime and no podman; debootstrap makes its base image and checks the
+# mirror's signature with Debian's keyring.
+APT_PACKAGES=(rsync radosgw ceph-mon ceph-osd ceph-common chromium fonts-dejavu-core
+  buildah debootstrap debian-archive-keyring nginx)
 GCL_VERSION=4.75.1
 VEGA_PACKAGES=(vega@5 vega-lite@5 vega-embed@6)  # NAME@MAJOR; each has build/NAME.min.js
 TOOLS=.tools
