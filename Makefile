@@ -140,6 +140,31 @@ serve: $(STAMP) ## Serve BUNDLE=models/bundle over HTTP on HOST=127.0.0.1 PORT=8
 monitor: $(STAMP) ## Judge PREDICTION_LOG against BUNDLE's training profile (LABELS=file: live AUC); metrics/monitor.json, plots/monitor/
 	$(PY) -m cd4ml.monitor --log "$(PREDICTION_LOG)" --bundle $(BUNDLE) $(if $(LABELS),--labels $(LABELS),) $(ARGS)
 
+##@ Deliver (nginx in front of two versions)
+.PHONY: fetch rollout rollback rollout-status rollout-stop image
+SERVED ?= served/bundle
+DEPLOY_HOME ?= deploy
+VERSION ?=
+
+fetch: $(STAMP) ## Fetch VERSION (default: the prod one) from the registry into SERVED=served/bundle, verified
+	$(PY) -m cd4ml.registry fetch $(if $(VERSION),--version $(VERSION),--stage prod) --out $(SERVED)
+
+rollout: $(STAMP) ## Roll SERVED out behind nginx: shadow, canary steps, then promote or roll back (LABELS=file: live AUC)
+	$(PY) -m cd4ml.rollout --home $(DEPLOY_HOME) run --bundle $(SERVED) $(if $(LABELS),--labels $(LABELS),) $(ARGS)
+
+rollback: $(STAMP) ## Serve the previous prod version again: registry, bundle verified, traffic switched
+	$(PY) -m cd4ml.rollout --home $(DEPLOY_HOME) rollback $(ARGS)
+
+rollout-status: $(STAMP) ## The versions served from DEPLOY_HOME=deploy, their ports and nginx
+	@$(PY) -m cd4ml.rollout --home $(DEPLOY_HOME) status
+
+rollout-stop: $(STAMP) ## Stop nginx and the services of DEPLOY_HOME
+	$(PY) -m cd4ml.rollout --home $(DEPLOY_HOME) stop
+
+IMAGE ?= localhost/cd4ml-serve:dev
+image: $(STAMP) system-deps ## Build the service's image of SERVED (and its bundle.json) as IMAGE with buildah (ci/serve.Dockerfile)
+	tools/image.sh build $(SERVED) $(IMAGE)
+
 ##@ New data
 .PHONY: split-data ingest history
 INCOMING ?= incoming
@@ -169,7 +194,7 @@ test: $(STAMP) system-deps ## Install what is missing and run the whole test sui
 	$(VENV)/bin/pytest $(ARGS)
 
 unit: $(STAMP) ## Run the fast tests only: tests/unit and tests/data (no pipeline run, no servers, no browser)
-	$(VENV)/bin/pytest -m "not slow and not s3 and not ci and not browser" $(ARGS)
+	$(VENV)/bin/pytest -m "not slow and not s3 and not ci and not browser and not image" $(ARGS)
 
 lint: $(STAMP) ## Check style with ruff
 	$(VENV)/bin/ruff check src tests tools

@@ -17,7 +17,8 @@
 #   CI_LOCAL_DIR          keep the snapshot in this folder (default: a temporary folder, deleted)
 #   CI_LOCAL_REUSE=1      run in the snapshot already in CI_LOCAL_DIR, as it is (no new copy)
 #   CI_LOCAL_BRANCH=main  run a default-branch pipeline: release too, which pushes its commit and
-#                         tag to the snapshot's origin (a bare repository next to it)
+#                         tag to the snapshot's origin (a bare repository next to it), and deploy,
+#                         whose rollout runs nginx and the service in <dir>/deploy (stopped at exit)
 #   CI_LOCAL_S3=external  use the S3 server named by S3_ENDPOINT, S3_BUCKET and AWS_ACCESS_KEY_ID /
 #                         AWS_SECRET_ACCESS_KEY instead of starting one
 #   CI_LOCAL_GCL_ARGS     more gitlab-ci-local options, e.g. "--timestamps"
@@ -74,9 +75,14 @@ PROJECT=$WORK/project
 # Ceph's unix sockets need a short path: the server's folder is a temporary one of its own.
 S3_DIR=
 DASK_PID=
+DEPLOY_HOME=
 
 cleanup() {
   local rc=$?
+  if [[ -n $DEPLOY_HOME && -f $DEPLOY_HOME/state.json ]]; then
+    (cd "$PROJECT" && "$ROOT/.venv/bin/python" -m cd4ml.rollout --home "$DEPLOY_HOME" stop) \
+      >/dev/null || log "could not stop nginx and the services of $DEPLOY_HOME"
+  fi
   if [[ -n $S3_DIR ]]; then
     scripts_s3 stop || log "could not stop the S3 server in $S3_DIR"
   fi
@@ -195,7 +201,12 @@ if ((dask_jobs)); then
   log "Dask cluster at $DASK_ADDRESS (logs in $WORK/dask)"
 fi
 
+# The deploy job's "production host": nginx and the versions it serves, on a free loopback port.
+DEPLOY_HOME=$WORK/deploy
+read -r ROLLOUT_PORT _ < <(free_ports)
 args=(--force-shell-executor --shell-isolation
+  --variable "DEPLOY_HOME=$DEPLOY_HOME"
+  --variable "ROLLOUT_PORT=$ROLLOUT_PORT"
   --variable "CD4ML_VENV=$ROOT/.venv"
   --variable "SCALE=$SCALE"
   --variable "CD4ML_PUSH_TOKEN=$PUSH_TOKEN")

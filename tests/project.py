@@ -127,6 +127,8 @@ def _candidates(spec: FieldInfo) -> list[Any]:
         return ["unknown", ""]
     if kind is str:
         return ["", "unknown"]
+    if typing.get_origin(kind) is list:
+        return [[], [0], [100, 50]]
     if kind not in (int, float):
         return []
     step = 1 if kind is int else 0.5

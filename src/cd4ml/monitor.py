@@ -70,6 +70,8 @@ def read_log(where: str, schema: pa.Schema) -> pa.Table:
                 table = pq.read_table(fh)
         except (pa.ArrowInvalid, OSError) as err:
             raise UserError(f"{path}: not a readable prediction log file ({err})") from None
+        if predlog.REQUEST not in table.column_names:  # written before the column existed
+            table = table.append_column(predlog.REQUEST, pa.nulls(table.num_rows, pa.string()))
         missing = [f.name for f in schema if f.name not in table.column_names]
         if missing:
             raise UserError(f"{path}: not a prediction log file: no column(s) {missing}")

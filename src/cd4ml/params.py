@@ -57,6 +57,7 @@ LOOP = {
     "gate": "cd4ml.gate:Gate",
     "serve": "cd4ml.serve:Serve",
     "monitor": "cd4ml.monitor:Monitor",
+    "rollout": "cd4ml.rollout:Rollout",
 }
 
 

@@ -7,7 +7,9 @@ clean shutdown writes what is left. A full queue, a full disk or a store that do
 never fails a request: the rows are dropped, counted and logged.
 
 Files: <where>/predictions-<UTC time>-<pid>-<n>.parquet with `log_schema`'s columns: the time,
-the model version, the raw input fields, the row's id, the probability and the problem's flags.
+the model version, the raw input fields, the row's id, the request's id (the X-Request-ID header:
+nginx's, so that a mirrored request's rows join across versions), the probability and the
+problem's flags.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("predlog")
 
 TIME = pa.timestamp("ms", tz="UTC")
+REQUEST = "request_id"  # a column that logs written before it lack (read as null)
 
 
 def log_schema(fields: list[Field], flags: tuple[str, ...]) -> pa.Schema:
@@ -44,6 +47,7 @@ def log_schema(fields: list[Field], flags: tuple[str, ...]) -> pa.Schema:
             ("model_version", pa.string()),
             *[(f.name, f.type) for f in fields],
             ("id", pa.int64()),
+            (REQUEST, pa.string()),
             ("probability", pa.float32()),
             *[(name, pa.bool_()) for name in flags],
         ]
@@ -110,7 +114,12 @@ class PredictionLog:
         return self
 
     def add(
-        self, rows: pa.Table, scored: Scored, version: str | None, ids: list[int | None]
+        self,
+        rows: pa.Table,
+        scored: Scored,
+        version: str | None,
+        ids: list[int | None],
+        request_id: str | None = None,
     ) -> None:
         """Queue the rows of one request (the raw fields, probabilities, version, time)."""
         n = rows.num_rows
@@ -126,6 +135,7 @@ class PredictionLog:
                 "model_version": pa.array([version] * n, pa.string()),
                 **{c: rows[c] for c in rows.column_names},
                 "id": pa.array(ids, pa.int64()),
+                REQUEST: pa.array([request_id] * n, pa.string()),
                 "probability": pa.array(np.asarray(scored.probabilities, dtype=np.float32)),
                 **{k: pa.array(np.asarray(v, dtype=bool)) for k, v in scored.flags.items()},
             },

@@ -2,6 +2,7 @@
 
     python -m cd4ml.registry list                      # versions, stages, each version's AUC
     python -m cd4ml.registry release                   # register HEAD, assign it to prod
+    python -m cd4ml.registry release --no-stage        # register only: make rollout assigns prod
     python -m cd4ml.registry version --stage prod      # print the version in a stage
     python -m cd4ml.registry fetch --out models/champion   # the prod bundle, from the remote
 
@@ -131,21 +132,65 @@ def show(name: str) -> None:
         )
 
 
-def release(name: str, stage: str, message: str) -> list[str]:
-    """Register HEAD as the next version and assign it to `stage`; return the two new tags
-    (the caller pushes them with the release commit)."""
+def release(name: str, stage: str | None, message: str) -> list[str]:
+    """Register HEAD as the next version and assign it to `stage` (None: no stage; a rollout
+    assigns prod once the version has proved itself); return the new tags (the caller pushes
+    them with the release commit)."""
     import gto.api
 
     _check_identity(f"gto register {name}")
     with _gto(f"gto register {name}"):
         registered = gto.api.register(".", name, "HEAD", message=message)
-    with _gto(f"gto assign {name} {registered.version} to {stage}"):
-        assigned = gto.api.assign(".", name, stage, version=registered.version, message=message)
-    tags = [registered.tag, assigned.tag]
-    log.info(
-        "registered %s@%s and assigned it to %s: tags %s", name, registered.version, stage, tags
-    )
+    tags = [registered.tag]
+    if stage is not None:
+        with _gto(f"gto assign {name} {registered.version} to {stage}"):
+            assigned = gto.api.assign(
+                ".", name, stage, version=registered.version, message=message
+            )
+        tags.append(assigned.tag)
+    log.info("registered %s@%s (stage %s): tags %s", name, registered.version, stage, tags)
     return tags
+
+
+def versions_in_stage(name: str, stage: str) -> list[str]:
+    """The versions with an active assignment to `stage`, the one GTO calls the stage's first
+    (the highest)."""
+    import gto.api
+    from gto.exceptions import ArtifactNotFound
+
+    with _gto(f"gto show {name}#{stage}"):
+        try:
+            found = gto.api.find_versions_in_stage(".", name, stage, versions_per_stage=-1)
+        except ArtifactNotFound:
+            return []
+    return [v.version for v in found or []]
+
+
+def assign(name: str, stage: str, version: str) -> str | None:
+    """Assign `version` to `stage` (a GTO tag in this repository; the caller pushes it); None
+    when it already is the stage's version."""
+    import gto.api
+
+    if stage_version(name, stage) == version:
+        return None
+    _check_identity(f"gto assign {name} {version} to {stage}")
+    with _gto(f"gto assign {name} {version} to {stage}"):
+        # force: a version that was in the stage before (then rolled back) may come back.
+        done = gto.api.assign(".", name, stage, version=version, force=True)
+    log.info("assigned %s@%s to %s: tag %s", name, version, stage, done.tag)
+    return done.tag
+
+
+def unassign(name: str, stage: str, version: str) -> str:
+    """Take `version` out of `stage`: the version before it is the stage's again (GTO's
+    rollback). Returns the new tag."""
+    import gto.api
+
+    _check_identity(f"gto unassign {name} {version} from {stage}")
+    with _gto(f"gto unassign {name} {version} from {stage}"):
+        done = gto.api.unassign(".", name, version=version, stage=stage)
+    log.info("took %s@%s out of %s: tag %s", name, version, stage, done.tag)
+    return done.tag
 
 
 def fetched_version(path: Path) -> str | None:
@@ -193,7 +238,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="versions, stages and each version's roc_auc")
     rel = sub.add_parser("release", help="register HEAD as the next version, assign a stage")
-    rel.add_argument("--stage", default="prod")
+    to = rel.add_mutually_exclusive_group()
+    to.add_argument("--stage", default="prod")
+    to.add_argument(
+        "--no-stage", action="store_true", help="register only (make rollout assigns prod)"
+    )
     rel.add_argument("-m", "--message", help="default: 'Release of <name>'")
     ver = sub.add_parser("version", help="print the version in a stage (nothing if none)")
     ver.add_argument("--stage", default="prod")
@@ -212,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "list":
         show(name)
     elif args.command == "release":
-        for tag in release(name, args.stage, args.message or f"Release of {name}"):
+        stage = None if args.no_stage else args.stage
+        for tag in release(name, stage, args.message or f"Release of {name}"):
             print(tag, flush=True)
     elif args.command == "version":
         print(stage_version(name, args.stage) or "", flush=True)

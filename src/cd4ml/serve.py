@@ -185,7 +185,7 @@ def create_app(
             return _client_error(422, str(err))
         ids = [r.id for r in rows]
         if prediction_log is not None:
-            prediction_log.add(table, scored, version, ids)
+            prediction_log.add(table, scored, version, ids, request.headers.get("x-request-id"))
         return {
             "model_version": version,
             "rows": len(rows),

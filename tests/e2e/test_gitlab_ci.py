@@ -243,10 +243,12 @@ def test_pipeline_end_to_end(tmp_path, s3_server, s3_bucket):
     released = float(_git_out(origin, "show", "main:baseline.txt"))
     auc = json.loads((project / "eval" / "metrics.json").read_text())["roc_auc"]
     assert released == pytest.approx(auc)
-    # deploy fetched that version from the registry, served it and smoke-tested it.
+    # release registered the version; deploy fetched it from the registry, rolled it out (the
+    # prod tag is the rollout's) and smoke-tested it through nginx.
     assert "smoke test passed: http://127.0.0.1:" in output
     assert "serves kkbox-recommender v0.0.1" in output
-    assert "hand-over skipped: DEPLOY_COMMAND is not set" in output
+    # Its rollout: the first version this host serves goes alone behind nginx, and into prod.
+    assert "v0.0.1 serves alone on 127.0.0.1:" in output
 
     # The next pipeline's champion is that prod bundle, fetched from the registry: the same
     # model scores the same on the same rows, so the gate stops it.

@@ -1,13 +1,16 @@
 """tools.benchserve: the summary, the targets and the report, then a short real run of the load
-generator against the real service of a small bundle."""
+generator against the real service of a small bundle (and one through real nginx, where it is
+installed)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
+import pandas as pd
 import pytest
 
-from cd4ml import bundle
+from cd4ml import bundle, rollout
 from cd4ml.io import UserError, write_csv, write_parquet
 from kkbox import PROBLEM, tables
 from tests.bundles import fit_featurizer, train, write_bundle
@@ -47,9 +50,10 @@ def test_a_short_run_against_the_real_service(tmp_path):
     path = write_bundle(tmp_path / "bundle", fitted, train(fitted, "xgb"))
     rows = tmp_path / "rows.parquet"
     write_parquet(fitted.eval_raw, rows)
-    argv = ["--bundle", str(path), "--rows", str(rows), "--duration", "0.5"]
+    argv = ["--bundle", str(path), "--rows", str(rows), "--duration", "0.5", "--no-nginx"]
     benchserve.main([*argv, "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
     results = json.loads((tmp_path / "out" / "serve.json").read_text())
+    assert "nginx" not in results and "shadow_p99_increase_pct" not in results["targets"]
     assert set(results["cases"]) == {name for name, _, _ in benchserve.CASES}
     for case in results["cases"].values():
         assert case["requests"] > 0 and 0 < case["p50_ms"] <= case["p99_ms"]
@@ -101,3 +105,179 @@ def test_rows_of_the_batch_table_are_read_as_the_problems_input_fields(tmp_path)
         "source_screen_name": "Search",
         "source_type": "song",
     }
+
+
+def _through_nginx(added_p50: float, shadow_pct: float, failed: dict[str, int]) -> dict:
+    case = {"p50_added_ms": added_p50, "p99_added_ms": 0.5}
+    switches = {name: {"failed": n} for name, n in failed.items()}
+    return {
+        "cases": {"1 row": case, "1,000 rows": {**case, "p50_added_ms": 2.0}},
+        "shadow": {"p99_increase_pct": shadow_pct},
+        "switches": switches,
+    }
+
+
+def test_nginx_targets_join_the_others_only_when_measured():
+    results = _results(p99_one=4.0, rows_per_s=60_000)
+    assert set(benchserve.check_targets(results)) == set(benchserve.TARGETS)
+    results["nginx"] = _through_nginx(0.3, 8.0, {"promote": 0, "abort": 0, "kill": 0})
+    good = benchserve.check_targets(results)
+    assert set(good) == set(benchserve.TARGETS) | set(benchserve.NGINX_TARGETS)
+    assert all(check["met"] for check in good.values())
+    assert good["nginx_added_p50_1_row_ms"]["measured"] == 0.3  # the 1-row case's, not 1,000's
+    results["nginx"] = _through_nginx(0.6, 12.0, {"promote": 0, "abort": 3, "kill": 1})
+    bad = benchserve.check_targets(results)
+    assert [key for key, check in bad.items() if not check["met"]] == [
+        "nginx_added_p50_1_row_ms",
+        "shadow_p99_increase_pct",
+        "failed_requests_abort",
+        "failed_requests_kill",
+    ]
+
+
+def test_compare_gives_what_the_second_phase_adds():
+    base = {"p50_ms": 5.0, "p99_ms": 8.0}
+    added = benchserve.compare(base, {"p50_ms": 5.25, "p99_ms": 8.8})
+    assert added["p50_added_ms"] == pytest.approx(0.25)
+    assert added["p99_added_ms"] == pytest.approx(0.8)
+    assert added["p99_increase_pct"] == pytest.approx(10.0)
+    assert "turn_p50_added_ms" not in added
+
+
+def test_compare_pairs_the_turns_of_two_phases():
+    base = {"p50_ms": 5.0, "p99_ms": 8.0, "turn_p50_ms": [5.0, 6.0, 5.0]}
+    other = {"p50_ms": 5.5, "p99_ms": 8.0, "turn_p50_ms": [5.5, 5.0, 6.0]}
+    turns = benchserve.compare(base, other)["turn_p50_added_ms"]
+    assert turns == pytest.approx({"median": 0.5, "min": -1.0, "max": 1.0})
+
+
+def test_phases_take_turns_neither_always_first():
+    order = benchserve.round_order(("direct", "nginx"), 4)
+    assert order == ["direct", "nginx", "nginx", "direct", "direct", "nginx", "nginx", "direct"]
+    assert benchserve.round_order(("off", "on"), 1) == ["off", "on"]
+
+
+def test_turns_are_about_a_second_each_and_two_at_least():
+    assert benchserve.turns(10.0) == 10 and benchserve.turns(20.0) == 20
+    assert benchserve.turns(0.5) == 2
+
+
+def test_the_prod_services_own_times_come_from_nginxs_access_log():
+    prod, new = "127.0.0.1:8001", "127.0.0.1:8002"
+    access = pd.DataFrame(
+        {
+            "step": ["shadow", "shadow", "shadow", "shadow", "mirror-off"],
+            "uri": ["/predict", "/_shadow", "/predict", "/predict", "/predict"],
+            "pool": ["prod"] * 5,
+            "upstream": [prod, new, prod, f"{new}, {prod}", prod],
+            "upstream_status": ["200", "200", "200", "502, 200", "200"],
+            "upstream_s": ["0.004", "0.050", "0.006", "0.001, 0.005", "0.100"],
+        }
+    )
+    on = benchserve.upstream_ms(access, "shadow", port=8001)
+    # The mirrored copy (/_shadow) and the other version's try are not prod's answers.
+    assert on["p50_ms"] == pytest.approx(5.0) and on["p99_ms"] == pytest.approx(5.98)
+    assert benchserve.upstream_ms(access, "mirror-off", 8001)["p99_ms"] == pytest.approx(100.0)
+    assert benchserve.upstream_ms(access, "canary-10", 8001) == {"p50_ms": None, "p99_ms": None}
+
+
+def test_a_switch_counts_every_failed_request_by_kind():
+    outcomes = [(0.005, "")] * 98 + [(0.001, "HTTP 502"), (0.030, "ReadError")]
+    switch = benchserve.switch_summary(outcomes, wall_s=2.0)
+    assert switch["requests"] == 100 and switch["failed"] == 2
+    assert switch["errors"] == {"HTTP 502": 1, "ReadError": 1}
+    assert switch["max_ms"] == pytest.approx(5.0)  # latencies of the answered requests only
+    assert switch["requests_per_s"] == 50
+    clean = benchserve.switch_summary([(0.004, "")], 1.0)
+    assert clean["failed"] == 0 and clean["errors"] == {}
+    none_ok = benchserve.switch_summary([(0.001, "ConnectError")], 1.0)
+    assert none_ok["failed"] == 1 and none_ok["p99_ms"] is None
+    with pytest.raises(UserError, match="no request completed"):
+        benchserve.switch_summary([], 1.0)
+
+
+def test_switch_actions_route_as_a_rollout_does():
+    canary = benchserve.traffic_for("canary-10", prod=8001, new=8002)
+    assert canary == rollout.Traffic(prod=8001, new=8002, share=10, step="canary-10")
+    assert benchserve.traffic_for("new alone", 8001, 8002) == rollout.Traffic(prod=8002)
+    assert benchserve.traffic_for("prod alone", 8001, 8002) == rollout.Traffic(prod=8001)
+    assert benchserve.traffic_for("kill new", 8001, 8002) is None
+    for actions in benchserve.SWITCHES.values():  # every action of a plan is known
+        for action in actions:
+            benchserve.traffic_for(action, 8001, 8002)
+    with pytest.raises(ValueError, match="unknown switch action"):
+        benchserve.traffic_for("canary", 8001, 8002)
+
+
+def test_the_report_shows_nginx_the_shadow_and_the_switches():
+    summary = {"requests": 1000, "p50_ms": 5.0, "p99_ms": 8.0}
+    case = {"direct": summary, "nginx": {**summary, "p50_ms": 5.3}, "p50_added_ms": 0.3}
+    case["turn_p50_added_ms"] = {"median": 0.25, "min": -1.5, "max": 2.0}
+    upstream = {"prod_upstream": {"p50_ms": 3.5, "p99_ms": 6.25}}
+    shadow = {"off": summary, "on": {**summary, "p99_ms": 8.4, **upstream}, "p50_added_ms": 0.0}
+    switch = {"steps": ["canary-50", "kill new"], "requests": 400, "p99_ms": 9.0, "max_ms": 20}
+    results = {
+        "scale": "full",
+        "workers": 1,
+        "duration_s": 10.0,
+        "bundle_mb": 100.0,
+        "startup_s": 3.0,
+        "load_s": 2.5,
+        "machine": {"cpus": 2},
+        "cases": {"1 row": {**summary, "rows_per_s": 200.0, "floor_p50_ms": 4.0}},
+        "nginx": {
+            "rounds": 4,
+            "switch_clients": 2,
+            "cases": {"1 row": {**case, "p99_added_ms": 0.0}},
+            "shadow": {**shadow, "p99_added_ms": 0.4, "p99_increase_pct": 5.0},
+            "switches": {
+                "promote": {**switch, "failed": 0, "errors": {}},
+                "abort": {**switch, "failed": 0, "errors": {}},
+                "kill": {**switch, "failed": 2, "errors": {"HTTP 502": 2}},
+            },
+        },
+    }
+    results["targets"] = benchserve.check_targets(
+        {**results, "cases": {**results["cases"], "1,000 rows": results["cases"]["1 row"]}}
+    )
+    report = benchserve.markdown(results)
+    assert (
+        "| 1 row | 5.00 | 5.30 | +0.30 | +0.25 (-1.50 … +2.00) | 8.00 | 8.00 | +0.00 |" in report
+    )
+    assert "| on | 1,000 | 5.00 | 8.40 | 3.50 | 6.25 |" in report
+    assert "| off | 1,000 | 5.00 | 8.00 | - | - |" in report and "(+5.0 %) to the p99" in report
+    assert "| promote | canary-50 → kill new | 400 | 0 | 9.00 | 20.00 |" in report
+    assert "| kill | canary-50 → kill new | 400 | 2 (HTTP 502 2) |" in report
+    assert "| failed_requests_kill ≤ 0 | 2 | NO |" in report
+    assert "| nginx_added_p50_1_row_ms ≤ 0.5 | 0.30 | yes |" in report
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(
+    shutil.which("nginx", path="/usr/sbin:/usr/local/sbin:/usr/bin") is None,
+    reason="needs nginx (make system-deps)",
+)
+def test_a_short_run_through_real_nginx(tmp_path):
+    fitted = fit_featurizer(tmp_path)
+    path = write_bundle(tmp_path / "bundle", fitted, train(fitted, "xgb"))
+    rows = tmp_path / "rows.parquet"
+    write_parquet(fitted.eval_raw, rows)
+    argv = ["--bundle", str(path), "--rows", str(rows), "--duration", "0.8", "--nginx"]
+    benchserve.main([*argv, "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
+    nginx = json.loads((tmp_path / "out" / "serve.json").read_text())["nginx"]
+    assert set(nginx["cases"]) == set(benchserve.NGINX_CASES)
+    for case in nginx["cases"].values():
+        assert case["direct"]["requests"] > 0 and case["nginx"]["requests"] > 0
+        assert len(case["direct"]["turn_p50_ms"]) == benchserve.turns(0.8)
+        assert case["turn_p50_added_ms"]["min"] <= case["turn_p50_added_ms"]["max"]
+    for phase in ("off", "on"):
+        shadow = nginx["shadow"][phase]
+        assert shadow["requests"] > 0 and 0 < shadow["prod_upstream"]["p50_ms"] < shadow["p99_ms"]
+    assert set(nginx["switches"]) == set(benchserve.SWITCHES)
+    for switch in nginx["switches"].values():
+        assert switch["requests"] > 0 and 0 <= switch["failed"] <= switch["requests"]
+    # The mirrored requests reached the second version: it logged what it scored.
+    second = tmp_path / "work" / "serve-nginx" / "versions" / "v2" / "predictions"
+    assert any(second.glob("predictions-*.parquet"))
+    report = (tmp_path / "out" / "serve.md").read_text()
+    assert "| promote | canary-10 → canary-50 → canary-100 → new alone → stop prod |" in report

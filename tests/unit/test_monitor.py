@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -147,6 +148,7 @@ def _logged(scorer: bundle.Scorer, rows: pa.Table, version: str = "v1") -> pa.Ta
             "model_version": [version] * n,
             **{c: table[c] for c in NAMES},
             "id": pa.nulls(n, pa.int64()),
+            "request_id": pa.nulls(n, pa.string()),
             "probability": pa.array(scored.probabilities.astype(np.float32)),
             **{k: pa.array(v) for k, v in scored.flags.items()},
         },
@@ -237,6 +239,16 @@ def test_read_log_reads_the_schemas_columns_of_every_file(served, tmp_path):
     other = predlog.log_schema(FIELDS, ("unknown_member", "unknown_artist"))
     with pytest.raises(UserError, match=r"no column\(s\) \['unknown_artist'\]"):
         monitor.read_log(where, other)
+
+
+def test_a_log_written_before_request_ids_reads_them_as_null(served, tmp_path):
+    scorer, rows, _ = served
+    where = Path(_log(tmp_path / "log", scorer, rows))
+    for path in where.glob("predictions-*.parquet"):
+        old = pq.read_table(path)
+        pq.write_table(old.drop_columns(["request_id"]), path)
+    table = monitor.read_log(str(where), SCHEMA)
+    assert table.schema == SCHEMA and table["request_id"].null_count == rows.num_rows
 
 
 def test_bad_logs_give_one_line(served, tmp_path, capsys):

@@ -201,7 +201,7 @@ def test_an_unknown_section_is_named(load):
     assert message == "params.yaml: unknown key trian (did you mean train?)"
     message = _message(load, {**COMMITTED, "zzz": 1})
     assert message.startswith("params.yaml: unknown key zzz; known keys: problem, validate, split")
-    assert message.endswith("monitor, generate, preprocess")
+    assert message.endswith("monitor, rollout, generate, preprocess")
     # The engine is no setting of params.yaml any more (cd4ml.engine.name).
     assert _message(load, {**COMMITTED, "engine": "dask"}).startswith(
         "params.yaml: unknown key engine"

@@ -36,12 +36,13 @@ def _batch(n: int, start: int = 0) -> tuple[pa.Table, bundle.Scored, list[int | 
     return rows, bundle.Scored(p, flags), list(range(start, start + n))
 
 
-def test_the_log_schema_has_the_time_version_input_fields_id_probability_and_flags():
+def test_the_log_schema_has_the_time_version_input_fields_ids_probability_and_flags():
     assert SCHEMA.names == [
         "ts",
         "model_version",
         *(f.name for f in FIELDS),
         "id",
+        "request_id",
         "probability",
         "unknown_member",
         "unknown_song",
@@ -50,7 +51,9 @@ def test_the_log_schema_has_the_time_version_input_fields_id_probability_and_fla
     assert SCHEMA.field("msno").type == pa.string()
     assert SCHEMA.field("unknown_song").type == pa.bool_()
     other = predlog.log_schema([bundle.Field("tenure", pa.int64(), False)], ("unknown_plan",))
-    assert other.names == ["ts", "model_version", "tenure", "id", "probability", "unknown_plan"]
+    assert other.names == [
+        *("ts", "model_version", "tenure", "id", "request_id", "probability", "unknown_plan")
+    ]
 
 
 def _files(folder):
@@ -73,6 +76,17 @@ def test_rows_are_written_in_files_of_bounded_size_and_all_on_close(tmp_path):
     assert table["unknown_song"].to_pylist().count(True) == 0
     assert log.stats() == {"written_rows": 700, "dropped_rows": 0, "files": 3, "queued_rows": 0}
     assert not list(tmp_path.glob(".*.tmp"))  # no half-written file
+
+
+def test_a_request_id_is_logged_on_each_of_its_rows(tmp_path):
+    log = predlog.PredictionLog(str(tmp_path), SCHEMA).start()
+    rows, scored, ids = _batch(3)
+    log.add(rows, scored, "v1", ids, request_id="abc")
+    rows, scored, ids = _batch(2)
+    log.add(rows, scored, "v1", ids)
+    log.close()
+    table = pq.read_table(_files(tmp_path)[0])
+    assert table["request_id"].to_pylist() == ["abc", "abc", "abc", None, None]
 
 
 def test_a_quiet_service_still_flushes_on_time(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import gto.api
@@ -131,6 +132,29 @@ def test_release_tags_the_commit_and_fetch_restores_the_bundle_verified(repo, ca
     table = capsys.readouterr().out.splitlines()
     assert table[0] == "| version | stages | roc_auc | commit | registered |"
     assert table[2].startswith("| v0.0.2 | - | - |") and table[3].startswith("| v0.0.1 | prod |")
+
+
+def test_register_only_then_assign_and_roll_back_as_a_rollout_does(repo, capsys):
+    run_main(registry.main, ["release", "--no-stage", "-m", "first"])
+    assert capsys.readouterr().out.split() == ["kkbox-recommender@v0.0.1"]
+    assert registry.stage_version(NAME, "prod") is None
+    assert registry.assign(NAME, "prod", "v0.0.1") == "kkbox-recommender#prod#1"
+    assert registry.assign(NAME, "prod", "v0.0.1") is None  # already there: no new tag
+    _fake_bundle(repo / "models" / "bundle", "version two")
+    checked(dvc("add", "--quiet", "models/bundle"), "dvc add")
+    _commit(repo, "second bundle")
+    assert registry.release(NAME, None, "second") == ["kkbox-recommender@v0.0.2"]
+    registry.assign(NAME, "prod", "v0.0.2")
+    assert registry.versions_in_stage(NAME, "prod") == ["v0.0.2", "v0.0.1"]
+    # The rollback: v0.0.2 out of prod, v0.0.1 is the stage's version again.
+    assert registry.unassign(NAME, "prod", "v0.0.2").startswith("kkbox-recommender#prod!#")
+    assert registry.stage_version(NAME, "prod") == "v0.0.1"
+    assert registry.versions_in_stage(NAME, "prod") == ["v0.0.1"]
+    # A version rolled back may come back later (GTO needs force for it). Git's tag times are
+    # in seconds: in the same second as the unassignment GTO could not order the two.
+    time.sleep(1.1)
+    assert registry.assign(NAME, "prod", "v0.0.2") is not None
+    assert registry.stage_version(NAME, "prod") == "v0.0.2"
 
 
 def test_a_version_that_does_not_exist_is_one_line_without_studio_noise(repo, capsys):

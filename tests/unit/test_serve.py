@@ -238,7 +238,9 @@ def test_scored_rows_reach_the_prediction_log_and_a_clean_stop_writes_them(serve
     with TestClient(app) as client:  # the context runs the app's start-up and shutdown
         for start in range(0, 120, 40):
             batch = [{**row, "id": start + i} for i, row in enumerate(rows[start : start + 40])]
-            assert client.post("/predict", json={"rows": batch}).status_code == 200
+            headers = {"X-Request-ID": f"r{start}"} if start else {}  # nginx sets it
+            answer = client.post("/predict", json={"rows": batch}, headers=headers)
+            assert answer.status_code == 200
         client.post("/predict", json={"rows": [{"msno": 1}]})  # refused: never logged
         assert client.get("/metadata").json()["prediction_log"]["dropped_rows"] == 0
     import pyarrow.parquet as pq
@@ -247,6 +249,7 @@ def test_scored_rows_reach_the_prediction_log_and_a_clean_stop_writes_them(serve
     logged = pq.read_table(files[0])
     assert len(files) == 1 and logged.num_rows == 120 and logged.schema == schema
     assert logged["id"].to_pylist() == list(range(120))
+    assert logged["request_id"].to_pylist() == [None] * 40 + ["r40"] * 40 + ["r80"] * 40
     assert logged["msno"].to_pylist() == [row["msno"] for row in rows[:120]]
     flags = scorer.score(rows[:120]).flags
     for name in PROBLEM.flags:
