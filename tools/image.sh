@@ -28,17 +28,9 @@ SUITE=bookworm
 # The base image's Debian packages: the Python the Dockerfile needs, and TLS roots for pip.
 BASE_PACKAGES=python3,python3-venv,ca-certificates
 
-log() { echo "image: $*" >&2; }
-
-# Prints the error line, then the tail of a log file when one is named; exits 1.
-die() {
-  log "error: $1"
-  if [[ -n ${2:-} && -s $2 ]]; then
-    echo "--- last lines of $2:" >&2
-    tail -n 20 "$2" >&2
-  fi
-  exit 1
-}
+TOOL=image
+# shellcheck source=tools/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 need() {
   command -v "$1" >/dev/null || die "$1 not found: run make system-deps"

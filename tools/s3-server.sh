@@ -30,17 +30,9 @@ MARKER=$DIR/.cd4ml-s3-server
 # The daemons in stop order: the OSD waits for a monitor that is gone, so the monitor goes last.
 DAEMONS=(radosgw osd mon)
 
-log() { echo "s3-server: $*" >&2; }
-
-# Prints the error line, then the tail of a log file when one is named; exits 1.
-die() {
-  log "error: $1"
-  if [[ -n ${2:-} && -s $2 ]]; then
-    echo "--- last lines of $2:" >&2
-    tail -n 20 "$2" >&2
-  fi
-  exit 1
-}
+TOOL=s3-server
+# shellcheck source=tools/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 ceph_() { ceph -c "$CONF" --connect-timeout 5 "$@"; }
 

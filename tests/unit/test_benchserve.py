@@ -13,7 +13,7 @@ import pytest
 from cd4ml import bundle, rollout
 from cd4ml.io import UserError, write_csv, write_parquet
 from kkbox import PROBLEM, tables
-from tests.bundles import fit_featurizer, train, write_bundle
+from tests.bundles import Fitted, fit_featurizer, train, write_bundle
 from tools import benchserve
 
 
@@ -44,15 +44,20 @@ def test_targets_hold_or_not_on_the_measured_values():
     assert bad["startup_s"]["met"] and bad["p99_1000_rows_ms"]["met"]
 
 
-@pytest.mark.timeout(120)
-def test_a_short_run_against_the_real_service(tmp_path):
+def _short_run(tmp_path, *options: str) -> tuple[dict, Fitted]:
+    """The tool on a small real bundle and its eval rows: its serve.json, the bundle's data."""
     fitted = fit_featurizer(tmp_path)
     path = write_bundle(tmp_path / "bundle", fitted, train(fitted, "xgb"))
     rows = tmp_path / "rows.parquet"
     write_parquet(fitted.eval_raw, rows)
-    argv = ["--bundle", str(path), "--rows", str(rows), "--duration", "0.5", "--no-nginx"]
+    argv = ["--bundle", str(path), "--rows", str(rows), *options]
     benchserve.main([*argv, "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
-    results = json.loads((tmp_path / "out" / "serve.json").read_text())
+    return json.loads((tmp_path / "out" / "serve.json").read_text()), fitted
+
+
+@pytest.mark.timeout(120)
+def test_a_short_run_against_the_real_service(tmp_path):
+    results, fitted = _short_run(tmp_path, "--duration", "0.5", "--no-nginx")
     assert "nginx" not in results and "shadow_p99_increase_pct" not in results["targets"]
     assert set(results["cases"]) == {name for name, _, _ in benchserve.CASES}
     for case in results["cases"].values():
@@ -258,13 +263,7 @@ def test_the_report_shows_nginx_the_shadow_and_the_switches():
     reason="needs nginx (make system-deps)",
 )
 def test_a_short_run_through_real_nginx(tmp_path):
-    fitted = fit_featurizer(tmp_path)
-    path = write_bundle(tmp_path / "bundle", fitted, train(fitted, "xgb"))
-    rows = tmp_path / "rows.parquet"
-    write_parquet(fitted.eval_raw, rows)
-    argv = ["--bundle", str(path), "--rows", str(rows), "--duration", "0.8", "--nginx"]
-    benchserve.main([*argv, "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
-    nginx = json.loads((tmp_path / "out" / "serve.json").read_text())["nginx"]
+    nginx = _short_run(tmp_path, "--duration", "0.8", "--nginx")[0]["nginx"]
     assert set(nginx["cases"]) == set(benchserve.NGINX_CASES)
     for case in nginx["cases"].values():
         assert case["direct"]["requests"] > 0 and case["nginx"]["requests"] > 0
