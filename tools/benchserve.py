@@ -70,9 +70,12 @@ SWITCHES = {
     "kill": ("canary-50", "kill new", "prod alone", "stop new"),
 }
 SWITCH_CLIENTS = 2
+# The shadow measured mirroring every request, and a sample (rollout.shadow_share).
+SHADOW_SAMPLE = 25
 NGINX_TARGETS = {
     "nginx_added_p50_1_row_ms": 0.5,
     "shadow_p99_increase_pct": 10.0,
+    "sampled_shadow_p99_increase_pct": 10.0,
     **{f"failed_requests_{name}": 0 for name in SWITCHES},
 }
 
@@ -136,6 +139,9 @@ def check_targets(results: dict) -> dict[str, dict]:
         targets.update(NGINX_TARGETS)
         measured["nginx_added_p50_1_row_ms"] = nginx["cases"]["1 row"]["p50_added_ms"]
         measured["shadow_p99_increase_pct"] = nginx["shadow"]["p99_increase_pct"]
+        measured["sampled_shadow_p99_increase_pct"] = nginx["shadow"].get(
+            "sampled_p99_increase_pct", float("nan")
+        )
         for name, switch in nginx["switches"].items():
             measured[f"failed_requests_{name}"] = switch["failed"]
     return {
@@ -286,8 +292,8 @@ def _nginx_markdown(nginx: dict, duration_s: float) -> list[str]:
     off, on = shadow["off"], shadow["on"]
     lines += [
         "",
-        "Shadowing (1 row through nginx, every request mirrored to a second service of the "
-        "bundle):",
+        "Shadowing (1 row through nginx; every request, or a sample of "
+        f"{SHADOW_SAMPLE} %, mirrored to a second service of the bundle):",
         "",
         "| mirror | requests | p50 ms | p99 ms | prod service p50 ms | prod service p99 ms |",
         "|---|---:|---:|---:|---:|---:|",
@@ -295,14 +301,24 @@ def _nginx_markdown(nginx: dict, duration_s: float) -> list[str]:
             f"| {name} | {phase['requests']:,} | {phase['p50_ms']:.2f} | {phase['p99_ms']:.2f} "
             f"| {_ms(phase.get('prod_upstream', {}).get('p50_ms'))} "
             f"| {_ms(phase.get('prod_upstream', {}).get('p99_ms'))} |"
-            for name, phase in (("off", off), ("on", on))
+            for name, phase in (
+                ("off", off),
+                ("on", on),
+                (f"on, {SHADOW_SAMPLE} % sampled", shadow.get("sampled")),
+            )
+            if phase
         ),
         "",
         "(prod service: its own answer times in nginx's access log, as rollout's analysis "
         "judges them; p50 / p99 ms: the client's.)",
         "",
         f"The mirror adds {shadow['p50_added_ms']:+.2f} ms to the p50 and "
-        f"{shadow['p99_added_ms']:+.2f} ms ({shadow['p99_increase_pct']:+.1f} %) to the p99.",
+        f"{shadow['p99_added_ms']:+.2f} ms ({shadow['p99_increase_pct']:+.1f} %) to the p99"
+        + (
+            f"; mirroring {SHADOW_SAMPLE} % adds {shadow['sampled_p99_increase_pct']:+.1f} %."
+            if "sampled_p99_increase_pct" in shadow
+            else "."
+        ),
         "",
         f"Traffic switches under load ({nginx['switch_clients']} clients of 1 row through nginx):",
         "",
@@ -686,22 +702,33 @@ def _through_nginx(
 
             return ready
 
-        steps = {"off": "mirror-off", "on": "shadow"}
+        steps = {"off": "mirror-off", "on": "shadow", "sampled": "shadow-sample"}
         off = rollout.Traffic(prod=prod.port, step=steps["off"])
         mirrored = rollout.Traffic(prod.port, new.port, mirror=True, step=steps["on"])
-        log.info("1 row through nginx, mirror off and on")
+        sampled = rollout.Traffic(
+            prod.port, new.port, mirror=True, mirror_share=SHADOW_SAMPLE, step=steps["sampled"]
+        )
+        log.info("1 row through nginx: mirror off, on, on for %d %% of them", SHADOW_SAMPLE)
         shadow = _interleaved(
-            {"off": to(off), "on": to(mirrored)},
+            {"off": to(off), "on": to(mirrored), "sampled": to(sampled)},
             ones,
             1,
             duration,
             lambda answer: check_answer(answer, 1, flags),
         )
         shadow.update(compare(shadow["off"], shadow["on"]))
+        shadow["sampled_p99_increase_pct"] = compare(shadow["off"], shadow["sampled"])[
+            "p99_increase_pct"
+        ]
         access = rollout.read_access_log(host.home / "nginx" / "access.log")
         for phase, step in steps.items():
             shadow[phase]["prod_upstream"] = upstream_ms(access, step, prod.port)
-        log.info("the mirror adds %.1f %% to the p99", shadow["p99_increase_pct"])
+        log.info(
+            "the mirror adds %.1f %% to the p99 (%.1f %% mirroring %d %%)",
+            shadow["p99_increase_pct"],
+            shadow["sampled_p99_increase_pct"],
+            SHADOW_SAMPLE,
+        )
         result["shadow"] = shadow
         result["switches"]["promote"] = _switch(host, "promote", prod, new, ones, duration)
         prod = new  # promoted

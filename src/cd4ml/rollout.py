@@ -73,7 +73,8 @@ class Rollout(Section):
     """params.yaml's rollout: how a new version is shadowed, canaried and judged (make rollout)."""
 
     port: Annotated[int, Field(ge=1, le=65535)]  # nginx on 127.0.0.1: the clients' address
-    shadow_seconds: Annotated[float, Field(gt=0, le=86400)]  # every request mirrored this long
+    shadow_seconds: Annotated[float, Field(gt=0, le=86400)]  # requests mirrored this long
+    shadow_share: Annotated[int, Field(ge=1, le=100)]  # % of the requests mirrored
     steps: Annotated[
         list[int], AfterValidator(_rising_to_100), Field(json_schema_extra={"allowed": STEPS})
     ]
@@ -100,7 +101,8 @@ class Traffic:
     prod: int  # the port of the version that answers (and takes every request left over)
     new: int | None = None  # the new version's port
     share: int = 0  # % of requests the new version answers (prod is its backup)
-    mirror: bool = False  # every request also goes to the new version, its answer dropped
+    mirror: bool = False  # requests also go to the new version, its answers dropped
+    mirror_share: int = 100  # % of the requests mirrored (a sample: the shadow costs prod less)
     step: str = "serve"
 
 
@@ -130,11 +132,17 @@ def nginx_config(home: Path, port: int, traffic: Traffic) -> str:
         pools = f'split_clients "${{request_id}}" $pool {{ {traffic.share}% new; {pools} }}'
     else:
         pools = f"map $request_id $pool {{ {pools} }}"
-    mirror = ""
+    mirror = sample = ""
     if new is not None and traffic.mirror:
         # Its own upstream without a backup: a shadow that fails must not reach prod twice.
         upstreams.append(f"upstream shadow {{ server 127.0.0.1:{new}; {KEEPALIVE} }}")
         mirror = "mirror /_shadow;\n      mirror_request_body on;"
+        if traffic.mirror_share < 100:
+            # The copies not in the sample end in nginx, never reaching the new version.
+            upstreams.append(
+                f'split_clients "${{request_id}}" $shadowed {{ {traffic.mirror_share}% 1; * 0; }}'
+            )
+            sample = "if ($shadowed = 0) { return 204; }"
     temp = " ".join(
         f"{name}_temp_path {d}/tmp/{name};"
         for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -169,6 +177,7 @@ http {{
     }}
     location = /_shadow {{
       internal;
+      {sample}
       proxy_set_header X-Request-ID $request_id;
       proxy_pass http://shadow$request_uri;
       {UPSTREAM_KEEPALIVE}
@@ -221,7 +230,7 @@ def describe(traffic: Traffic) -> str:
         return f"every request to :{traffic.prod}"
     parts = [f"{traffic.share} % to :{traffic.new}, the rest to :{traffic.prod}"]
     if traffic.mirror:
-        parts.append(f"all mirrored to :{traffic.new}")
+        parts.append(f"{traffic.mirror_share} % mirrored to :{traffic.new}")
     return "; ".join(parts)
 
 
@@ -696,7 +705,8 @@ def _judge(
     run_id = f"{new.version}/{uuid.uuid4().hex[:8]}"
     for step, share, mirror, seconds in plan:
         label = f"{run_id}/{step}"
-        host.route(Traffic(prod.port, new.port, share, mirror, label))
+        mirrored = host.settings.shadow_share
+        host.route(Traffic(prod.port, new.port, share, mirror, mirrored, step=label))
         started = time.monotonic()
         while time.monotonic() - started < seconds and new.alive():
             time.sleep(0.1)

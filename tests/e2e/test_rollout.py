@@ -73,6 +73,7 @@ def host(tmp_path_factory) -> dict:
     # Loose latency bounds: on 2 busy cores a healthy version's p99 moves by 100s of ms; the
     # slow one is a second late.
     quick = {"shadow_seconds": 3, "steps": [20, 100], "step_seconds": 3, "min_requests": 10}
+    quick["shadow_share"] = 50  # a sample mirrored: half the copies end in nginx
     params["rollout"].update(port=port, max_p99_ratio=2.0, p99_slack_ms=300, **quick)
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     for version in KINDS:

@@ -112,12 +112,14 @@ def test_rows_of_the_batch_table_are_read_as_the_problems_input_fields(tmp_path)
     }
 
 
-def _through_nginx(added_p50: float, shadow_pct: float, failed: dict[str, int]) -> dict:
+def _through_nginx(
+    added_p50: float, shadow_pct: float, failed: dict[str, int], sampled_pct: float = 2.0
+) -> dict:
     case = {"p50_added_ms": added_p50, "p99_added_ms": 0.5}
     switches = {name: {"failed": n} for name, n in failed.items()}
     return {
         "cases": {"1 row": case, "1,000 rows": {**case, "p50_added_ms": 2.0}},
-        "shadow": {"p99_increase_pct": shadow_pct},
+        "shadow": {"p99_increase_pct": shadow_pct, "sampled_p99_increase_pct": sampled_pct},
         "switches": switches,
     }
 
@@ -130,11 +132,12 @@ def test_nginx_targets_join_the_others_only_when_measured():
     assert set(good) == set(benchserve.TARGETS) | set(benchserve.NGINX_TARGETS)
     assert all(check["met"] for check in good.values())
     assert good["nginx_added_p50_1_row_ms"]["measured"] == 0.3  # the 1-row case's, not 1,000's
-    results["nginx"] = _through_nginx(0.6, 12.0, {"promote": 0, "abort": 3, "kill": 1})
+    results["nginx"] = _through_nginx(0.6, 12.0, {"promote": 0, "abort": 3, "kill": 1}, 11.0)
     bad = benchserve.check_targets(results)
     assert [key for key, check in bad.items() if not check["met"]] == [
         "nginx_added_p50_1_row_ms",
         "shadow_p99_increase_pct",
+        "sampled_shadow_p99_increase_pct",
         "failed_requests_abort",
         "failed_requests_kill",
     ]
@@ -219,7 +222,13 @@ def test_the_report_shows_nginx_the_shadow_and_the_switches():
     case = {"direct": summary, "nginx": {**summary, "p50_ms": 5.3}, "p50_added_ms": 0.3}
     case["turn_p50_added_ms"] = {"median": 0.25, "min": -1.5, "max": 2.0}
     upstream = {"prod_upstream": {"p50_ms": 3.5, "p99_ms": 6.25}}
-    shadow = {"off": summary, "on": {**summary, "p99_ms": 8.4, **upstream}, "p50_added_ms": 0.0}
+    shadow = {
+        "off": summary,
+        "on": {**summary, "p99_ms": 8.4, **upstream},
+        "sampled": {**summary, "p99_ms": 8.1, **upstream},
+        "p50_added_ms": 0.0,
+        "sampled_p99_increase_pct": 1.25,
+    }
     switch = {"steps": ["canary-50", "kill new"], "requests": 400, "p99_ms": 9.0, "max_ms": 20}
     results = {
         "scale": "full",
@@ -250,6 +259,8 @@ def test_the_report_shows_nginx_the_shadow_and_the_switches():
         "| 1 row | 5.00 | 5.30 | +0.30 | +0.25 (-1.50 … +2.00) | 8.00 | 8.00 | +0.00 |" in report
     )
     assert "| on | 1,000 | 5.00 | 8.40 | 3.50 | 6.25 |" in report
+    assert "| on, 25 % sampled | 1,000 | 5.00 | 8.10 | 3.50 | 6.25 |" in report
+    assert "; mirroring 25 % adds +1.2 %." in report
     assert "| off | 1,000 | 5.00 | 8.00 | - | - |" in report and "(+5.0 %) to the p99" in report
     assert "| promote | canary-50 → kill new | 400 | 0 | 9.00 | 20.00 |" in report
     assert "| kill | canary-50 → kill new | 400 | 2 (HTTP 502 2) |" in report
@@ -269,7 +280,7 @@ def test_a_short_run_through_real_nginx(tmp_path):
         assert case["direct"]["requests"] > 0 and case["nginx"]["requests"] > 0
         assert len(case["direct"]["turn_p50_ms"]) == benchserve.turns(0.8)
         assert case["turn_p50_added_ms"]["min"] <= case["turn_p50_added_ms"]["max"]
-    for phase in ("off", "on"):
+    for phase in ("off", "on", "sampled"):
         shadow = nginx["shadow"][phase]
         assert shadow["requests"] > 0 and 0 < shadow["prod_upstream"]["p50_ms"] < shadow["p99_ms"]
     assert set(nginx["switches"]) == set(benchserve.SWITCHES)

@@ -35,6 +35,11 @@ def test_shadow_mirrors_every_request_to_a_new_version_without_a_backup(tmp_path
     assert "upstream shadow { server 127.0.0.1:8002; keepalive 16; }" in conf
     assert "map $request_id $pool { default prod; }" in conf  # clients get prod's answers
     assert 'map "" $rollout_step { default "shadow"; }' in conf
+    assert "$shadowed" not in conf  # every request mirrored
+    sample = rollout.Traffic(8001, 8002, 0, mirror=True, mirror_share=25, step="shadow")
+    conf = rollout.nginx_config(tmp_path, 8080, sample)
+    assert 'split_clients "${request_id}" $shadowed { 25% 1; * 0; }' in conf
+    assert "if ($shadowed = 0) { return 204; }" in conf  # the rest end in nginx
 
 
 def test_a_canary_step_splits_by_request_with_prod_as_the_backup(tmp_path):
