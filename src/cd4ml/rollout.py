@@ -52,7 +52,7 @@ from pydantic import AfterValidator, Field
 from cd4ml import bundle, monitor, params, plots, predlog, registry
 from cd4ml.io import UserError, run_main, write_json
 from cd4ml.params import Fraction, Section
-from cd4ml.serve import Serve
+from cd4ml.serve import Serve, auth_headers
 from cd4ml.shell import free_ports
 
 log = logging.getLogger("rollout")
@@ -409,8 +409,9 @@ def stop(version: Version | None, timeout: float = 30.0) -> None:
 
 
 def _get(url: str, timeout: float = 5.0) -> dict:
+    request = urllib.request.Request(url, headers=auth_headers())
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except (urllib.error.URLError, TimeoutError, ConnectionError, ValueError) as err:
         raise UserError(f"{url}: no answer ({getattr(err, 'reason', err)})") from None

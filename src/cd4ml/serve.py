@@ -6,15 +6,19 @@
 GET /healthz (alive), /readyz (bundle loaded, hashes verified, warmed up), /metadata, /docs
 (OpenAPI); POST /predict {"rows": [raw input rows]}: each row has the problem's fields (its Row
 model, so the OpenAPI page shows them) and an optional `id`, echoed back. A bad request is the
-client's fault and says so (400 not JSON, 413 too many rows, 422 a missing or mistyped field,
-naming row and field); a missing or tampered bundle stops the start with one line. The registry
-version comes from `<bundle>.json`, which `python -m cd4ml.registry fetch` writes next to it.
+client's fault and says so, in one error model that the OpenAPI document declares for every
+status: 400 not JSON, 401 no or a wrong token (when SERVE_TOKEN is set, /predict and /metadata
+need `Authorization: Bearer <token>`), 413 too many rows or bytes, 415 not application/json, 422
+a missing or mistyped field, naming row and field. A missing or tampered bundle stops the start
+with one line. The registry version comes from `<bundle>.json`, which `python -m cd4ml.registry
+fetch` writes next to it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hmac
 import json
 import logging
 import os
@@ -28,7 +32,11 @@ import pyarrow as pa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, BeforeValidator, Field, create_model
+from pydantic_core import PydanticCustomError
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cd4ml import bundle, params
 from cd4ml.io import UserError, run_main
@@ -41,12 +49,16 @@ log = logging.getLogger("serve")
 BUNDLE_ENV = "CD4ML_SERVE_BUNDLE"  # how uvicorn's worker processes find the bundle
 PARAMS_ENV = "CD4ML_SERVE_PARAMS"
 LOG_ENV = "CD4ML_SERVE_LOG"
+TOKEN_ENV = "SERVE_TOKEN"  # set: /predict and /metadata need `Authorization: Bearer <it>`
+# The ids a JSON client holds exactly (JavaScript's safe integers); the log stores them as int64.
+MAX_ID = 2**53 - 1
 
 
 class Serve(Section):
     """params.yaml's serve: the HTTP service of the release bundle (make serve)."""
 
     max_batch_rows: Annotated[int, Field(ge=1, le=1_000_000)]  # more rows a request: 413
+    max_body_bytes: Annotated[int, Field(ge=1024, le=2**31)]  # a larger body: 413, never parsed
     workers: Annotated[int, Field(ge=1, le=64)]  # uvicorn processes, each with the bundle
     # every scored row: a folder, an s3:// prefix, or "" (no log)
     prediction_log: Annotated[
@@ -56,12 +68,22 @@ class Serve(Section):
     log_flush_seconds: Annotated[float, Field(gt=0, le=3600)]  # a file at least this often
 
 
+def _a_number(value: Any) -> Any:
+    """An id is a JSON number (7 or 7.0, as JSON Schema's integer), never true or "7"."""
+    if isinstance(value, bool | str):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
 def request_models(row: type[BaseModel]) -> tuple[type[BaseModel], type[BaseModel]]:
     """The request body's models: the problem's row plus an optional `id`, and a list of them."""
     with_id = create_model(
         row.__name__,
         __base__=row,
-        id=(int | None, Field(default=None, description="yours, echoed back and logged")),
+        id=(
+            Annotated[int | None, BeforeValidator(_a_number)],
+            Field(default=None, ge=-MAX_ID, le=MAX_ID, description="yours: echoed, logged"),
+        ),
     )
     body = create_model("PredictRequest", rows=(list[with_id], ...))
     return with_id, body
@@ -83,8 +105,108 @@ def _where(loc: tuple) -> str:
     return text or "body"
 
 
-def _client_error(status: int, message: str, detail: Any = None) -> JSONResponse:
-    return JSONResponse({"error": message, "detail": detail}, status_code=status)
+class ErrorBody(BaseModel):
+    """Every refusal of the service: one line, and what more there is to say."""
+
+    error: str = Field(description="what is wrong, and where (e.g. rows[3].msno: ...)")
+    detail: Any = Field(default=None, description="422: the first validation errors")
+
+
+ERRORS = {
+    400: "the body is not valid JSON",
+    401: "SERVE_TOKEN is set and the request has no `Authorization: Bearer <token>`, or another",
+    413: "more rows than serve.max_batch_rows, or more bytes than serve.max_body_bytes",
+    415: "the body is not application/json",
+    422: "a row misses a field, or a field has the wrong type or is out of range",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI description of the refusals a path can answer."""
+    return {code: {"model": ErrorBody, "description": ERRORS[code]} for code in codes}
+
+
+def _client_error(
+    status: int, message: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": message, "detail": detail}, status_code=status, headers=headers)
+
+
+class Guard:
+    """What is refused before a body is read, in this order: a missing or wrong token (401,
+    compared in constant time), a body that is not JSON (415), more bytes than `max_bytes`
+    (413: by Content-Length, or counted as a chunked body arrives)."""
+
+    def __init__(self, app: ASGIApp, token: str | None, max_bytes: int | None) -> None:
+        self.app, self.token, self.max_bytes = app, token, max_bytes
+        self.expected = f"Bearer {token}".encode() if token else b""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refusal = self.refusal(scope["method"], scope["path"], headers)
+        if refusal is None and self._counted(scope, headers):
+            receive, refusal = await self._read(receive)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def refusal(self, method: str, path: str, headers: Headers) -> JSONResponse | None:
+        if self.token and path in ("/predict", "/metadata"):
+            given = headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, self.expected):
+                message = f"{path} needs `Authorization: Bearer <token>` (SERVE_TOKEN)"
+                return _client_error(401, message, headers={"WWW-Authenticate": "Bearer"})
+        if method != "POST" or path != "/predict":
+            return None
+        kind = headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            return _client_error(
+                415, f"the body must be application/json, not {kind or 'untyped'}"
+            )
+        length = headers.get("content-length")
+        if length is not None and self.max_bytes is not None:
+            if not length.isdigit():
+                return _client_error(400, f"Content-Length {length!r} is not a number")
+            if int(length) > self.max_bytes:
+                return self._too_big(int(length))
+        return None
+
+    def _counted(self, scope: Scope, headers: Headers) -> bool:
+        """A chunked body to /predict: its bytes are counted as they arrive."""
+        return (
+            self.max_bytes is not None
+            and scope["method"] == "POST"
+            and scope["path"] == "/predict"
+            and "content-length" not in headers
+        )
+
+    async def _read(self, receive: Receive) -> tuple[Receive, JSONResponse | None]:
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                return receive, self._too_big(size, arrived=True)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+
+        async def replay() -> dict:
+            return messages.pop(0) if messages else await receive()
+
+        return replay, None
+
+    def _too_big(self, size: int, arrived: bool = False) -> JSONResponse:
+        more = "more than " if arrived else ""
+        return _client_error(
+            413,
+            f"a body of {more}{size:,} bytes; at most serve.max_body_bytes {self.max_bytes:,}: "
+            "split the batch",
+        )
 
 
 def create_app(
@@ -92,9 +214,12 @@ def create_app(
     max_batch_rows: int,
     version: str | None = None,
     prediction_log: PredictionLog | None = None,
+    max_body_bytes: int | None = None,
+    token: str | None = None,
 ) -> FastAPI:
     """The service of one loaded bundle; `prediction_log` (started) receives every scored row
-    and is closed, every row written, when the service stops."""
+    and is closed, every row written, when the service stops; `token`: /predict and /metadata
+    need it as a bearer token."""
     manifest = scorer.manifest
     problem = scorer.problem
     _, PredictRequest = request_models(problem.Row)
@@ -114,6 +239,7 @@ def create_app(
         lifespan=lifespan,
     )
     state = {"ready": False}
+    app.add_middleware(Guard, token=token or None, max_bytes=max_body_bytes)
 
     @app.middleware("http")
     async def access_log(request: Request, call_next: Any) -> Any:
@@ -129,6 +255,11 @@ def create_app(
             (time.perf_counter() - started) * 1000,
         )
         return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own refusals (a body it cannot decode, 404, 405) in the one error model.
+        return _client_error(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -150,7 +281,7 @@ def create_app(
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse({"status": "ready", "bundle": str(scorer.path), "verified": True})
 
-    @app.get("/metadata")
+    @app.get("/metadata", responses=responses(401))
     def metadata() -> dict:
         return {
             "name": problem.name,
@@ -197,7 +328,11 @@ def create_app(
     # The body's model is made from the problem's Row: given as an object, not a name that
     # FastAPI would look up among this module's globals.
     predict.__annotations__["body"] = PredictRequest
-    app.post("/predict", response_model=PredictResponse)(predict)
+    app.post(
+        "/predict",
+        response_model=PredictResponse,
+        responses=responses(400, 401, 413, 415, 422),
+    )(predict)
 
     # Ready once whatever makes a request fast is built and a first row went through every step.
     scorer.featurizer.warm_up()
@@ -228,7 +363,12 @@ def app_from_env() -> FastAPI:
     scorer, settings = _load(path, os.environ.get(PARAMS_ENV, "params.yaml"))
     log_to = os.environ.get(LOG_ENV, "")
     return create_app(
-        scorer, settings.max_batch_rows, fetched_version(path), open_log(log_to, settings, scorer)
+        scorer,
+        settings.max_batch_rows,
+        fetched_version(path),
+        open_log(log_to, settings, scorer),
+        settings.max_body_bytes,
+        os.environ.get(TOKEN_ENV),
     )
 
 
@@ -243,7 +383,12 @@ def serve(args: argparse.Namespace) -> None:
     log_to = settings.prediction_log if args.prediction_log is None else args.prediction_log
     if workers == 1:
         app = create_app(
-            scorer, settings.max_batch_rows, version, open_log(log_to, settings, scorer)
+            scorer,
+            settings.max_batch_rows,
+            version,
+            open_log(log_to, settings, scorer),
+            settings.max_body_bytes,
+            os.environ.get(TOKEN_ENV),
         )
     # else: verified here; every worker loads, warms and logs its own copy (app_from_env)
     log.info(
@@ -270,7 +415,7 @@ def serve(args: argparse.Namespace) -> None:
 
 def _get(url: str, body: dict | None = None, timeout: float = 10.0) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url, data=data, headers=auth_headers())
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
@@ -280,6 +425,13 @@ def _get(url: str, body: dict | None = None, timeout: float = 10.0) -> dict:
         raise UserError(
             f"{url}: no answer ({getattr(err, 'reason', err)}); is it running?"
         ) from None
+
+
+def auth_headers() -> dict[str, str]:
+    """A JSON request's headers, with the bearer token of SERVE_TOKEN when it is set."""
+    token = os.environ.get(TOKEN_ENV)
+    headers = {"Content-Type": "application/json"}
+    return {**headers, "Authorization": f"Bearer {token}"} if token else headers
 
 
 def smoke(url: str, version: str | None, wait_s: float) -> None:

@@ -20,6 +20,7 @@ from kkbox.features import FEATURES
 from tests.bundles import ABOUT, COLD, fit_featurizer, train, write_bundle
 
 MAX_ROWS = 50
+MAX_BYTES = 64 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def served(tmp_path_factory) -> tuple[TestClient, bundle.Scorer, list[dict]]:
     path.with_name("bundle.json").write_text(json.dumps({"version": "v0.0.7"}))
     scorer = bundle.load(path, PROBLEM)
     rows = fitted.eval_raw.select([f.name for f in scorer.fields]).to_pylist()
-    app = serve.create_app(scorer, MAX_ROWS, serve.fetched_version(path))
+    app = serve.create_app(scorer, MAX_ROWS, serve.fetched_version(path), None, MAX_BYTES)
     return TestClient(app), scorer, rows
 
 
@@ -180,6 +181,91 @@ def test_a_batch_over_the_limit_is_413(served):
     assert answer.json()["error"].startswith(f"{MAX_ROWS + 1} rows in one request; at most ")
 
 
+def test_an_id_out_of_range_or_not_an_integer_is_422_not_a_500(served):
+    client, _, rows = served
+    for bad, says in ((2**63, "less than or equal to"), (-(2**53), "greater than or equal to")):
+        answer = client.post("/predict", json={"rows": [{**rows[0], "id": bad}]})
+        assert answer.status_code == 422
+        assert answer.json()["error"].startswith(f"rows[0].id: Input should be {says} ")
+    largest = {"rows": [{**rows[0], "id": serve.MAX_ID}]}
+    assert client.post("/predict", json=largest).json()["ids"] == [2**53 - 1]
+    for not_a_number in (True, "7", 7.5):
+        answer = client.post("/predict", json={"rows": [{**rows[0], "id": not_a_number}]})
+        assert answer.status_code == 422, not_a_number
+    # 7.0 is an integer to JSON Schema, so to the service too
+    assert client.post("/predict", json={"rows": [{**rows[0], "id": 7.0}]}).json()["ids"] == [7]
+
+
+def test_a_body_over_max_body_bytes_is_413_before_it_is_parsed(served):
+    client, _, rows = served
+    body = json.dumps({"rows": rows[:1], "pad": "x" * MAX_BYTES}).encode()
+    answer = client.post("/predict", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413
+    assert answer.json()["error"] == (
+        f"a body of {len(body):,} bytes; at most serve.max_body_bytes {MAX_BYTES:,}: "
+        "split the batch"
+    )
+
+    def chunks():  # no Content-Length: counted as it arrives
+        yield b'{"rows": [], "pad": "'
+        for _ in range(MAX_BYTES // 1024 + 1):
+            yield b"x" * 1024
+        yield b'"}'
+
+    chunked = client.post(
+        "/predict", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+    assert chunked.status_code == 413 and "a body of more than " in chunked.json()["error"]
+    small = client.post(
+        "/predict", content=(b for b in [b'{"rows": ', b"[]}"]),
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    assert small.status_code == 200 and small.json()["rows"] == 0
+
+
+@pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_that_is_not_json_by_its_type_is_415(served, kind):
+    client, _, rows = served
+    headers = {"Content-Type": kind} if kind else {}
+    answer = client.post("/predict", content=json.dumps({"rows": rows[:1]}), headers=headers)
+    assert answer.status_code == 415
+    assert answer.json()["error"] == f"the body must be application/json, not {kind or 'untyped'}"
+    charset = {"Content-Type": "application/json; charset=utf-8"}
+    assert client.post("/predict", content=json.dumps({"rows": []}), headers=charset).is_success
+
+
+def test_with_a_token_predict_and_metadata_need_it_and_probes_do_not(served):
+    _, scorer, rows = served
+    app = serve.create_app(scorer, MAX_ROWS, "v1", None, MAX_BYTES, token="s3cret")
+    client = TestClient(app)
+    for path, call in (("/predict", "post"), ("/metadata", "get")):
+        kwargs = {"json": {"rows": rows[:1]}} if call == "post" else {}
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            answer = getattr(client, call)(path, headers=headers, **kwargs)
+            assert answer.status_code == 401 and answer.headers["WWW-Authenticate"] == "Bearer"
+            assert (
+                answer.json()["error"]
+                == f"{path} needs `Authorization: Bearer <token>` (SERVE_TOKEN)"
+            )
+        good = getattr(client, call)(path, headers={"Authorization": "Bearer s3cret"}, **kwargs)
+        assert good.status_code == 200
+    assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+
+
+def test_the_openapi_document_declares_every_refusal_with_one_error_model(served):
+    client, _, _ = served
+    spec = client.get("/openapi.json").json()
+    predict = spec["paths"]["/predict"]["post"]["responses"]
+    assert set(predict) == {"200", "400", "401", "413", "415", "422"}
+    for status in ("400", "401", "413", "415", "422"):
+        schema = predict[status]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": "#/components/schemas/ErrorBody"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    assert set(spec["paths"]["/metadata"]["get"]["responses"]) == {"200", "401"}
+    row = spec["components"]["schemas"]["Play"]["properties"]["id"]["anyOf"][0]
+    assert (row["minimum"], row["maximum"]) == (-(2**53 - 1), 2**53 - 1)
+
+
 def test_wrong_method_and_path_are_client_errors(served):
     client, _, _ = served
     assert client.get("/predict").status_code == 405
@@ -263,6 +349,7 @@ def test_open_log_starts_a_log_of_the_bundles_fields_or_none(served, tmp_path):
     _, scorer, _ = served
     settings = serve.Serve(
         max_batch_rows=10,
+        max_body_bytes=4096,
         workers=1,
         prediction_log="",
         log_rows_per_file=10,
