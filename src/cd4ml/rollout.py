@@ -8,8 +8,9 @@ promoted or rolled back automatically; the previous version back in one command.
 nginx listens on 127.0.0.1:rollout.port, the clients' one address; each version is a
 `cd4ml.serve` process on a loopback port of its own, with its own prediction log. A rollout:
 
-1. shadow: every request is mirrored to the new version (nginx `mirror`); clients get the prod
-   version's answers; both log what they scored under nginx's request id;
+1. shadow: every request (or a sample: rollout.shadow_share) is mirrored to the new version
+   (nginx `mirror`); clients get the prod version's answers; both log what they scored under
+   nginx's request id;
 2. canary: rollout.steps per cent of the requests go to the new version (nginx
    `split_clients`), nginx reloaded between steps, never restarted; a request the new version
    fails is retried on the prod one (`proxy_next_upstream`, prod as the `backup` server);
@@ -20,8 +21,9 @@ nginx listens on 127.0.0.1:rollout.port, the clients' one address; each version 
    (only the prod version is served, the registry untouched, one line naming the failed check).
 
 Everything a host needs lives in --home (deploy/): nginx's config, pid and logs, one folder per
-version (its verified bundle, prediction log and service log) and state.json. `rollout.json`
-and `rollout.png` there describe the last rollout, step by step.
+version (its verified bundle, the params it is served with, its prediction log and service log)
+and state.json. `rollout.json` and `rollout.png` there describe the last rollout, step by step.
+The services get this process's environment (SERVE_TOKEN among it; see cd4ml.serve).
 """
 
 from __future__ import annotations

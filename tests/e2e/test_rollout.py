@@ -34,6 +34,10 @@ from tests.project import ROOT, project_env, run
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 NAME = "kkbox-recommender"
+# The services require a token (cd4ml.serve's SERVE_TOKEN): the rollout's calls and the clients
+# send it through nginx.
+TOKEN = "rollout-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 KINDS = {"v0.0.1": "rf", "v0.0.2": "xgb", "v0.0.3": "constant", "v0.0.4": "slow", "v0.0.5": "xgb"}
 
 
@@ -87,7 +91,8 @@ def host(tmp_path_factory) -> dict:
 
 def rollout(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """`python -m cd4ml.rollout` in the registry repository (tests.faulty importable)."""
-    return run([sys.executable, "-m", "cd4ml.rollout", *args], repo, check, PYTHONPATH=str(ROOT))
+    env = {"PYTHONPATH": str(ROOT), "SERVE_TOKEN": TOKEN}
+    return run([sys.executable, "-m", "cd4ml.rollout", *args], repo, check, **env)
 
 
 def prod(repo: Path) -> str:
@@ -95,7 +100,8 @@ def prod(repo: Path) -> str:
 
 
 def served(url: str) -> str:
-    with urllib.request.urlopen(f"{url}/metadata", timeout=10) as answer:
+    request = urllib.request.Request(f"{url}/metadata", headers=AUTH)
+    with urllib.request.urlopen(request, timeout=10) as answer:
         return json.loads(answer.read())["version"]
 
 
@@ -115,9 +121,8 @@ class Load:
             start = i % (len(self.rows) - 5)
             batch = [{**row, "id": i + k} for k, row in enumerate(self.rows[start : start + 5])]
             body = json.dumps({"rows": batch}).encode()
-            request = urllib.request.Request(
-                self.url, data=body, headers={"Content-Type": "application/json"}
-            )
+            headers = {"Content-Type": "application/json", **AUTH}
+            request = urllib.request.Request(self.url, data=body, headers=headers)
             try:
                 with urllib.request.urlopen(request, timeout=30) as answer:
                     json.loads(answer.read())
@@ -183,12 +188,15 @@ def test_a_bad_version_is_rolled_back_at_the_first_analysis(host, rows, version,
 def test_a_version_killed_mid_canary_costs_no_request(host, rows):
     repo = host["repo"]
     with Load(host["url"], rows) as load:
+        command = [sys.executable, "-m", "cd4ml.rollout", "run", "--bundle"]
         process = subprocess.Popen(
-            [sys.executable, "-m", "cd4ml.rollout", "run", "--bundle",
-             str(host["bundles"]["v0.0.5"])],
-            cwd=repo, env=project_env(PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [*command, str(host["bundles"]["v0.0.5"])],
+            cwd=repo,
+            env=project_env(PYTHONPATH=str(ROOT), SERVE_TOKEN=TOKEN),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         conf = repo / "deploy" / "nginx" / "nginx.conf"
         deadline = time.monotonic() + 120
         while "/canary-20," not in conf.read_text() and time.monotonic() < deadline:
