@@ -432,6 +432,7 @@ TOOLS = {
     "gate": "python -m cd4ml.gate check",
     "serve": "python -m cd4ml.serve --port 1",
     "monitor": "python -m cd4ml.monitor",
+    "rollout": "python -m cd4ml.rollout status",
 }
 
 
