@@ -108,7 +108,7 @@ def _where(loc: tuple) -> str:
 class ErrorBody(BaseModel):
     """Every refusal of the service: one line, and what more there is to say."""
 
-    error: str = Field(description="what is wrong, and where (e.g. rows[3].msno: ...)")
+    error: str = Field(description="what is wrong, and where (e.g. rows[3].<field>: ...)")
     detail: Any = Field(default=None, description="422: the first validation errors")
 
 
