@@ -7,7 +7,8 @@
 # fetch --version vX.Y.Z --out served/bundle) and the locked requirements are in served/:
 #   pipenv requirements --hash | grep -v '^-e ' > served/requirements.txt
 #   docker build -f ci/serve.Dockerfile -t "$CI_REGISTRY_IMAGE/serve:vX.Y.Z" .
-#   docker run -p 8000:8000 "$CI_REGISTRY_IMAGE/serve:vX.Y.Z"
+#   docker run -p 8000:8000 -e CD4ML_LOG_KEY "$CI_REGISTRY_IMAGE/serve:vX.Y.Z"
+# CD4ML_LOG_KEY: the secret the prediction log hashes the member ids with (else it refuses to start).
 # BASE: any Debian-like image with python3 3.11 and its venv module. No registry is reachable
 # where this project is developed: tools/image.sh makes one (apt's python3, python3-venv).
 ARG BASE=python:3.11-slim
@@ -17,8 +18,10 @@ FROM ${BASE}
 # TLS may be re-signed); empty: pip's own. Nothing of it stays in the image.
 ARG PIP_CERT=""
 
+# CD4ML_PUBLIC_KEY: the release key's public half; the service refuses a bundle it did not sign.
 ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/srv/cd4ml/src PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 HOST=0.0.0.0 PORT=8000
+    PYTHONDONTWRITEBYTECODE=1 PIP_DISABLE_PIP_VERSION_CHECK=1 HOST=0.0.0.0 PORT=8000 \
+    CD4ML_PUBLIC_KEY=/srv/cd4ml/release.pub
 
 # A numeric user, so that an orchestrator can check it is not root (runAsNonRoot); the prediction
 # log (params.yaml's serve.prediction_log, logs/predictions) is the service's only write.
@@ -41,6 +44,7 @@ RUN python -m compileall -q src
 COPY params.yaml ./
 COPY served/bundle ./bundle
 COPY served/bundle.json ./bundle.json
+COPY served/release.pub ./release.pub
 
 USER 10001:10001
 EXPOSE 8000

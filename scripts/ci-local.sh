@@ -38,6 +38,8 @@ done
 GCL_ORIGIN=https://gitlab.example.com/cd4ml/cd4ml-kkbox.git
 # The release job pushes to this URL (made from those variables); git sends it to the bare origin.
 PUSH_TOKEN=ci-local-token
+# The deploy job's services hash member ids in their prediction logs with a key: a throwaway one.
+LOG_KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 PUSH_URL=https://oauth2:$PUSH_TOKEN@gitlab.example.com:443/cd4ml/cd4ml-kkbox.git
 
 log() { echo "ci-local: $*" >&2; }
@@ -204,12 +206,20 @@ fi
 # The deploy job's "production host": nginx and the versions it serves, on a free loopback port.
 DEPLOY_HOME=$WORK/deploy
 read -r ROLLOUT_PORT _ < <(free_ports)
+# The release key of this run: the release job signs with the private half (a masked CI variable
+# on GitLab), fetch and the services verify with the public half (keys/release.pub on GitLab).
+KEYS=$WORK/keys
+[[ -f $KEYS/release.pem ]] || "$ROOT/.venv/bin/python" -m cd4ml.signing keygen \
+  --private-key "$KEYS/release.pem" --public-key "$KEYS/release.pub" >/dev/null
 args=(--force-shell-executor --shell-isolation
+  --variable "CD4ML_SIGNING_KEY=$(base64 -w0 "$KEYS/release.pem")"
+  --variable "CD4ML_PUBLIC_KEY=$KEYS/release.pub"
   --variable "DEPLOY_HOME=$DEPLOY_HOME"
   --variable "ROLLOUT_PORT=$ROLLOUT_PORT"
   --variable "CD4ML_VENV=$ROOT/.venv"
   --variable "SCALE=$SCALE"
-  --variable "CD4ML_PUSH_TOKEN=$PUSH_TOKEN")
+  --variable "CD4ML_PUSH_TOKEN=$PUSH_TOKEN"
+  --variable "CD4ML_LOG_KEY=$LOG_KEY")
 if [[ $S3_MODE != none ]]; then
   args+=(--variable "S3_ENDPOINT=$S3_ENDPOINT"
     --variable "S3_BUCKET=${S3_BUCKET:-cd4ml-kkbox}"
@@ -224,5 +234,7 @@ fi
 # shellcheck disable=SC2206 # CI_LOCAL_GCL_ARGS is a list of options
 args+=(${CI_LOCAL_GCL_ARGS:-})
 
-log "gitlab-ci-local ${args[*]//AWS_SECRET_ACCESS_KEY=*/AWS_SECRET_ACCESS_KEY=***} $*"
+shown=("${args[@]//AWS_SECRET_ACCESS_KEY=*/AWS_SECRET_ACCESS_KEY=***}")
+shown=("${shown[@]//CD4ML_SIGNING_KEY=*/CD4ML_SIGNING_KEY=***}")
+log "gitlab-ci-local ${shown[*]//CD4ML_LOG_KEY=*/CD4ML_LOG_KEY=***} $*"
 gitlab-ci-local "${args[@]}" "$@"

@@ -3,10 +3,13 @@ repository (a real git + DVC project) to run commands in."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import typing
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +19,7 @@ import yaml
 from pydantic import ValidationError, create_model
 from pydantic.fields import FieldInfo
 
-from cd4ml import params
+from cd4ml import params, signing
 from tools import workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +33,26 @@ GIT_IDENTITY = {
 }
 
 
+LOG_KEY = "test-prediction-log-key"
+
+
+@functools.cache
+def release_keys() -> tuple[Path, Path]:
+    """The test session's release key pair (private PEM, public PEM), made once, deleted at
+    exit: what a project's CI variable and committed public key are."""
+    folder = Path(tempfile.mkdtemp(prefix="cd4ml-test-keys-"))
+    atexit.register(shutil.rmtree, folder, True)
+    private, public = folder / "release.pem", folder / "release.pub"
+    signing.keygen(private, public)
+    return private, public
+
+
+def sign(folder: Path) -> Path:
+    """Sign a bundle folder with the test session's release key, as the release job does."""
+    signing.sign(folder, release_keys()[0])
+    return folder
+
+
 def project_env(**extra: str) -> dict[str, str]:
     """Environment for commands in a project copy: the venv first on PATH, no DVC analytics, and
     Python writing bytecode as it does on users' machines (these machines turn that off)."""
@@ -38,6 +61,9 @@ def project_env(**extra: str) -> dict[str, str]:
     env.update(GIT_IDENTITY)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env["DVC_NO_ANALYTICS"] = "1"
+    env["CD4ML_LOG_KEY"] = LOG_KEY  # services log member ids hashed ("" in `extra`: no key)
+    private, public = release_keys()  # the release job signs, services verify
+    env[signing.PRIVATE_KEY_ENV], env[signing.PUBLIC_KEY_ENV] = str(private), str(public)
     env.update(extra)
     return env
 
@@ -128,7 +154,8 @@ def _candidates(spec: FieldInfo) -> list[Any]:
     if kind is str:
         return ["", "unknown"]
     if typing.get_origin(kind) is list:
-        return [[], [0], [100, 50]]
+        # Names repeated for a list of names ([] may mean "all"), else past a list's rules.
+        return [["", ""]] if typing.get_args(kind) == (str,) else [[], [0], [100, 50]]
     if kind not in (int, float):
         return []
     step = 1 if kind is int else 0.5

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import random
+import secrets
 import shutil
 import signal
 import statistics
@@ -43,7 +44,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cd4ml import bundle, params, rollout
+from cd4ml import bundle, params, predlog, rollout, signing
 from cd4ml.io import UserError, read_parquet, run_main
 from cd4ml.problem import Problem
 from cd4ml.reading import read_table
@@ -396,7 +397,8 @@ def running(
     (port,) = free_ports()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "cd4ml.serve", "--bundle", str(path), "--port", str(port)]
-    command += ["--prediction-log", prediction_log]
+    # A bundle built for the bench is unsigned; a signed one is verified all the same.
+    command += ["--prediction-log", prediction_log, "--allow-unsigned"]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as out:
         started = time.perf_counter()
@@ -568,12 +570,12 @@ class _Load:
         self._thread.join()
 
 
-def _version(home: Path, name: str, path: Path) -> rollout.Version:
-    """A version folder as rollout.install makes one: the bundle (linked, not copied) and its
+def _version(home: Path, name: str, signed: Path) -> rollout.Version:
+    """A version folder as rollout.install makes one: the (signed) bundle, linked, and its
     bundle.json naming `name`."""
     folder = home / "versions" / name
     folder.mkdir(parents=True)
-    (folder / "bundle").symlink_to(path.resolve(), target_is_directory=True)
+    (folder / "bundle").symlink_to(signed.resolve(), target_is_directory=True)
     (folder / "bundle.json").write_text(json.dumps({"version": name}), encoding="utf-8")
     return rollout.Version(name, str(folder))
 
@@ -584,7 +586,16 @@ class _Host:
     def __init__(self, home: Path, path: Path) -> None:
         shutil.rmtree(home, ignore_errors=True)
         home.mkdir(parents=True)
-        self.home, self.path = home, path
+        # Released bundles are signed, and a rollout's services verify them: a copy signed
+        # with a key of the bench's own (the workspace's bundle stays as DVC made it).
+        self.path = home / "bundle"
+        shutil.copytree(path, self.path)
+        keys = home / "keys"
+        signing.keygen(keys / "release.pem", keys / "release.pub")
+        signing.sign(self.path, keys / "release.pem")
+        self._key = os.environ.get(signing.PUBLIC_KEY_ENV)
+        os.environ[signing.PUBLIC_KEY_ENV] = str(keys / "release.pub")
+        self.home = home
         (self.port,) = free_ports()
         self.url = f"http://127.0.0.1:{self.port}"
         self.versions: list[rollout.Version] = []
@@ -620,6 +631,10 @@ class _Host:
                 rollout._nginx(conf, "-s", "quit")
         for version in self.versions:
             rollout.stop(version)
+        if self._key is None:
+            os.environ.pop(signing.PUBLIC_KEY_ENV, None)
+        else:
+            os.environ[signing.PUBLIC_KEY_ENV] = self._key
 
 
 def _switch(
@@ -745,6 +760,8 @@ def _batches(rows: list[dict], size: int, count: int, rng: random.Random) -> lis
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # not a line per request
+    # The services it starts log member ids hashed, as in production: a throwaway key if none.
+    os.environ[predlog.KEY_ENV] = os.environ.get(predlog.KEY_ENV) or secrets.token_hex(32)
     # The service reads params.yaml where it runs (the repository's root): its problem.
     problem = params.problem(bench.ROOT / "params.yaml")
     if args.bundle is not None:

@@ -4,13 +4,16 @@
 #
 #   tools/image.sh base                     make the Debian bookworm base image IMAGE_BASE with
 #                                           python3 and python3-venv (skipped when it exists)
-#   tools/image.sh build BUNDLE TAG [BASE]  build the image of bundle folder BUNDLE and its sidecar
-#                                           BUNDLE.json as TAG, FROM BASE (default IMAGE_BASE,
-#                                           made first when missing; a registry's image, e.g.
+#   tools/image.sh build BUNDLE TAG [BASE]  build the image of bundle folder BUNDLE (a signed
+#                                           release) and its sidecar BUNDLE.json as TAG, with the
+#                                           public key the service verifies it with at start
+#                                           (CD4ML_PUBLIC_KEY, default keys/release.pub), FROM
+#                                           BASE (default IMAGE_BASE, made first when missing; a
+#                                           registry's image, e.g.
 #                                           docker.io/library/python:3.11-slim, is pulled)
 #   tools/image.sh run TAG PORT             serve TAG on 127.0.0.1:PORT in the foreground, with the
-#                                           host's network; the container is deleted on exit,
-#                                           SIGTERM and Ctrl-C included
+#                                           host's network and CD4ML_LOG_KEY; the container is
+#                                           deleted on exit, SIGTERM and Ctrl-C included
 #
 # Settings (environment): IMAGE_BASE (localhost/cd4ml-base:bookworm), IMAGE_MIRROR (the Debian
 # mirror for the base; default: the first bookworm one of /etc/apt/sources.list*), IMAGE_CA (the
@@ -151,6 +154,10 @@ cmd_build() {
 python -m cd4ml.registry fetch --version vX.Y.Z --out $bundle"
   [[ -f $bundle.json ]] || die "no sidecar $bundle.json next to the bundle: fetch the bundle with \
 python -m cd4ml.registry fetch (it writes one)"
+  [[ -f $bundle/model.sig ]] || die "$bundle is unsigned (no model.sig): the image serves signed \
+releases only (python -m cd4ml.signing sign, the release job)"
+  local key=${CD4ML_PUBLIC_KEY:-$ROOT/keys/release.pub}
+  [[ -f $key ]] || die "no public key at $key to verify the bundle with: set CD4ML_PUBLIC_KEY"
   [[ -f $CA ]] || die "no CA bundle at $CA for pip in the build: set IMAGE_CA"
   # Another BASE (e.g. docker.io/library/python:3.11-slim) is buildah's to pull.
   [[ $base != "$BASE_IMAGE" ]] || image_exists "$base" || cmd_base
@@ -164,6 +171,7 @@ python -m cd4ml.registry fetch (it writes one)"
   # -L: a bundle's files may be links (into a DVC cache); the image gets the files.
   cp -RL "$bundle" "$CONTEXT/served/bundle"
   cp -L "$bundle.json" "$CONTEXT/served/bundle.json"
+  cp -L "$key" "$CONTEXT/served/release.pub"
 
   local args=(--isolation chroot --format docker --file "$DOCKERFILE"
     --ignorefile "$DOCKERFILE.dockerignore" --build-arg "BASE=$base"
@@ -194,8 +202,10 @@ cmd_run() {
   trap 'exit 143' TERM
   trap 'exit 130' INT
   log "serving $tag on http://127.0.0.1:$port (container $CONTAINER)"
-  buildah run --isolation chroot --env HOST=127.0.0.1 --env "PORT=$port" "$CONTAINER" -- \
-    "${cmdline[@]}" &
+  # The prediction log's key, when set: without it the service logs nothing private and refuses.
+  local env=(--env HOST=127.0.0.1 --env "PORT=$port")
+  [[ -z ${CD4ML_LOG_KEY:-} ]] || env+=(--env "CD4ML_LOG_KEY=$CD4ML_LOG_KEY")
+  buildah run --isolation chroot "${env[@]}" "$CONTAINER" -- "${cmdline[@]}" &
   CHILD=$!
   wait "$CHILD"
 }

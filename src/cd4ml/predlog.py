@@ -10,14 +10,22 @@ Files: <where>/predictions-<UTC time>-<pid>-<n>.parquet with `log_schema`'s colu
 the model version, the raw input fields, the row's id, the request's id (the X-Request-ID header:
 nginx's, so that a mirrored request's rows join across versions), the probability and the
 problem's flags.
+
+Private fields (the problem's `private`, e.g. a member id) are written as keyed hashes: hex
+HMAC-SHA256 under the secret of CD4ML_LOG_KEY, the same for the same id, so that labels hashed
+with the same key still join. Each such file's schema metadata names the hashed columns and the
+key's fingerprint. Only with --keep-raw-ids (cd4ml.serve) are they written as they came.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hmac
+import json
 import logging
 import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -29,6 +37,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cd4ml.io import UserError
+
 if TYPE_CHECKING:
     from cd4ml.bundle import Field, Scored
 
@@ -37,21 +47,126 @@ log = logging.getLogger("predlog")
 
 TIME = pa.timestamp("ms", tz="UTC")
 REQUEST = "request_id"  # a column that logs written before it lack (read as null)
+KEY_ENV = "CD4ML_LOG_KEY"  # the secret the private fields are hashed with
+HASHED = b"cd4ml.hashed"  # schema metadata: the hashed columns (a JSON list)
+KEY = b"cd4ml.key"  # schema metadata: the fingerprint of the key they are hashed with
+# predictions-<UTC time>-<pid>-<random>.parquet: what retention may delete, and nothing else
+_NAME = re.compile(r"predictions-(\d{8}T\d{12})-\d+-[0-9a-f]{8}\.parquet")
 
 
-def log_schema(fields: list[Field], flags: tuple[str, ...]) -> pa.Schema:
-    """The columns of a prediction log file."""
-    return pa.schema(
+def log_schema(
+    fields: list[Field], flags: tuple[str, ...], private: tuple[str, ...] = (), key: bytes = b""
+) -> pa.Schema:
+    """The columns of a prediction log file; with a key, the `private` fields are keyed hashes
+    (text) and the metadata names them and the key's fingerprint."""
+    unknown = sorted(set(private) - {f.name for f in fields})
+    if unknown:  # a misspelt name would log the id it meant as it came
+        raise ValueError(f"private fields {unknown} are not fields of the Row")
+    hashed = tuple(f.name for f in fields if f.name in private) if key else ()
+    schema = pa.schema(
         [
             ("ts", TIME),
             ("model_version", pa.string()),
-            *[(f.name, f.type) for f in fields],
+            *[(f.name, pa.string() if f.name in hashed else f.type) for f in fields],
             ("id", pa.int64()),
             (REQUEST, pa.string()),
             ("probability", pa.float32()),
             *[(name, pa.bool_()) for name in flags],
         ]
     )
+    if not hashed:
+        return schema
+    return schema.with_metadata({HASHED: json.dumps(hashed), KEY: fingerprint(key)})
+
+
+def hash_ids(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
+    """Each value's keyed hash: the hex HMAC-SHA256 of its text under `key`; null stays null."""
+    digest = hmac.digest
+    return pa.array(
+        [
+            None if v is None else digest(key, v.encode(), "sha256").hex()
+            for v in values.cast(pa.string()).to_pylist()
+        ],
+        pa.string(),
+    )
+
+
+def fingerprint(key: bytes) -> str:
+    """A short public name of a key: which key hashed a file, without revealing it."""
+    return hmac.digest(key, b"cd4ml-fingerprint", "sha256").hex()[:12]
+
+
+def hashed_columns(schema: pa.Schema) -> tuple[str, ...]:
+    """The columns of a log file (its schema) that hold keyed hashes."""
+    return tuple(json.loads((schema.metadata or {}).get(HASHED, b"[]")))
+
+
+def hashed_with(schema: pa.Schema) -> str | None:
+    """The fingerprint of the key a log file's private fields are hashed with; None: raw."""
+    found = (schema.metadata or {}).get(KEY)
+    return found.decode() if found else None
+
+
+def hash_columns(table: pa.Table, names: tuple[str, ...], key: bytes) -> pa.Table:
+    """The table with the columns `names` (those it has) replaced by their keyed hashes."""
+    for name in names:
+        if name in table.column_names:
+            i = table.column_names.index(name)
+            column = pa.field(name, pa.string(), table.schema.field(name).nullable)
+            table = table.set_column(i, column, hash_ids(table[name], key))
+    return table
+
+
+def env_key() -> bytes:
+    """The secret of CD4ML_LOG_KEY (b"" when it is unset or empty)."""
+    return os.environ.get(KEY_ENV, "").encode()
+
+
+def log_key(private: tuple[str, ...], keep_raw: bool) -> bytes:
+    """The key a prediction log hashes `private` with: b"" when there is nothing to hash or raw
+    ids are kept; a UserError when it is needed and CD4ML_LOG_KEY is not set."""
+    if not private or keep_raw:
+        return b""
+    key = env_key()
+    if not key:
+        raise UserError(
+            f"the prediction log writes {', '.join(private)} as keyed hashes and {KEY_ENV} is "
+            f"not set: set it to a secret (e.g. `openssl rand -hex 32`), or pass --keep-raw-ids "
+            f'to log raw ids, or --prediction-log "" for no log'
+        )
+    return key
+
+
+def written_at(name: str) -> dt.datetime | None:
+    """When a log file was written, from its name; None for a name no log file has."""
+    found = _NAME.fullmatch(name)
+    if found is None:
+        return None
+    return dt.datetime.strptime(found[1], "%Y%m%dT%H%M%S%f").replace(tzinfo=dt.UTC)
+
+
+def expire(where: str, days: float, now: dt.datetime | None = None) -> list[str]:
+    """Delete the log files written more than `days` ago, by the time in their names (a copy
+    or a sync keeps it, unlike a modification time); any other file is left alone. Returns the
+    paths deleted."""
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
+    if where.startswith("s3://"):
+        fs = _s3_filesystem()
+        paths = [f"s3://{p}" for p in fs.glob(f"{where.rstrip('/')}/predictions-*.parquet")]
+    else:
+        folder = Path(where)
+        paths = [str(p) for p in folder.glob("predictions-*.parquet")] if folder.is_dir() else []
+    old = []
+    for path in sorted(paths):
+        written = written_at(path.rsplit("/", 1)[-1])
+        if written is not None and written < cutoff:
+            old.append(path)
+    if old and where.startswith("s3://"):
+        fs.rm(old)
+    else:
+        for path in old:
+            Path(path).unlink(missing_ok=True)
+    return old
 
 
 def _s3_filesystem() -> Any:
@@ -93,6 +208,7 @@ class PredictionLog:
     rows_per_file: int = 100_000
     flush_seconds: float = 30.0
     max_queued_rows: int = 1_000_000
+    key: bytes = field(default=b"", repr=False)  # hashes the schema's hashed columns
     written_rows: int = 0
     dropped_rows: int = 0
     files: int = 0
@@ -101,15 +217,22 @@ class PredictionLog:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
     _closed: bool = False
+    _hashed: tuple[str, ...] = ()
 
     def start(self) -> PredictionLog:
+        self._hashed = hashed_columns(self.schema)
+        if self._hashed and hashed_with(self.schema) != fingerprint(self.key):
+            raise ValueError("a log of hashed ids needs the key its schema names")
         self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
         self._thread.start()
         log.info(
-            "prediction log: %s (%d rows a file, every %.0f s at least)",
+            "prediction log: %s (%d rows a file, every %.0f s at least)%s",
             self.where,
             self.rows_per_file,
             self.flush_seconds,
+            f"; {', '.join(self._hashed)} as keyed hashes (key {fingerprint(self.key)})"
+            if self._hashed
+            else "",
         )
         return self
 
@@ -129,6 +252,8 @@ class PredictionLog:
                 return
             self._queued += n
         now = pa.array(np.full(n, int(time.time() * 1000), dtype="datetime64[ms]"), TIME)
+        if self._hashed:  # before the queue: a raw private id is never held for writing
+            rows = hash_columns(rows, self._hashed, self.key)
         batch = pa.table(
             {
                 "ts": now,

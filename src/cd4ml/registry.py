@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from cd4ml import bundle
+from cd4ml import bundle, signing
 from cd4ml.io import UserError, atomic_path, run_main
 from cd4ml.metrics import EVAL_METRICS
 from cd4ml.shell import checked, dvc, git
@@ -139,6 +139,8 @@ def release(name: str, stage: str | None, message: str) -> list[str]:
     import gto.api
 
     _check_identity(f"gto register {name}")
+    # What is registered is fetched and served only if signed: refused here, not downstream.
+    signing.verify(Path(BUNDLE_PATH), name=f"{BUNDLE_PATH} (to be registered as {name})")
     with _gto(f"gto register {name}"):
         registered = gto.api.register(".", name, "HEAD", message=message)
     tags = [registered.tag]
@@ -193,17 +195,33 @@ def unassign(name: str, stage: str, version: str) -> str:
     return done.tag
 
 
+def fetched(path: Path) -> dict[str, Any] | None:
+    """What `fetch` recorded next to a bundle folder (name, version, stage, commit); None for a
+    local build."""
+    try:
+        info = json.loads(path.with_name(f"{path.name}.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and isinstance(info.get("version"), str) else None
+
+
 def fetched_version(path: Path) -> str | None:
     """The registry version `fetch` recorded next to a bundle folder; None for a local build."""
-    try:
-        return json.loads(path.with_name(f"{path.name}.json").read_text("utf-8"))["version"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    return (fetched(path) or {}).get("version")
 
 
-def fetch(name: str, stage: str | None, version: str | None, out: Path, repo: str) -> str | None:
-    """Download a version's bundle (or the one in `stage`) into `out`, verified, with a
-    `<out>.json` naming the version; None when no version is in the stage (out is removed)."""
+def fetch(
+    name: str,
+    stage: str | None,
+    version: str | None,
+    out: Path,
+    repo: str,
+    allow_unsigned: bool = False,
+) -> str | None:
+    """Download a version's bundle (or the one in `stage`) into `out`, its hashes and its
+    signature verified (an unsigned one refused unless `allow_unsigned`), with a `<out>.json`
+    naming the version; None when no version is in the stage (out is removed). A refused
+    bundle leaves `out` as it was."""
     sidecar = out.with_name(f"{out.name}.json")
     if version is None:
         version = stage_version(name, stage or "prod")
@@ -220,6 +238,7 @@ def fetch(name: str, stage: str | None, version: str | None, out: Path, repo: st
     try:
         checked(_quiet_studio(dvc(*args)), f"dvc artifacts get {name}@{version} from {repo}")
         bundle.verify(tmp)
+        signing.check(tmp, allow_unsigned=allow_unsigned, name=f"{name}@{version}")
         shutil.rmtree(out, ignore_errors=True)
         os.replace(tmp, out)
     finally:
@@ -252,6 +271,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     which.add_argument("--version", help="this version, e.g. v0.0.3")
     get.add_argument("--out", type=Path, default=Path("models/champion"))
     get.add_argument("--repo", default=".", help="the git repository (URL or path)")
+    get.add_argument(
+        "--allow-unsigned", action="store_true", help="accept a release without a signature"
+    )
     return parser.parse_args(argv)
 
 
@@ -267,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "version":
         print(stage_version(name, args.stage) or "", flush=True)
     else:
-        fetch(name, None if args.version else args.stage, args.version, args.out, args.repo)
+        stage = None if args.version else args.stage
+        fetch(name, stage, args.version, args.out, args.repo, args.allow_unsigned)
 
 
 if __name__ == "__main__":

@@ -23,13 +23,16 @@ nginx listens on 127.0.0.1:rollout.port, the clients' one address; each version 
 Everything a host needs lives in --home (deploy/): nginx's config, pid and logs, one folder per
 version (its verified bundle, the params it is served with, its prediction log and service log)
 and state.json. `rollout.json` and `rollout.png` there describe the last rollout, step by step.
-The services get this process's environment (SERVE_TOKEN among it; see cd4ml.serve).
+The services get this process's environment (SERVE_TOKEN and CD4ML_LOG_KEY among it; see
+cd4ml.serve): their prediction logs hold the problem's private fields as keyed hashes, and the
+labels' are hashed with the same key before they are joined.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import itertools
 import json
 import logging
@@ -51,7 +54,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import AfterValidator, Field
 
-from cd4ml import bundle, monitor, params, plots, predlog, registry
+from cd4ml import bundle, monitor, params, plots, predlog, registry, signing
 from cd4ml.io import UserError, run_main, write_json
 from cd4ml.params import Fraction, Section
 from cd4ml.serve import Serve, auth_headers
@@ -343,6 +346,7 @@ def install(home: Path, source: Path, params_path: str) -> Version:
             "with `python -m cd4ml.registry fetch --version vX.Y.Z --out served/bundle`"
         )
     bundle.verify(source)
+    signing.verify(source, name=f"{source} ({version})")  # a release: signed by the release key
     folder = (home / "versions" / version).resolve()
     if (folder / "bundle").resolve() != source.resolve():
         tmp = folder.with_name(f".{version}.tmp")
@@ -358,6 +362,12 @@ def install(home: Path, source: Path, params_path: str) -> Version:
 
 def start(version: Version, params_path: str, wait_s: float) -> Version:
     """Start the version's service on a free loopback port; return once /readyz answers."""
+    private = params.problem(params_path).private
+    if private and not predlog.env_key():
+        raise UserError(
+            f"the services log {', '.join(private)} as keyed hashes and {predlog.KEY_ENV} is "
+            "not set: set it to the secret of the prediction logs (a masked CI variable)"
+        )
     (version.port,) = free_ports()
     folder = Path(version.folder)
     out = (folder / "serve.log").open("ab")
@@ -365,6 +375,7 @@ def start(version: Version, params_path: str, wait_s: float) -> Version:
         sys.executable,
         *("-m", "cd4ml.serve", "--bundle", str(version.bundle), "--params", params_path),
         *("--port", str(version.port), "--prediction-log", str(version.predictions)),
+        *("--public-key", str(signing.public_key_path().resolve())),
     ]
     process = subprocess.Popen(
         command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -427,12 +438,17 @@ ACCESS_COLUMNS = ["t", "step", "pool", "uri", "status", "request_id", "upstream"
 _TEXT = ["upstream_status", "upstream_s", "request_s"]  # lists, "-" when none
 
 
-def read_access_log(path: Path) -> pd.DataFrame:
-    """nginx's access log (LOG_FORMAT): one row per request and one per mirrored copy."""
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=[*ACCESS_COLUMNS, *_TEXT])
-    text = dict.fromkeys(["request_id", "upstream", *_TEXT], str)
-    return pd.read_json(path, lines=True, dtype=text)
+def read_access_log(path: Path, start: int = 0) -> pd.DataFrame:
+    """nginx's access log (LOG_FORMAT) from byte `start` on (the log outlives rollouts: a
+    rollout reads its own lines only): one row per request and one per mirrored copy."""
+    size = path.stat().st_size if path.exists() else 0
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as fh:
+        fh.seek(start if start <= size else 0)  # a smaller file: a new log
+        lines = fh.read().decode("utf-8", errors="replace")
+        if lines.strip():
+            text = dict.fromkeys(["request_id", "upstream", *_TEXT], str)
+            return pd.read_json(io.StringIO(lines), lines=True, dtype=text)
+    return pd.DataFrame(columns=[*ACCESS_COLUMNS, *_TEXT])
 
 
 def attempts(requests: pd.DataFrame, ports: dict[int, str]) -> pd.DataFrame:
@@ -466,11 +482,13 @@ def _number(text: str) -> bool:
     return True
 
 
-def read_predictions(folder: Path, fields: list[bundle.Field], flags: tuple) -> pd.DataFrame:
-    """A version's prediction log (empty when it has none yet)."""
+def read_predictions(
+    folder: Path, fields: list[bundle.Field], flags: tuple, key: bytes = b""
+) -> pd.DataFrame:
+    """A version's prediction log (empty when it has none yet); `key`: CD4ML_LOG_KEY."""
     if not any(folder.glob("predictions-*.parquet")):
         return pd.DataFrame(columns=["request_id", "probability"])
-    table = monitor.read_log(str(folder), predlog.log_schema(fields, flags))
+    table = monitor.read_log(str(folder), predlog.log_schema(fields, flags), key)
     return table.to_pandas()
 
 
@@ -702,10 +720,17 @@ def _judge(
     problem = params.problem(host.params_path)
     fields = bundle.input_fields(problem.Row)
     names = [f.name for f in fields]
-    labels = monitor.read_labels(labels_path, problem) if labels_path else None
+    key = predlog.env_key()
+    labels = None
+    if labels_path:  # their private fields hashed as the services hash them, so they join
+        labels = predlog.hash_columns(
+            monitor.read_labels(labels_path, problem), problem.private, key
+        )
     ports = {prod.port: "prod", new.port: "new"}
-    # nginx's log outlives a rollout: its lines are this one's by their label.
+    # nginx's log outlives a rollout: its lines are this one's by their label, read from where
+    # the log ended when it began.
     run_id = f"{new.version}/{uuid.uuid4().hex[:8]}"
+    begun = host.access_log().stat().st_size if host.access_log().exists() else 0
     for step, share, mirror, seconds in plan:
         label = f"{run_id}/{step}"
         mirrored = host.settings.shadow_share
@@ -715,10 +740,10 @@ def _judge(
             time.sleep(0.1)
         _settle(prod, new)
         logs = {
-            role: read_predictions(v.predictions, fields, problem.flags)
+            role: read_predictions(v.predictions, fields, problem.flags, key)
             for role, v in (("prod", prod), ("new", new))
         }
-        access = read_access_log(host.access_log())
+        access = read_access_log(host.access_log(), begun)
         target = problem.contract.target
         result = analyse(label, access, logs, ports, labels, names, target, host.settings)
         result.update(step=step, share=share)

@@ -18,7 +18,7 @@ import pytest
 from cd4ml.shell import free_ports
 from kkbox import PROBLEM
 from tests.bundles import fit_featurizer, train, write_bundle
-from tests.project import ROOT, project_env, run
+from tests.project import ROOT, project_env, run, sign
 
 # A cold build downloads and installs the locked environment (2 min on 2 cores, 1.8 GB).
 pytestmark = [pytest.mark.slow, pytest.mark.image, pytest.mark.timeout(1200)]
@@ -47,8 +47,8 @@ def containers_of(tag: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory) -> Iterator[str]:
-    """The serving image of a small xgb bundle fetched as registry version v0.0.7; removed at
-    the end."""
+    """The serving image of a small xgb bundle fetched as registry version v0.0.7, signed with
+    the test session's release key (its public half goes into the image); removed at the end."""
     if shutil.which("buildah") is None:
         message = "buildah is not installed: run `make system-deps`"
         if os.environ.get("CI"):  # in CI a missing tool is a broken set-up, not a skip
@@ -56,7 +56,7 @@ def image(tmp_path_factory) -> Iterator[str]:
         pytest.skip(message)
     folder = tmp_path_factory.mktemp("image")
     fitted = fit_featurizer(folder)
-    bundle = write_bundle(folder / "bundle", fitted, train(fitted, "xgb"))
+    bundle = sign(write_bundle(folder / "bundle", fitted, train(fitted, "xgb")))
     sidecar = {"name": PROBLEM.name, "version": VERSION, "stage": "prod", "commit": None}
     bundle.with_name("bundle.json").write_text(json.dumps(sidecar), encoding="utf-8")
     tag = f"localhost/cd4ml-serve-test:{uuid.uuid4().hex[:12]}"
@@ -66,6 +66,19 @@ def image(tmp_path_factory) -> Iterator[str]:
         yield tag
     finally:
         subprocess.run(["buildah", "rmi", tag], capture_output=True, check=False)
+
+
+def test_an_unsigned_bundle_gets_no_image(tmp_path):
+    if shutil.which("buildah") is None:
+        pytest.skip("buildah is not installed: run `make system-deps`")
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    (tmp_path / "bundle.json").write_text("{}")
+    refused = run([str(SCRIPT), "build", str(folder), "localhost/never:built"], ROOT, check=False)
+    assert refused.returncode == 1
+    assert f"{folder} is unsigned (no model.sig): the image serves signed releases only" in (
+        refused.stderr
+    )
 
 
 def test_the_image_runs_as_a_user_with_a_healthcheck(image):

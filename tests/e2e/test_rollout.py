@@ -29,7 +29,7 @@ from cd4ml import bundle
 from cd4ml.shell import free_ports
 from kkbox import PROBLEM
 from tests.bundles import fit_featurizer, raw_tables, train, write_bundle
-from tests.project import ROOT, project_env, run
+from tests.project import ROOT, project_env, run, sign
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -42,12 +42,14 @@ KINDS = {"v0.0.1": "rf", "v0.0.2": "xgb", "v0.0.3": "constant", "v0.0.4": "slow"
 
 
 def _bundle(folder: Path, fitted, trained, version: str, kind: str) -> Path:
-    """A bundle of tests.faulty named `version` (its bundle.json), its model of kind `kind`."""
+    """A bundle of tests.faulty named `version` (its bundle.json), its model of kind `kind`,
+    signed with the release key as the release job signs."""
     write_bundle(folder, fitted, trained)
     path = folder / bundle.MANIFEST
     manifest = json.loads(path.read_text())
     manifest.update(problem="tests.faulty", model=kind)
     path.write_text(json.dumps(manifest, indent=2))
+    sign(folder)
     sidecar = {"name": NAME, "version": version, "stage": None, "commit": None}
     folder.with_name(f"{folder.name}.json").write_text(json.dumps(sidecar))
     return folder
@@ -220,3 +222,16 @@ def test_rollback_serves_the_previous_version(host):
     again = rollout(repo, "rollback", check=False)
     assert again.returncode == 1
     assert "no version was in prod before v0.0.1: nothing to roll back to" in again.stderr
+
+
+def test_a_release_not_signed_by_the_release_key_is_not_rolled_out(host, tmp_path):
+    folder = tmp_path / "bundle"
+    shutil.copytree(host["bundles"]["v0.0.5"], folder)
+    shutil.copy(host["bundles"]["v0.0.5"].with_name("bundle.json"), tmp_path / "bundle.json")
+    (folder / "model.sig").unlink()
+    refused = rollout(host["repo"], "run", "--bundle", str(folder), check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[0].startswith(
+        f"error: {folder} (v0.0.5): unsigned (no model.sig)"
+    )
+    assert served(host["url"]) == "v0.0.1"  # nothing changed

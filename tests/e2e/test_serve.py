@@ -22,7 +22,7 @@ from cd4ml.reading import read_table
 from cd4ml.shell import free_ports
 from kkbox import PROBLEM
 from kkbox.tables import CONTRACT, TEST
-from tests.project import copy_project, project_env, run
+from tests.project import copy_project, project_env, run, sign
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -80,7 +80,7 @@ def test_online_scoring_equals_the_submission(project):
     rows = read_table(project / "data" / TEST, CONTRACT.tables[TEST], ["id", *names])
     rows = rows.to_pylist()
     submission = pd.read_csv(project / "predictions" / "submission.csv").set_index("id")
-    with server(project) as (url, process):
+    with server(project, "--allow-unsigned") as (url, process):  # make run's bundle: unsigned
         got: dict[int, float] = {}
         for start in range(0, len(rows), 500):
             answer = call(f"{url}/predict", {"rows": rows[start : start + 500]})
@@ -95,6 +95,18 @@ def test_online_scoring_equals_the_submission(project):
     lines = [line for line in log.splitlines() if "POST /predict" in line]
     assert len(lines) == -(-len(rows) // 500)
     assert " 200 rows=500 " in lines[0] and lines[0].endswith("ms")
+    assert "models/bundle (UNSIGNED, --allow-unsigned): loaded, verified" in log
+
+
+def test_an_unsigned_bundle_is_not_served_unless_allowed(project):
+    (port,) = free_ports()
+    command = [sys.executable, "-m", "cd4ml.serve", "--port", str(port)]
+    refused = run(command, project, check=False)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[0] == (
+        "error: models/bundle: unsigned (no model.sig): a release is signed (make sign, in the "
+        "release job); serve a bundle built here with --allow-unsigned"
+    )
 
 
 def smoke(project: Path, url: str, version: str) -> subprocess.CompletedProcess[str]:
@@ -107,8 +119,9 @@ def smoke(project: Path, url: str, version: str) -> subprocess.CompletedProcess[
 
 def test_metadata_names_the_fetched_version_and_two_workers_serve(project):
     (project / "models" / "bundle.json").write_text(json.dumps({"version": "v0.0.9"}))
+    sign(project / "models" / "bundle")  # a release: signed, so served without a flag
     try:
-        with server(project, "--workers", "2") as (url, _):
+        with server(project, "--workers", "2") as (url, process):
             assert call(f"{url}/metadata")["version"] == "v0.0.9"
             shown = smoke(project, url, "v0.0.9")
             assert shown.returncode == 0, shown.stderr
@@ -118,5 +131,7 @@ def test_metadata_names_the_fetched_version_and_two_workers_serve(project):
             wrong = smoke(project, url, "v1.0.0")
             assert wrong.returncode == 1
             assert "serves version 'v0.0.9', expected 'v1.0.0'" in wrong.stderr
+            process.terminate()
+            assert "models/bundle (signed): loaded, verified" in process.communicate(timeout=20)[0]
     finally:
         os.remove(project / "models" / "bundle.json")

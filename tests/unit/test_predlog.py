@@ -3,6 +3,7 @@ clean shutdown; a store that fails drops rows, counted, and never raises."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cd4ml import bundle, predlog
+from cd4ml.io import UserError
 from kkbox import PROBLEM
 
 FIELDS = bundle.input_fields(PROBLEM.Row)
@@ -153,3 +155,93 @@ def test_a_store_that_is_down_is_a_counted_drop(monkeypatch):
     log.add(rows, scored, "v1", ids)
     log.close(timeout=60)
     assert log.dropped_rows == 10 and log.written_rows == 0
+
+
+KEY = b"predlog-test-key"
+
+
+def test_ids_hash_the_same_under_one_key_and_differently_under_another():
+    ids = pa.array(["m1", "m2", None, "m1"])
+    hashed = predlog.hash_ids(ids, KEY).to_pylist()
+    assert hashed[0] == hashed[3] != hashed[1] and hashed[2] is None
+    assert all(len(h) == 64 and int(h, 16) >= 0 for h in (hashed[0], hashed[1]))
+    assert predlog.hash_ids(ids, KEY).to_pylist() == hashed  # deterministic
+    assert predlog.hash_ids(ids, b"another key").to_pylist()[0] != hashed[0]  # keyed
+    assert (
+        predlog.hash_ids(pa.array([7]), KEY).to_pylist()
+        == predlog.hash_ids(pa.array(["7"]), KEY).to_pylist()
+    )  # a number hashes as its text
+    assert predlog.fingerprint(KEY) != predlog.fingerprint(b"another key")
+    assert len(predlog.fingerprint(KEY)) == 12 and KEY.hex() not in predlog.fingerprint(KEY)
+
+
+def test_hashing_a_request_of_1000_rows_costs_well_under_a_millisecond_a_row():
+    ids = pa.array([f"member-{i}" for i in range(1000)])
+    started = time.perf_counter()
+    for _ in range(10):
+        predlog.hash_ids(ids, KEY)
+    per_row = (time.perf_counter() - started) / 10 / 1000
+    assert per_row < 50e-6  # measured: about 2 µs a row
+
+
+def test_a_hashed_log_never_writes_a_raw_id(tmp_path):
+    schema = predlog.log_schema(FIELDS, PROBLEM.flags, PROBLEM.private, KEY)
+    assert schema.field("msno").type == pa.string()
+    assert predlog.hashed_columns(schema) == ("msno",)
+    assert predlog.hashed_with(schema) == predlog.fingerprint(KEY)
+    log = predlog.PredictionLog(str(tmp_path), schema, rows_per_file=150, key=KEY).start()
+    rows, scored, ids = _batch(300)
+    log.add(rows, scored, "v0.0.1", ids)
+    log.close()
+    files = _files(tmp_path)
+    table = pa.concat_tables(pq.read_table(f) for f in files)
+    raw = {f"m{i}" for i in range(300)}
+    assert not raw & set(table["msno"].to_pylist())
+    assert table["msno"].to_pylist() == predlog.hash_ids(rows["msno"], KEY).to_pylist()
+    assert table["song_id"].to_pylist() == rows["song_id"].to_pylist()  # not private
+    for f in files:
+        assert predlog.hashed_with(pq.read_schema(f)) == predlog.fingerprint(KEY)
+        assert b"m123" not in f.read_bytes()
+    with pytest.raises(ValueError, match="needs the key"):
+        predlog.PredictionLog(str(tmp_path), schema).start()
+    with pytest.raises(ValueError, match=r"\['member_id'\] are not fields of the Row"):
+        predlog.log_schema(FIELDS, PROBLEM.flags, ("member_id",), KEY)
+
+
+def test_the_key_comes_from_the_environment_or_raw_ids_are_asked_for(monkeypatch):
+    monkeypatch.setenv(predlog.KEY_ENV, "s3cret")
+    assert predlog.log_key(("msno",), keep_raw=False) == b"s3cret"
+    assert predlog.log_key(("msno",), keep_raw=True) == b""
+    assert predlog.log_key((), keep_raw=False) == b""  # nothing private: nothing to hash
+    monkeypatch.setenv(predlog.KEY_ENV, "")
+    with pytest.raises(UserError) as refused:
+        predlog.log_key(("msno",), keep_raw=False)
+    assert "CD4ML_LOG_KEY" in str(refused.value) and "--keep-raw-ids" in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_retention_deletes_only_log_files_written_before_it_and_names_them(tmp_path):
+    old = [
+        tmp_path / "predictions-20240101T000000000000-12-0123abcd.parquet",
+        tmp_path / "predictions-20240130T235959999999-12-89abcdef.parquet",
+    ]
+    young = tmp_path / "predictions-20240131T000000000001-12-0123abcd.parquet"
+    others = [
+        tmp_path / "predictions-20240101T000000000000.parquet",  # not a name the log writes
+        tmp_path / "predictions-20240101T000000000000-12-0123abcd.parquet.bak",
+        tmp_path / ".predictions-20240101T000000000000-12-0123abcd.parquet.tmp",
+        tmp_path / "notes.txt",
+    ]
+    for path in [*old, young, *others]:
+        path.write_bytes(b"x")
+    (tmp_path / "sub").mkdir()
+    nested = tmp_path / "sub" / old[0].name
+    nested.write_bytes(b"x")
+    now = dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
+    deleted = predlog.expire(str(tmp_path), 1.0, now=now)
+    assert deleted == [str(p) for p in old]
+    assert not any(p.exists() for p in old)
+    assert young.exists() and nested.exists() and all(p.exists() for p in others)
+    assert predlog.expire(str(tmp_path / "none"), 1.0) == []  # no folder: nothing to delete
+    assert predlog.written_at(young.name) == dt.datetime(2024, 1, 31, 0, 0, 0, 1, dt.UTC)
+    assert predlog.written_at("notes.txt") is None

@@ -14,11 +14,11 @@ from pathlib import Path
 import gto.api
 import pytest
 
-from cd4ml import bundle, registry
+from cd4ml import bundle, registry, signing
 from cd4ml.io import UserError, run_main, sha256, write_json
 from cd4ml.shell import checked, dvc, git
 from kkbox import PROBLEM
-from tests.project import ROOT
+from tests.project import ROOT, release_keys, sign
 
 NAME = "kkbox-recommender"  # the artifact of the project's dvc.yaml
 
@@ -30,8 +30,9 @@ IDENTITY = {
 }
 
 
-def _fake_bundle(folder: Path, payload: str) -> None:
-    """A folder that passes bundle.verify: one file and a manifest of its sha256."""
+def _fake_bundle(folder: Path, payload: str, signed: bool = True) -> None:
+    """A folder that passes bundle.verify: one file and a manifest of its sha256, signed with
+    the test session's release key (as the release job signs)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model.ubj").write_text(payload)
     write_json(
@@ -45,6 +46,9 @@ def _fake_bundle(folder: Path, payload: str) -> None:
         },
         folder / bundle.MANIFEST,
     )
+    (folder / signing.SIGNATURE).unlink(missing_ok=True)
+    if signed:
+        sign(folder)
 
 
 def _commit(repo: Path, message: str) -> None:
@@ -58,6 +62,7 @@ def repo(tmp_path, monkeypatch) -> Path:
     for key, value in IDENTITY.items():
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("S3_ENDPOINT", raising=False)
+    monkeypatch.setenv(signing.PUBLIC_KEY_ENV, str(release_keys()[1]))
     repo = tmp_path / "repo"
     repo.mkdir()
     checked(git("init", "--quiet", "-b", "main", cwd=repo), "git init")
@@ -125,7 +130,7 @@ def test_release_tags_the_commit_and_fetch_restores_the_bundle_verified(repo, ca
     assert registry.fetch(NAME, None, "v0.0.2", out, str(repo)) == "v0.0.2"
     assert registry.fetched_version(out) == "v0.0.2"
     assert (out / "model.ubj").read_text() == "version two"
-    assert sorted(p.name for p in out.iterdir()) == [bundle.MANIFEST, "model.ubj"]
+    assert sorted(p.name for p in out.iterdir()) == [bundle.MANIFEST, "model.sig", "model.ubj"]
 
     capsys.readouterr()
     run_main(registry.main, ["list"])
@@ -169,13 +174,14 @@ def test_a_version_that_does_not_exist_is_one_line_without_studio_noise(repo, ca
 
 
 def test_a_fetched_bundle_that_fails_verification_is_not_kept(repo, capsys):
-    (repo / "models" / "bundle" / "model.ubj").write_text("changed after the manifest")
-    checked(dvc("add", "--quiet", "models/bundle"), "dvc add")
-    _commit(repo, "a bundle whose manifest does not match")
-    registry.release(NAME, "prod", "bad release")
+    folder = repo / "models" / "bundle"
+    (folder / "model.ubj").write_text("changed after the manifest")
+    with pytest.raises(UserError, match=r"altered after signing: model\.ubj changed"):
+        registry.release(NAME, "prod", "bad release")  # refused before it is registered
+    _release(repo, folder, "registered all the same (gto register)")
     out = repo / "models" / "champion"
     with pytest.raises(UserError, match=r"model.ubj: sha256 differs from manifest.json"):
-        registry.fetch(NAME, "prod", None, out, ".")
+        registry.fetch(NAME, None, "v0.0.1", out, ".")
     assert not out.exists()
 
 
@@ -192,3 +198,51 @@ def test_release_without_a_git_identity_names_it(repo, monkeypatch):
     )
     assert git("tag").stdout == ""  # nothing half-released
     assert os.environ.get("GIT_COMMITTER_NAME") is None
+
+
+def _release(repo: Path, folder: Path, message: str) -> None:
+    """Commit the bundle folder as it is now and register it (as a release job's commit)."""
+    checked(dvc("add", "--quiet", "models/bundle"), "dvc add")
+    _commit(repo, message)
+    gto.api.register(".", NAME, "HEAD")
+
+
+def test_fetch_refuses_an_unsigned_or_foreign_or_altered_release_and_keeps_what_it_had(
+    repo, tmp_path, capsys
+):
+    registry.release(NAME, "prod", "first release")  # signed: fetched and kept
+    out = repo / "served" / "bundle"
+    assert registry.fetch(NAME, "prod", None, out, ".") == "v0.0.1"
+    folder = repo / "models" / "bundle"
+    _fake_bundle(folder, "unsigned", signed=False)
+    _release(repo, folder, "an unsigned bundle")  # v0.0.2
+    # Signed by a key that is not the release key.
+    other = tmp_path / "other"
+    signing.keygen(other / "k.pem", other / "k.pub")
+    _fake_bundle(folder, "another key", signed=False)
+    signing.sign(folder, other / "k.pem")
+    _release(repo, folder, "a bundle of another key")  # v0.0.3
+    # Whoever can write the remote replaced the model and rewrote the manifest's hashes.
+    _fake_bundle(folder, "genuine")
+    (folder / "model.ubj").write_text("replaced")
+    manifest = json.loads((folder / bundle.MANIFEST).read_text())
+    manifest["files"]["model.ubj"]["sha256"] = sha256(folder / "model.ubj")
+    write_json(manifest, folder / bundle.MANIFEST)
+    bundle.verify(folder)  # the manifest alone cannot tell
+    _release(repo, folder, "an altered bundle")  # v0.0.4
+
+    refusals = {
+        "v0.0.2": "kkbox-recommender@v0.0.2: unsigned (no model.sig): ",
+        "v0.0.3": "kkbox-recommender@v0.0.3: signed by another key than the public key (",
+        "v0.0.4": "kkbox-recommender@v0.0.4: altered after signing: ",
+    }
+    for version, first in refusals.items():
+        with pytest.raises(SystemExit):
+            run_main(registry.main, ["fetch", "--version", version, "--out", "served/bundle"])
+        assert capsys.readouterr().err.splitlines()[0].startswith(f"error: {first}"), version
+        assert registry.fetched_version(out) == "v0.0.1"  # what was there stays
+        assert (out / "model.ubj").read_text() == "version one"
+    # Told so, an unsigned bundle is accepted; a signed one is still verified.
+    assert registry.fetch(NAME, None, "v0.0.2", out, ".", allow_unsigned=True) == "v0.0.2"
+    with pytest.raises(UserError, match="altered after signing"):
+        registry.fetch(NAME, None, "v0.0.4", out, ".", allow_unsigned=True)

@@ -215,3 +215,20 @@ def test_the_picture_shows_every_step(tmp_path):
     }
     rollout.picture(report, tmp_path / "rollout.png")
     assert (tmp_path / "rollout.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_access_log_is_read_from_where_the_rollout_began(tmp_path):
+    line = {"t": 1.0, "step": "s", "pool": "prod", "uri": "/predict", "status": 200}
+    line |= {"request_id": "r", "upstream": "127.0.0.1:1", "upstream_status": "200"}
+    line |= {"upstream_s": "0.001", "request_s": "0.002"}
+    path = tmp_path / "access.log"
+    assert rollout.read_access_log(path).empty  # no log yet
+    path.write_text(json.dumps({**line, "request_id": "before"}) + "\n")
+    begun = path.stat().st_size
+    assert rollout.read_access_log(path, begun).empty  # nothing since
+    with path.open("a") as fh:
+        fh.write(json.dumps({**line, "request_id": "after"}) + "\n")
+    assert rollout.read_access_log(path, begun)["request_id"].tolist() == ["after"]
+    assert rollout.read_access_log(path)["request_id"].tolist() == ["before", "after"]
+    path.write_text(json.dumps({**line, "request_id": "new log"}) + "\n")  # shorter: a new one
+    assert rollout.read_access_log(path, begun * 2)["request_id"].tolist() == ["new log"]

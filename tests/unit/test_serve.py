@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from cd4ml import bundle, serve
-from cd4ml.io import run_main
+from cd4ml import bundle, predlog, serve
+from cd4ml.io import UserError, run_main
 from cd4ml.predlog import PredictionLog, log_schema
 from kkbox import PROBLEM
 from kkbox.features import FEATURES
+from tests import faulty
 from tests.bundles import ABOUT, COLD, fit_featurizer, train, write_bundle
 
 MAX_ROWS = 50
@@ -292,7 +293,7 @@ def test_a_tampered_bundle_refuses_to_start_with_one_line(served, tmp_path, caps
         fh.seek(100)
         fh.write(bytes([byte[0] ^ 0xFF]))
     with pytest.raises(SystemExit) as stopped:
-        run_main(serve.main, ["--bundle", str(folder), "--port", "1"])
+        run_main(serve.main, ["--bundle", str(folder), "--port", "1", "--allow-unsigned"])
     assert stopped.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
@@ -345,7 +346,7 @@ def test_scored_rows_reach_the_prediction_log_and_a_clean_stop_writes_them(serve
     assert np.max(np.abs(logged["probability"].to_numpy() - expected)) <= 1e-6
 
 
-def test_open_log_starts_a_log_of_the_bundles_fields_or_none(served, tmp_path):
+def test_open_log_starts_a_log_of_the_bundles_fields_or_none(served, tmp_path, monkeypatch):
     _, scorer, _ = served
     settings = serve.Serve(
         max_batch_rows=10,
@@ -354,14 +355,39 @@ def test_open_log_starts_a_log_of_the_bundles_fields_or_none(served, tmp_path):
         prediction_log="",
         log_rows_per_file=10,
         log_flush_seconds=1.0,
+        log_retention_days=30,
     )
     assert serve.open_log("", settings, scorer) is None
-    log = serve.open_log(str(tmp_path / "log"), settings, scorer)
+    monkeypatch.delenv(predlog.KEY_ENV, raising=False)
+    with pytest.raises(UserError, match="msno as keyed hashes and CD4ML_LOG_KEY is not set"):
+        serve.open_log(str(tmp_path / "log"), settings, scorer)
+    log = serve.open_log(str(tmp_path / "log"), settings, scorer, keep_raw_ids=True)
     try:
         assert log.schema == log_schema(scorer.fields, PROBLEM.flags)
         assert (log.rows_per_file, log.flush_seconds) == (10, 1.0)
     finally:
         log.close()
+    monkeypatch.setenv(predlog.KEY_ENV, "s3cret")
+    log = serve.open_log(str(tmp_path / "hashed"), settings, scorer)
+    log.close()
+    assert log.schema == log_schema(scorer.fields, PROBLEM.flags, ("msno",), b"s3cret")
+    assert predlog.hashed_with(log.schema) == predlog.fingerprint(b"s3cret")
+
+
+def test_a_log_without_a_key_refuses_to_start_with_one_line(served, tmp_path, monkeypatch, capsys):
+    import uvicorn
+
+    _, scorer, _ = served
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("it started"))
+    monkeypatch.setenv(predlog.KEY_ENV, "")
+    argv = ["--bundle", str(scorer.path), "--allow-unsigned", "--prediction-log", str(tmp_path)]
+    with pytest.raises(SystemExit) as stopped:
+        run_main(serve.main, argv)
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the prediction log writes msno as keyed")
+    assert "CD4ML_LOG_KEY" in err[0] and "--keep-raw-ids" in err[0]
+    assert not list(tmp_path.iterdir())
 
 
 def test_the_smoke_row_is_a_made_up_row_the_service_scores(served):
@@ -380,3 +406,29 @@ def test_the_smoke_row_is_a_made_up_row_the_service_scores(served):
     assert answer.json()["flags"] == {"unknown_member": 1, "unknown_song": 1}
     numbers = {"n": {"type": "int64", "nullable": False}, "x": {"type": "double"}}
     assert serve.smoke_row(numbers) == {"n": 0, "x": 0.0}
+
+
+def test_a_row_the_model_scores_nan_is_422_naming_it_with_an_alarm_never_500(
+    served, tmp_path, caplog
+):
+    _, scorer, rows = served
+    folder = Path(shutil.copytree(scorer.path, tmp_path / "bundle"))
+    manifest = json.loads((folder / bundle.MANIFEST).read_text())
+    manifest.update(problem="tests.faulty", model="nan")  # NaN for every row but the first
+    (folder / bundle.MANIFEST).write_text(json.dumps(manifest))
+    app = serve.create_app(bundle.load(folder, faulty.PROBLEM), MAX_ROWS, "v0.0.9")
+    client = TestClient(app, raise_server_exceptions=False)
+    assert client.post("/predict", json={"rows": rows[:1]}).status_code == 200
+    with caplog.at_level(logging.INFO, logger="serve"):
+        answer = client.post("/predict", json={"rows": rows[:3]})
+    assert answer.status_code == 422
+    assert answer.json() == {
+        "error": "the model cannot score rows[1]: the model's probability is nan, not a number "
+        "in [0, 1]",
+        "detail": None,
+    }
+    alarms = [r for r in caplog.records if r.name == "serve" and r.levelno >= logging.WARNING]
+    assert len(alarms) == 1 and alarms[0].levelno == logging.ERROR
+    assert alarms[0].getMessage().startswith("numerical health: row 1 of 3, probability: rows[1]")
+    access = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert access[-1].startswith("POST /predict 422 rows=3 ")
