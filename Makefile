@@ -117,14 +117,23 @@ mr-note: $(STAMP) ## On a merge-request pipeline: post or update the one MR note
 	$(PY) -m cd4ml.mrnote --body reports/mr_note.md
 
 ##@ Release
-.PHONY: promote registry release
+.PHONY: promote signing-key sign registry release
 promote: $(STAMP) ## Pass the gate, then write the new roc_auc into baseline.txt (commit it)
 	$(PY) -m cd4ml.gate promote --champion $(CHAMPION)
+
+signing-key: $(STAMP) ## Make the release key pair: keys/release.pem (secret: the CI variable CD4ML_SIGNING_KEY) and keys/release.pub (commit it)
+	$(PY) -m cd4ml.signing keygen
+
+# The signature is a file of the bundle: dvc.lock records the signed bundle, and predict's
+# record of it (predict reads the bundle; its output is the same).
+sign: $(STAMP) ## Sign models/bundle with CD4ML_SIGNING_KEY (or KEY=file) into its model.sig, recorded in dvc.lock
+	$(PY) -m cd4ml.signing sign models/bundle $(if $(KEY),--private-key $(KEY),)
+	$(DVC) commit --force --quiet bundle predict
 
 registry: $(STAMP) ## List the registered versions of the bundle, their stages and roc_auc (GTO tags)
 	@$(PY) -m cd4ml.registry list
 
-release: $(STAMP) ## Register HEAD as the next version and assign it to prod (GTO tags; CI pushes them)
+release: $(STAMP) ## Register HEAD (its bundle signed: make sign) as the next version and assign it to prod (GTO tags; CI pushes them)
 	$(PY) -m cd4ml.registry release $(if $(RELEASE_MESSAGE),-m "$(RELEASE_MESSAGE)",)
 
 ##@ Serve and monitor
@@ -134,10 +143,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 PREDICTION_LOG ?= logs/predictions
 
-serve: $(STAMP) ## Serve BUNDLE=models/bundle over HTTP on HOST=127.0.0.1 PORT=8000, logging to PREDICTION_LOG (OpenAPI page: /docs)
-	$(PY) -m cd4ml.serve --bundle $(BUNDLE) --host $(HOST) --port $(PORT) --prediction-log "$(PREDICTION_LOG)" $(ARGS)
+# Locally, without CD4ML_LOG_KEY, the log keeps raw ids (--keep-raw-ids); with it, keyed hashes.
+serve: $(STAMP) ## Serve BUNDLE=models/bundle (a local build: unsigned allowed) over HTTP on HOST=127.0.0.1 PORT=8000, logging to PREDICTION_LOG (OpenAPI page: /docs)
+	$(PY) -m cd4ml.serve --bundle $(BUNDLE) --host $(HOST) --port $(PORT) --prediction-log "$(PREDICTION_LOG)" $(if $(CD4ML_LOG_KEY),,--keep-raw-ids) --allow-unsigned $(ARGS)
 
-monitor: $(STAMP) ## Judge PREDICTION_LOG against BUNDLE's training profile (LABELS=file: live AUC); metrics/monitor.json, plots/monitor/
+monitor: $(STAMP) ## Delete PREDICTION_LOG's files older than serve.log_retention_days, judge it against BUNDLE's training profile and age (LABELS=file: live AUC); metrics/monitor.json, plots/monitor/, retrain.json when the retrain trigger fires
 	$(PY) -m cd4ml.monitor --log "$(PREDICTION_LOG)" --bundle $(BUNDLE) $(if $(LABELS),--labels $(LABELS),) $(ARGS)
 
 ##@ Deliver (nginx in front of two versions)
@@ -216,7 +226,7 @@ ci-local: $(STAMP) system-deps ## Run the CI jobs here with gitlab-ci-local and 
 	SCALE=$(CI_SCALE) scripts/ci-local.sh $(ARGS)
 
 ##@ Tools (tools/: measurements and demos, not part of what is deployed)
-.PHONY: bench bench-serve oracle-gap demo-evolution s3-start s3-stop clean
+.PHONY: bench bench-serve oracle-gap staleness ablation demo-evolution s3-start s3-stop clean
 # Full (Kaggle) scale unless SCALE is given: `make bench SCALE=medium` is the quicker run.
 ifneq ($(filter command line environment,$(origin SCALE)),)
 BENCH_SCALE ?= $(SCALE)
@@ -234,6 +244,15 @@ bench-serve: $(STAMP) ## Load-test the service on the BENCH_SCALE=full bundle (2
 
 oracle-gap: $(STAMP) ## Why the model misses the oracle: retrained with the generator's hidden parts (synthetic data; after make run); writes bench/oracle-gap-<scale>.md
 	$(PY) -m tools.oraclegap --data data --features clean_data/features --out bench
+
+STALENESS_OUT ?= reports/staleness
+ABLATION_OUT ?= reports/ablation
+
+staleness: $(STAMP) ## ROC AUC against model age: trained on data/ up to a cut, scored on the later windows; writes reports/staleness/
+	$(PY) -m tools.staleness --data data --params params.yaml --out $(STALENESS_OUT) $(ARGS)
+
+ablation: $(STAMP) ## What each feature group earns: retrained without it, eval ROC AUC change (bootstrap interval), time, bytes; writes reports/ablation/
+	$(PY) -m tools.ablation --data data --params params.yaml --out $(ABLATION_OUT) $(ARGS)
 
 demo-evolution: $(STAMP) ## The whole data-evolution story in a temp clone (CHUNKS=3, SCALE=small)
 	CHUNKS=$(CHUNKS) SCALE=$(SCALE) scripts/demo-evolution.sh

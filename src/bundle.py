@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
-from cd4ml import bundle, model, params, provenance
+from cd4ml import bundle, health, model, params, provenance
 from cd4ml.io import UserError, atomic_dir, read_parquet, run_main
 from cd4ml.model import read_features
 from cd4ml.problem import Problem
@@ -63,6 +64,35 @@ def _profile(
     return bundle.training_profile(problem, train, flags, expected)
 
 
+def _healthy(path: Path, x: pd.DataFrame, fitted: model.Model, folder: Path) -> np.ndarray:
+    """The model's probabilities of the eval features `x`, once both are numerically healthy
+    (cd4ml.health: no infinite feature, every probability in [0, 1])."""
+    try:
+        health.check(x)
+        p = fitted.predict(x)
+        health.check(p=p)
+    except health.Unhealthy as err:
+        raise UserError(
+            f"{path}: {err}; the model {folder} cannot be released: check the featurizer "
+            "and the model's training"
+        ) from None
+    return p
+
+
+def _data_end(problem: Problem, split: Path) -> dict[str, str] | None:
+    """The manifest's data_end (bundle.data_end): the latest time of the training rows (train
+    and valid parts); None when the contract names no time column."""
+    column = problem.contract.time
+    if column is None:
+        return None
+    times = pa.chunked_array(
+        chunk
+        for part in ("train", "valid")
+        for chunk in read_parquet(split / f"{part}.parquet", columns=[column])[column].chunks
+    )
+    return bundle.data_end(times, column)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     problem = params.problem(args.params)
@@ -72,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     about = {
         "build": provenance.build(root, args.pipeline, params.read(args.params)),
         "data_version": trained.get("data_version"),
+        "data_end": _data_end(problem, args.split),
         "metrics": _json(args.metrics),
         "training": {k: trained.get(k) for k in ("n_train_rows", "n_valid_rows", "fit", "engine")},
         "libraries": provenance.library_versions(),
@@ -79,7 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     raw = read_parquet(args.split / "eval.parquet")
     x, _ = read_features(args.features / "eval.parquet")
-    columns, expected = list(x.columns), fitted.predict(x)
+    columns = list(x.columns)
+    expected = _healthy(args.features / "eval.parquet", x, fitted, args.model)
     del x, fitted  # the bundle loads its own below: not two models and their features at once
     featurizer = args.features / "featurizer"
     profile = _profile(problem, args.split, featurizer, raw, expected)
@@ -88,7 +120,12 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         scorer = bundle.load(tmp, problem)
         loaded = time.perf_counter() - started
-        got = scorer.predict_proba(raw)
+        try:
+            got = scorer.predict_proba(raw)
+        except health.Unhealthy as err:
+            raise UserError(
+                f"{args.out}: the new bundle cannot score the raw eval {err}"
+            ) from None
         difference = float(np.max(np.abs(got - expected))) if len(got) else 0.0
         if len(got) != len(expected) or difference > MAX_DIFFERENCE:
             raise UserError(

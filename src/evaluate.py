@@ -1,18 +1,27 @@
 """Stage evaluate: score the model on the eval rows; log metrics, plot data and PNG pictures
-with DVCLive (eval/metrics.json, eval/plots/custom/*.json, eval/plots/images/*.png)."""
+with DVCLive (eval/metrics.json, eval/plots/custom/*.json, eval/plots/images/*.png). A simple
+baseline (evaluate.baseline_*), fitted here, is scored on the same rows: the gate's bar."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow.parquet as pq
 from dvclive import Live
 
 from cd4ml import metrics, model, params, plots
 from cd4ml.io import atomic_dir, read_parquet, run_main
 from cd4ml.model import read_features
+from cd4ml.problem import Problem
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    Rows = tuple[pd.DataFrame, np.ndarray]
 
 log = logging.getLogger("evaluate")
 
@@ -39,6 +48,38 @@ def _flat(data: dict, prefix: str = "") -> dict[str, float | int]:
     return out
 
 
+def _baseline(
+    problem: Problem,
+    where: str,
+    settings: metrics.Evaluate,
+    fit_rows: Rows,
+    valid: Rows,
+    rows: Rows,
+) -> dict[str, float | int]:
+    """The simple baseline (evaluate.baseline_*), fitted and scored on the same eval rows: what
+    the gate holds the model against (gate.min_gain_over_baseline)."""
+    train = params.section(where, "train", model.train_settings(problem.kinds))
+    started = time.perf_counter()
+    baseline, used = model.fit_baseline(
+        problem.kinds,
+        train,
+        settings.baseline_kind,
+        settings.baseline_features,
+        fit_rows,
+        valid,
+        where,
+    )
+    auc = metrics.roc_auc(rows[1], baseline.predict(rows[0][used]))
+    log.info(
+        "baseline %s on %d features: ROC AUC %.4f (fitted and scored in %.1f s)",
+        settings.baseline_kind,
+        len(used),
+        auc,
+        time.perf_counter() - started,
+    )
+    return {"roc_auc": auc, "n_features": len(used)}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     problem = params.problem(args.params)
@@ -46,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     fitted = model.load(args.model, problem.kinds)
     x, y = read_features(args.features / "eval.parquet")
     valid_x, valid_y = read_features(args.features / "valid.parquet")
-    n_fit = pq.read_metadata(args.features / "train.parquet").num_rows
+    fit_rows = read_features(args.features / "train.parquet")
+    n_fit = len(fit_rows[1])
     p = fitted.predict(x)
     scores = metrics.scores(y, p, settings.threshold)
     confusion = scores.pop("confusion")
@@ -62,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
             settings.max_valid_gap,
         )
     scores["slices"] = metrics.by_slice(y, p, problem.slices(x))
+    scores[metrics.BASELINE] = _baseline(
+        problem, args.params, settings, fit_rows, (valid_x, valid_y), (x, y)
+    )
 
     truth = read_parquet(args.split / "eval_truth.parquet").column(0)
     oracle_roc = None

@@ -6,13 +6,16 @@
     profile.json              the training rows' profile, for monitoring (cd4ml.validation's)
     manifest.json             sha256 of every other file; the problem, the model kind, the
                               build (a content hash of the code and params that made it), data
-                              version, eval metrics, libraries
+                              version and end date, eval metrics, libraries
+    model.sig                 a release's signature of all the above (cd4ml.signing); none in a
+                              local build
 
 `load(path, problem)` checks every hash before it reads anything and returns a Scorer.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import json
 import logging
@@ -31,9 +34,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
+from cd4ml import health, signing, validation
 from cd4ml import model as models
 from cd4ml import problem as problems
-from cd4ml import validation
+from cd4ml.contract import is_yyyymmdd
 from cd4ml.io import UserError, sha256, write_json
 from cd4ml.problem import Featurizer, Problem
 
@@ -115,6 +119,26 @@ def training_profile(
     return profile
 
 
+def data_end(times: pa.ChunkedArray, column: str) -> dict[str, str]:
+    """The manifest's data_end: the last day of the model's data (YYYY-MM-DD) and its source.
+    `times`: the training rows' values of the examples' time column `column` (dates,
+    timestamps or YYYYMMDD integers). Never the build date: the same code and data build the
+    same bundle (a problem without a time column has no data_end; see cd4ml.monitor)."""
+    latest = pc.max(times).as_py()
+    if isinstance(latest, dt.datetime):
+        day = latest.date()
+    elif isinstance(latest, dt.date):
+        day = latest
+    elif isinstance(latest, int) and bool(is_yyyymmdd(np.array([latest]))[0]):
+        day = dt.date(latest // 10_000, latest // 100 % 100, latest % 100)
+    else:
+        raise UserError(
+            f"time column {column}: the training rows' latest value {latest!r} is not a date, "
+            "a timestamp or a YYYYMMDD integer; fill it, or name another column as the time"
+        )
+    return {"date": day.isoformat(), "source": f"latest {column} of the training rows"}
+
+
 def write(
     folder: Path,
     problem: Problem,
@@ -185,6 +209,7 @@ def verify(path: Path) -> dict:
         raise UserError(f"{path / MANIFEST}: has no valid 'files' list of sha256 hashes") from None
     present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()}
     present.discard(MANIFEST)
+    present.discard(signing.SIGNATURE)  # the signature covers the files, the manifest among them
     for name in sorted(set(expected) - present):
         raise UserError(f"{path / name}: listed in {MANIFEST} but missing from the bundle")
     for name in sorted(present - set(expected)):
@@ -234,9 +259,12 @@ class Scorer:
         return self.score_table(self.rows(rows))
 
     def score_table(self, table: pa.Table) -> Scored:
-        """score() of rows already checked into the input fields' table (Scorer.rows)."""
+        """score() of rows already checked into the input fields' table (Scorer.rows); an
+        infinite feature or a probability that is none is a health.Unhealthy naming the row."""
         found = self.featurizer.transform(table)
+        health.check(found.x)
         p = self.model.predict(found.x) if len(found.x) else np.empty(0, dtype=np.float32)
+        health.check(p=p)
         return Scored(p, found.flags)
 
     def predict_proba(self, rows: pa.Table | pd.DataFrame | Sequence[dict]) -> np.ndarray:

@@ -19,7 +19,7 @@ from pydantic import Field, model_validator
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from cd4ml import model
+from cd4ml import health, model
 from cd4ml.params import Fraction, Section, Seed
 from cd4ml.problem import ModelKind
 from cd4ml.split import early_stopping_start
@@ -82,7 +82,7 @@ def _json_number(value: Any) -> Any:
 def probabilities_valid(p: np.ndarray) -> Check:
     """Every prediction is a finite probability in [0, 1]."""
     p = np.asarray(p, dtype=float)
-    bad = int((~np.isfinite(p) | (p < 0) | (p > 1)).sum())
+    bad = int(health.not_probabilities(p).sum())
     return Check(
         "probabilities_valid",
         bad,

@@ -84,7 +84,9 @@ class Contract:
     """Every raw file by name, and the roles the loop needs: `examples` holds the labelled rows
     in time order (split, ingest and the live AUC read it) with the 0/1 column `target`;
     `batch` holds rows to score with an `id` column (predict); `truth`, optional, holds the
-    true probability of each example row (synthetic data: the oracle AUC)."""
+    true probability of each example row (synthetic data: the oracle AUC); `time`, optional,
+    names the examples' column of when each happened (a date, a timestamp or a YYYYMMDD
+    integer): the latest one the model learned from is its data's end (the monitor's age)."""
 
     tables: dict[str, Table]
     examples: str
@@ -92,6 +94,7 @@ class Contract:
     batch: str | None = None
     id: str | None = None
     truth: str | None = None
+    time: str | None = None
     joins: tuple[Join, ...] = field(default_factory=tuple)
 
     @property

@@ -29,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cd4ml import cluster
+from cd4ml import cluster, health
 from cd4ml import problem as problems
 from cd4ml.io import ParquetFolder, UserError, parquet_folder
 from cd4ml.model import TARGET, Model, read_features
@@ -197,8 +197,20 @@ def fit(problem: Problem, model: Model, features: Path) -> tuple[dict[str, Any],
         return _fit_on_cluster(problem, model, features)
     x, y = read_features(features / "train.parquet")
     valid = read_features(features / "valid.parquet")
+    for part, frame in (("train", x), ("valid", valid[0])):
+        _healthy(features / f"{part}.parquet", health.infinite_feature(frame))
     log.info("%d training rows, %d early-stopping rows", len(x), len(valid[1]))
     return model.kind.fit(model.estimator, x, y, valid), len(x), len(valid[1])
+
+
+def _healthy(path: Path, found: tuple[int, str, float] | None) -> None:
+    """Refuse the features file where health.infinite_feature found an infinity, in one line
+    (a NaN is a missing value: see cd4ml.health)."""
+    if found is not None:
+        raise UserError(
+            f"{path}: {health.Unhealthy(*found)}: the problem's featurizer divides by zero or "
+            "overflows; fix it and rerun `dvc repro preprocess`"
+        )
 
 
 def _read_features(piece: cluster.Piece, options: dict, columns: Sequence[str]) -> pd.DataFrame:
@@ -217,16 +229,26 @@ def _fit_on_cluster(
         )
     columns = pq.read_schema(features / "train.parquet").names
     names = [c for c in columns if c != TARGET]
+    import dask
+
     with cluster.connect(_packages(problem)) as (client, space):
         workers = len(client.scheduler_info()["workers"])
         read = functools.partial(_read_features, options=space.options, columns=columns)
-        frames = []
+        frames, pieces = [], []
         urls = space.stage(*(features / f"{part}.parquet" for part in ("train", "valid")))
         for part, url in zip(("train", "valid"), urls, strict=True):
             frame, cuts = cluster.frame(space, url, 2 * workers, read)
             frames.append(frame)
+            pieces.append(cuts)
             log.info("%s: %d rows in %d partitions", part, cuts[-1].stop, len(cuts))
         train, valid = (client.persist(f) for f in frames)
+        for part, frame, cuts in zip(("train", "valid"), (train, valid), pieces, strict=True):
+            found = client.compute(
+                [dask.delayed(health.infinite_feature)(p) for p in frame[names].to_delayed()]
+            )
+            for cut, first in zip(cuts, client.gather(found), strict=True):
+                if first is not None:  # a row of the partition: of the file, from its start
+                    _healthy(features / f"{part}.parquet", (cut.start + first[0], *first[1:]))
         info = fit_on_cluster(
             model.estimator, client, train[names], train[TARGET], (valid[names], valid[TARGET])
         )

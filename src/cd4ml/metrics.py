@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
+from pydantic import AfterValidator, Field
 from sklearn import metrics as skm
 
 from cd4ml.params import Fraction, OpenFraction, Section
 
 # Where stage evaluate's metrics are (dvc.yaml's `metrics:`): the tools' default.
 EVAL_METRICS = "eval/metrics.json"
+# The simple baseline's ROC AUC in that file (DVCLive nests `baseline/roc_auc`): the gate's.
+BASELINE = "baseline"
+
+_FEATURE_LIST = "distinct feature names, or [] for every feature"
+
+
+def _distinct_names(names: list[str]) -> list[str]:
+    if any(not name for name in names) or len(set(names)) != len(names):
+        raise ValueError(_FEATURE_LIST)
+    return names
 
 
 class Evaluate(Section):
@@ -16,6 +29,16 @@ class Evaluate(Section):
 
     threshold: OpenFraction  # the decision threshold of accuracy and the confusion matrix
     max_valid_gap: Fraction  # warn when the valid rows' ROC AUC is this far from eval's
+    # The simple baseline scored on the same rows: a model kind of the problem, fitted with its
+    # train.<kind> settings and train.seed on these features of the train (and valid) rows.
+    baseline_kind: Annotated[
+        str, Field(min_length=1, json_schema_extra={"allowed": "a model kind of the problem"})
+    ]
+    baseline_features: Annotated[
+        list[str],
+        AfterValidator(_distinct_names),
+        Field(json_schema_extra={"allowed": _FEATURE_LIST}),
+    ]
 
 
 def scores(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float | int]:

@@ -7,6 +7,7 @@ with the kind's own file (no pickle) and model.json, what made it.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,6 +57,41 @@ def build(kinds: Mapping[str, ModelKind], settings: Any) -> Model:
     """An unfitted model of the kind `settings.model`, with that kind's settings and the seed."""
     kind = kinds[settings.model]
     return Model(kind, kind.build(getattr(settings, settings.model), settings.seed))
+
+
+def fit_baseline(
+    kinds: Mapping[str, ModelKind],
+    train: Any,
+    name: str,
+    features: list[str],
+    fit_rows: tuple[pd.DataFrame, np.ndarray],
+    valid: tuple[pd.DataFrame, np.ndarray],
+    where: str | Path = "params.yaml",
+) -> tuple[Model, list[str]]:
+    """The simple baseline (evaluate.baseline_kind), fitted as train fits a model of that kind
+    (its train.<kind> settings and train.seed) on `features` of the rows ([]: every feature),
+    and the features it uses. A kind or feature the problem lacks is one line."""
+    if name not in kinds:
+        raise UserError(
+            f"{where}: evaluate.baseline_kind {name!r} is not one of the problem's model kinds "
+            f"{sorted(kinds)}"
+        )
+    columns = list(fit_rows[0].columns)
+    for wanted in features:
+        if wanted not in columns:
+            close = difflib.get_close_matches(wanted, columns, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(
+                f"{where}: evaluate.baseline_features names {wanted!r}, not a feature of the "
+                f"model ({hint}it has {len(columns)}: {', '.join(columns)}); fix the name, or "
+                "[] for every feature"
+            )
+    chosen = list(features) or columns
+    kind = kinds[name]
+    baseline = Model(kind, kind.build(getattr(train, name), train.seed))
+    x, y = fit_rows
+    kind.fit(baseline.estimator, x[chosen], y, (valid[0][chosen], valid[1]))
+    return baseline, chosen
 
 
 def save(folder: Path, model: Model, info: dict[str, Any]) -> None:

@@ -11,11 +11,28 @@ eval rows' share, and the mean predicted probability against the training positi
 --labels (rows of the examples table with their target, e.g. an ingested chunk) the logged rows
 are joined to their targets and the live ROC AUC is reported beside the eval AUC. Writes
 metrics/monitor.json and plots/monitor/*.png; exits 1 with one line when a threshold is crossed.
+
+Private ids: a log whose private fields the service hashed (cd4ml.predlog) is read as it is;
+with --labels, the labels' private fields are hashed with CD4ML_LOG_KEY the same way, so they
+join. Retention: first, the log's files older than serve.log_retention_days are deleted, and
+counted in the report.
+
+Staleness: the served model's data must end less than monitor.max_model_age_days ago (the
+manifest's data_end: the examples' latest time; for a problem whose examples have no time
+column, the day of the served version's release commit, when the bundle was fetched). With
+--labels, the live ROC AUC must stay within monitor.max_live_auc_drop of the eval's.
+
+Retrain trigger: each run appends its window's verdicts to a history kept with the log
+(--history, default the log's folder or prefix); a threshold crossed in
+monitor.trigger_min_crossings of the last monitor.trigger_windows windows and in the latest
+writes a retrain request (--request, default retrain.json beside --out) that CI turns into a
+train → gate → rollout pipeline (cd4ml.trigger). The last line gives the trigger's verdict.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import itertools
 import json
 import logging
@@ -27,13 +44,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from cd4ml import bundle, metrics, params, predlog, validation
+from cd4ml import bundle, metrics, params, predlog, registry, trigger, validation
 from cd4ml.io import UserError, atomic_path, read_parquet, run_main, write_json
 from cd4ml.params import Fraction, Section
 from cd4ml.problem import Problem
 from cd4ml.reading import read_table
+from cd4ml.serve import Serve
+from cd4ml.shell import git
 
 log = logging.getLogger("monitor")
 
@@ -49,10 +68,29 @@ class Monitor(Section):
     min_rows: Annotated[int, Field(ge=1)]  # fewer logged rows in the window: nothing to judge
     max_flag_share_change: Fraction  # share of rows raising a flag vs the eval rows' share
     max_mean_probability_change: Fraction  # mean prediction vs the training positive rate
+    max_live_auc_drop: Fraction  # live ROC AUC (with labels) below the bundle's eval ROC AUC
+    max_model_age_days: Annotated[float, Field(gt=0)]  # since the end of the model's data
+    trigger_windows: Annotated[int, Field(ge=1, le=1000)]  # the last M windows judged ...
+    trigger_min_crossings: Annotated[int, Field(ge=1)]  # ... of which N crossed: retrain
+
+    @model_validator(mode="after")
+    def _n_of_m(self) -> Monitor:
+        if self.trigger_min_crossings > self.trigger_windows:
+            raise ValueError(
+                f"monitor.trigger_min_crossings={self.trigger_min_crossings} is more than "
+                f"monitor.trigger_windows={self.trigger_windows}: the trigger could never fire; "
+                "use at most as many crossings as windows"
+            )
+        return self
 
 
-def read_log(where: str, schema: pa.Schema) -> pa.Table:
-    """Every file of the prediction log; a file that is not one is a UserError naming it."""
+def read_log(where: str, schema: pa.Schema, key: bytes = b"") -> pa.Table:
+    """Every file of the prediction log; a file that is not one is a UserError naming it.
+
+    `schema`: the log's columns with raw ids. Files whose private fields are hashed are read as
+    such (the result's metadata names the columns and the key, predlog.hashed_with); files of
+    raw ids among them are hashed with `key`. Ids hashed with another key than `key`, or with
+    two keys, are a UserError."""
     if where.startswith("s3://"):
         fs = predlog._s3_filesystem()
         paths = sorted(f"s3://{p}" for p in fs.glob(f"{where.rstrip('/')}/predictions-*.parquet"))
@@ -63,7 +101,7 @@ def read_log(where: str, schema: pa.Schema) -> pa.Table:
             raise UserError(f"{where}: no prediction log here; serve with it (make serve) first")
         paths = sorted(str(p) for p in folder.glob("predictions-*.parquet"))
         opener = open
-    tables = []
+    files = {}
     for path in paths:
         try:
             with opener(path, "rb") as fh:
@@ -75,10 +113,56 @@ def read_log(where: str, schema: pa.Schema) -> pa.Table:
         missing = [f.name for f in schema if f.name not in table.column_names]
         if missing:
             raise UserError(f"{path}: not a prediction log file: no column(s) {missing}")
-        tables.append(table.select(schema.names).cast(schema))
-    if not tables:
+        files[path] = table
+    if not files:
         raise UserError(f"{where}: the prediction log holds no files yet")
+    hashed = next((t.schema for t in files.values() if predlog.hashed_with(t.schema)), None)
+    if hashed is None:  # raw ids only
+        return pa.concat_tables(t.select(schema.names).cast(schema) for t in files.values())
+    names = predlog.hashed_columns(hashed)
+    target = pa.schema(
+        [pa.field(f.name, pa.string()) if f.name in names else f for f in schema],
+        metadata=hashed.metadata,
+    )
+    expected = predlog.fingerprint(key) if key else predlog.hashed_with(hashed)
+    tables = []
+    for path, table in files.items():
+        found = predlog.hashed_with(table.schema)
+        if found is None:
+            if not key:
+                raise UserError(
+                    f"{path}: raw ids in a log of ids hashed with key {expected}: set "
+                    f"{predlog.KEY_ENV} to that key to hash them the same way"
+                )
+            table = predlog.hash_columns(table, names, key)
+        elif found != expected:
+            raise UserError(
+                f"{path}: ids hashed with key {found}, {predlog.KEY_ENV} has {expected}"
+                if key
+                else f"{path}: ids hashed with key {found}, other files with {expected}: set "
+                f"{predlog.KEY_ENV} to the service's key to judge its files alone"
+            )
+        tables.append(table.select(target.names).cast(target))
     return pa.concat_tables(tables)
+
+
+def hash_labels(labels: pa.Table, logged: pa.Table, where: str, key: bytes) -> pa.Table:
+    """The labels' private fields hashed as the log's (read_log's metadata says which and with
+    which key); the labels as they are when the log holds raw ids."""
+    found = predlog.hashed_with(logged.schema)
+    if found is None:
+        return labels
+    if not key:
+        raise UserError(
+            f"{where}: ids hashed with key {found}: set {predlog.KEY_ENV} to that key, so that "
+            "the labels' ids are hashed the same way and join"
+        )
+    if predlog.fingerprint(key) != found:
+        raise UserError(
+            f"{where}: ids hashed with key {found}, {predlog.KEY_ENV} has "
+            f"{predlog.fingerprint(key)}: the labels would join no row"
+        )
+    return predlog.hash_columns(labels, predlog.hashed_columns(logged.schema), key)
 
 
 def window(table: pa.Table, hours: float) -> pa.Table:
@@ -178,16 +262,94 @@ def live_auc(logged: pa.Table, labels: pa.Table, names: list[str], target: str) 
     return {"labelled_rows": len(joined), "logged_rows": logged.num_rows, "roc_auc": auc}
 
 
+def released(path: Path) -> dict[str, str] | None:
+    """The data end's stand-in for a problem whose examples have no time column: the day of the
+    served version's release commit, which `registry fetch` recorded next to the bundle. Its
+    data cannot end later, so the age is never overstated. None for a local build."""
+    info = registry.fetched(path) or {}
+    commit = info.get("commit")
+    if not commit:
+        return None
+    shown = git("show", "--no-patch", "--format=%cs", commit)
+    if shown.returncode != 0:
+        raise UserError(
+            f"{path.name}.json: release commit {commit} of {info['version']} is not in this "
+            "repository: fetch its history (git fetch --tags) to judge the model's age"
+        )
+    return {"date": shown.stdout.strip(), "source": f"release of {info['version']}"}
+
+
+def model_age(manifest: dict, now: dt.datetime, limit_days: float) -> tuple[dict, dict | None]:
+    """How old the served model's data is: days from the end of the manifest's `data_end` date
+    to `now`, and the anomaly past `limit_days`. A manifest with no data end (a bundle built
+    before one was recorded) is not judged."""
+    recorded = manifest.get("data_end") or {}
+    end, source = recorded.get("date"), recorded.get("source")
+    value: dict[str, Any] = {"data_end": end, "source": source, "days": None}
+    if end is None:
+        return value, None
+    try:
+        day = dt.date.fromisoformat(end)
+    except (TypeError, ValueError):
+        raise UserError(
+            f"{bundle.MANIFEST}: data_end {end!r} is not a YYYY-MM-DD date; rebuild the bundle"
+        ) from None
+    # The data covers its last day: the age counts from that day's end.
+    ended = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+    days = max(0.0, (now - ended).total_seconds() / 86400)
+    value["days"] = round(days, 3)
+    if days <= limit_days:
+        return value, None
+    return value, {
+        "table": None,
+        "column": None,
+        "kind": "model_age",
+        "value": round(days, 3),
+        "threshold": limit_days,
+        "message": f"the served model's data ends {end} ({source}), {days:.1f} days ago, more "
+        f"than monitor.max_model_age_days {limit_days:g}: retrain it on newer data",
+    }
+
+
+def live_auc_drop(live: dict, eval_auc: float | None, limit: float) -> dict | None:
+    """The anomaly when the live ROC AUC is below the eval ROC AUC by more than `limit`."""
+    if live.get("roc_auc") is None or eval_auc is None:
+        return None
+    drop = eval_auc - live["roc_auc"]
+    if drop <= limit:
+        return None
+    return {
+        "table": None,
+        "column": None,
+        "kind": "live_auc",
+        "value": round(drop, 6),
+        "threshold": limit,
+        "message": f"live ROC AUC {live['roc_auc']:.4f} on {live['labelled_rows']:,} labelled "
+        f"rows, the eval's {eval_auc:.4f} (drop {drop:.4f} > {limit})",
+    }
+
+
+def check_name(anomaly: dict) -> str:
+    """The history's name of the check an anomaly crossed (a drift check names its column)."""
+    column = anomaly.get("column")
+    return f"{anomaly['kind']}:{column}" if column else anomaly["kind"]
+
+
 def monitor(args: argparse.Namespace) -> dict:
     problem = params.problem(args.params)
     settings = params.section(args.params, "monitor", Monitor)
     drift_settings = params.section(args.params, "validate", validation.Validate)
+    retention = params.section(args.params, "serve", Serve).log_retention_days
     manifest = bundle.verify(args.bundle)
     path = args.bundle / bundle.PROFILE
     reference = json.loads(path.read_text(encoding="utf-8"))
     fields = bundle.input_fields(problem.Row)
     schema = predlog.log_schema(fields, problem.flags)
-    rows = window(read_log(args.log, schema), settings.window_hours)
+    deleted = predlog.expire(args.log, retention)
+    if deleted:
+        log.info("%s: %d files older than %g days deleted", args.log, len(deleted), retention)
+    key = predlog.env_key()
+    rows = window(read_log(args.log, schema, key), settings.window_hours)
     if rows.num_rows < settings.min_rows:
         raise UserError(
             f"{args.log}: {rows.num_rows} rows in the last {settings.window_hours:g} h, "
@@ -198,23 +360,72 @@ def monitor(args: argparse.Namespace) -> dict:
         return measures(part, reference, problem, settings, drift_settings)
 
     overall, anomalies = measure(rows)
+    now = dt.datetime.now(dt.UTC)
+    judged = [*problem.flags, "mean_probability"]
+    ended = manifest.get("data_end") or released(args.bundle)
+    age, stale = model_age({**manifest, "data_end": ended}, now, settings.max_model_age_days)
+    if age["days"] is not None:
+        judged.append("model_age")
+    if stale is not None:
+        anomalies.append(stale)
+    eval_auc = manifest.get("metrics", {}).get("roc_auc")
+    live = None
+    if args.labels is not None:
+        names = [f.name for f in fields]
+        labels = hash_labels(read_labels(args.labels, problem), rows, args.log, key)
+        live = live_auc(rows, labels, names, problem.contract.target)
+        if live["roc_auc"] is not None and eval_auc is not None:
+            judged.append("live_auc")
+        dropped = live_auc_drop(live, eval_auc, settings.max_live_auc_drop)
+        if dropped is not None:
+            anomalies.append(dropped)
+    ts = rows["ts"]
     report: dict[str, Any] = {
         "log": args.log,
         "window_hours": settings.window_hours,
+        "window": {
+            "start": pc.min(ts).as_py().isoformat(timespec="milliseconds"),
+            "end": pc.max(ts).as_py().isoformat(timespec="milliseconds"),
+        },
         "model_versions": sorted({v or "unregistered" for v in rows["model_version"].to_pylist()}),
-        "eval_roc_auc": manifest.get("metrics", {}).get("roc_auc"),
+        "ids_hashed_with": predlog.hashed_with(rows.schema),
+        "retention": {"days": retention, "deleted_files": len(deleted)},
+        "eval_roc_auc": eval_auc,
+        "model_age": {**age, "threshold": settings.max_model_age_days},
         "overall": overall,
         "buckets": _buckets(rows, settings.buckets, measure),
         "anomalies": anomalies,
         "passed": not anomalies,
     }
-    if args.labels is not None:
-        names = [f.name for f in fields]
-        labels = read_labels(args.labels, problem)
-        report["live"] = live_auc(rows, labels, names, problem.contract.target)
+    if live is not None:
+        report["live"] = live
+    report["trigger"] = _trigger(args, report, judged, settings, now)
     write_json(report, args.out)
     _plots(report, reference, settings, drift_settings.max_category_tvd, args.plots)
     return report
+
+
+def _trigger(
+    args: argparse.Namespace, report: dict, judged: list[str], settings: Monitor, now: dt.datetime
+) -> dict:
+    """This run's verdicts appended to the history, and the trigger's verdict on it: the retrain
+    request written when it fires, removed when it does not (cd4ml.trigger)."""
+    where = args.history or args.log
+    checks = {name: False for name in judged}
+    checks.update({check_name(a): True for a in report["anomalies"]})
+    path = trigger.append(where, trigger.record(report, checks, now), now)
+    log.debug("%s: this window's verdicts appended to the history", path)
+    verdict = trigger.decide(
+        trigger.read(where), settings.trigger_windows, settings.trigger_min_crossings, now
+    )
+    request = args.request or args.out.with_name("retrain.json")
+    verdict["history"] = where
+    if verdict["request"] is not None:
+        write_json({**verdict["request"], "log": args.log, "history": where}, request)
+        verdict["request_file"] = str(request)
+    else:
+        request.unlink(missing_ok=True)
+    return verdict
 
 
 def _buckets(rows: pa.Table, buckets: int, measure: Any) -> list[dict]:
@@ -286,6 +497,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--labels", type=Path, help="rows with targets (CSV or Parquet)")
     parser.add_argument("--out", type=Path, default=Path("metrics/monitor.json"))
     parser.add_argument("--plots", type=Path, default=Path("plots/monitor"))
+    parser.add_argument(
+        "--history", help="folder or s3:// prefix of the verdicts' history (default: --log's)"
+    )
+    parser.add_argument(
+        "--request", type=Path, help="the retrain request (default: retrain.json beside --out)"
+    )
     parser.add_argument("--params", default="params.yaml")
     return parser.parse_args(argv)
 
@@ -302,6 +519,16 @@ def main(argv: list[str] | None = None) -> None:
             f"; live ROC AUC {live['roc_auc']:.4f} on {live['labelled_rows']:,} labelled "
             f"rows{against}"
         )
+    retention = report["retention"]
+    if retention["deleted_files"]:
+        live_text += (
+            f"; {retention['deleted_files']:,} log files older than serve.log_retention_days "
+            f"{retention['days']:g} deleted"
+        )
+    verdict = report["trigger"]
+    trigger_text = f"; {trigger.summary(verdict)}"
+    if verdict.get("request_file"):
+        trigger_text += f": request {verdict['request_file']}"
     if report["anomalies"]:
         first = report["anomalies"][0]
         more = (
@@ -309,12 +536,17 @@ def main(argv: list[str] | None = None) -> None:
             if len(report["anomalies"]) > 1
             else ""
         )
-        raise UserError(f"monitor: drift: {first['message']}{more}{live_text}")
+        what = _WHAT.get(first["kind"], "drift")
+        raise UserError(f"monitor: {what}: {first['message']}{more}{live_text}{trigger_text}")
     print(
         f"monitor passed: {report['overall']['rows']:,} logged rows in the last "
-        f"{report['window_hours']:g} h within every threshold{live_text}; report {args.out}",
+        f"{report['window_hours']:g} h within every threshold{live_text}; report {args.out}"
+        f"{trigger_text}",
         flush=True,
     )
+
+
+_WHAT = {"model_age": "stale model", "live_auc": "live ROC AUC"}  # else: drift
 
 
 if __name__ == "__main__":

@@ -12,10 +12,13 @@ What the loop asks of a problem, by step:
 - features: `fit` (the featurizer, fitted on the training part, and the features of every
   part), `load_featurizer` (a fitted one, back from its files), `plan` (the same fit in passes
   of mergeable statistics, for the Dask engine; None if it has none), `slices` (named groups of
-  eval rows the evaluation reports apart);
+  eval rows the evaluation reports apart) and, optional, `slice_columns` (categorical columns of
+  the Row whose every value is a slice too; the gate compares the models on all of them);
 - models: `kinds`, each a `ModelKind`;
-- serving: `Row`, the pydantic model of one raw input row (the request schema), and `flags`,
-  the names of the per-row facts its featurizer reports (e.g. an unknown member);
+- serving: `Row`, the pydantic model of one raw input row (the request schema), `flags`,
+  the names of the per-row facts its featurizer reports (e.g. an unknown member), and
+  `private`, the Row's fields that identify a person (the prediction log keeps only their
+  keyed hashes: cd4ml.predlog);
 - settings: `sections`, the params.yaml sections it reads (pydantic models).
 """
 
@@ -148,6 +151,7 @@ class Problem(Protocol):
     contract: Contract
     Row: type[BaseModel]
     flags: tuple[str, ...]
+    private: tuple[str, ...]  # Row fields that identify a person: logged as keyed hashes
     kinds: Mapping[str, ModelKind]
     sections: Mapping[str, type[BaseModel]]
     scales: tuple[str, ...]
@@ -171,6 +175,9 @@ class Problem(Protocol):
 
     def slices(self, x: pd.DataFrame) -> dict[str, np.ndarray]: ...
 
+    # Optional, read with getattr: slice_columns: tuple[str, ...] (the gate; default ()) and
+    # feature_groups: Mapping[str, tuple[str, ...]] (make ablation; default: name prefixes)
+
 
 def load(name: str, where: str = "params.yaml") -> Problem:
     """The problem of the package `name` (its PROBLEM): the one place the loop imports one."""
@@ -193,7 +200,8 @@ def load(name: str, where: str = "params.yaml") -> Problem:
 
 
 _MEMBERS = (
-    *("name", "description", "contract", "Row", "flags", "kinds", "sections", "scales"),
+    *("name", "description", "contract", "Row", "flags", "private", "kinds", "sections"),
+    "scales",
     *("synthesize", "download", "fit", "plan", "load_featurizer", "slices"),
 )
 

@@ -25,6 +25,7 @@ import jinja2
 import numpy as np
 
 from cd4ml import bundle, history, metrics, params, plots
+from cd4ml import gate as gates
 from cd4ml.io import UserError, atomic_path, read_parquet, run_main
 
 log = logging.getLogger("report")
@@ -133,6 +134,17 @@ def _gate_rows(gate: dict) -> list[tuple]:
         ("eval rows", gate.get("n_rows")),
         ("gate.min_improvement / decides on", f"{gate['min_improvement']} / {gate['decide_on']}"),
     ]
+
+
+def _gate_tables(gate: dict) -> dict:
+    """The gate's per-slice and serving-cost tables (none in a report made without them)."""
+    slices, cost = gate.get("slices"), gate.get("serving_cost")
+    return {
+        "gate_slices": gates.slice_rows(slices) if slices else [],
+        "gate_slice_header": gates.SLICE_HEADER,
+        "gate_cost": gates.cost_rows(cost) if cost else [],
+        "gate_cost_header": gates.COST_HEADER,
+    }
 
 
 def _validation(report: dict | None) -> dict | None:
@@ -250,6 +262,7 @@ def build(args: argparse.Namespace) -> str:
         name=problem.name,
         gate=gate,
         gate_rows=_gate_rows(gate) if gate else [],
+        **_gate_tables(gate or {}),
         metric_rows=[(k, scores[k]) for k in METRICS if scores.get(k) is not None],
         curves=curves(scored, y),
         importance=importance_chart(importance) if importance else None,

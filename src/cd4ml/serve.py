@@ -9,9 +9,10 @@ model, so the OpenAPI page shows them) and an optional `id`, echoed back. A bad 
 client's fault and says so, in one error model that the OpenAPI document declares for every
 status: 400 not JSON, 401 no or a wrong token (when SERVE_TOKEN is set, /predict and /metadata
 need `Authorization: Bearer <token>`), 413 too many rows or bytes, 415 not application/json, 422
-a missing or mistyped field, naming row and field. A missing or tampered bundle stops the start
-with one line. The registry version comes from `<bundle>.json`, which `python -m cd4ml.registry
-fetch` writes next to it.
+a missing or mistyped field, naming row and field, or a row that makes an infinite feature or
+a probability outside [0, 1] (naming the row; logged as an error). A missing or tampered bundle
+stops the start with one line. The registry version comes from `<bundle>.json`, which
+`python -m cd4ml.registry fetch` writes next to it.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cd4ml import bundle, params
+from cd4ml import bundle, health, params, signing
 from cd4ml.io import UserError, run_main
 from cd4ml.params import Section
-from cd4ml.predlog import PredictionLog, log_schema
+from cd4ml.predlog import PredictionLog, log_key, log_schema
 from cd4ml.registry import fetched_version
 
 log = logging.getLogger("serve")
@@ -49,6 +50,7 @@ log = logging.getLogger("serve")
 BUNDLE_ENV = "CD4ML_SERVE_BUNDLE"  # how uvicorn's worker processes find the bundle
 PARAMS_ENV = "CD4ML_SERVE_PARAMS"
 LOG_ENV = "CD4ML_SERVE_LOG"
+RAW_ENV = "CD4ML_SERVE_KEEP_RAW_IDS"  # "1": --keep-raw-ids, for the worker processes
 TOKEN_ENV = "SERVE_TOKEN"  # set: /predict and /metadata need `Authorization: Bearer <it>`
 # The ids a JSON client holds exactly (JavaScript's safe integers); the log stores them as int64.
 MAX_ID = 2**53 - 1
@@ -66,6 +68,8 @@ class Serve(Section):
     ]
     log_rows_per_file: Annotated[int, Field(ge=1, le=10_000_000)]
     log_flush_seconds: Annotated[float, Field(gt=0, le=3600)]  # a file at least this often
+    # make monitor deletes the log's files written longer ago than this
+    log_retention_days: Annotated[float, Field(gt=0, le=3650)]
 
 
 def _a_number(value: Any) -> Any:
@@ -117,7 +121,8 @@ ERRORS = {
     401: "SERVE_TOKEN is set and the request has no `Authorization: Bearer <token>`, or another",
     413: "more rows than serve.max_batch_rows, or more bytes than serve.max_body_bytes",
     415: "the body is not application/json",
-    422: "a row misses a field, or a field has the wrong type or is out of range",
+    422: "a row misses a field, or a field has the wrong type or is out of range, or a row "
+    "makes an infinite feature or a probability that is not a number in [0, 1]",
 }
 
 
@@ -312,6 +317,15 @@ def create_app(
             columns = {f.name: [getattr(r, f.name) for r in rows] for f in scorer.fields}
             table = scorer.rows(pa.table(columns, schema=arrow_schema))
             scored = scorer.score_table(table)
+        except health.Unhealthy as err:  # the model's fault more than the row's: an alarm
+            log.error(
+                "numerical health: row %d of %d, %s: %s",
+                err.row,
+                len(rows),
+                err.feature or "probability",
+                err,
+            )
+            return _client_error(422, f"the model cannot score {err}")
         except UserError as err:  # a row the schema let through but the bundle refuses
             return _client_error(422, str(err))
         ids = [r.id for r in rows]
@@ -341,13 +355,20 @@ def create_app(
     return app
 
 
-def open_log(where: str, settings: Serve, scorer: bundle.Scorer) -> PredictionLog | None:
-    """The prediction log of the service ("" = none), started."""
+def open_log(
+    where: str, settings: Serve, scorer: bundle.Scorer, keep_raw_ids: bool = False
+) -> PredictionLog | None:
+    """The prediction log of the service ("" = none), started: the problem's private fields
+    hashed with CD4ML_LOG_KEY (a UserError without it), or raw with `keep_raw_ids`."""
     if not where:
         return None
-    schema = log_schema(scorer.fields, scorer.problem.flags)
+    private = scorer.problem.private
+    key = log_key(private, keep_raw_ids)
+    schema = log_schema(scorer.fields, scorer.problem.flags, private, key)
+    if private and not key:
+        log.warning("prediction log: raw %s kept (--keep-raw-ids)", ", ".join(private))
     return PredictionLog(
-        where, schema, settings.log_rows_per_file, settings.log_flush_seconds
+        where, schema, settings.log_rows_per_file, settings.log_flush_seconds, key=key
     ).start()
 
 
@@ -366,7 +387,7 @@ def app_from_env() -> FastAPI:
         scorer,
         settings.max_batch_rows,
         fetched_version(path),
-        open_log(log_to, settings, scorer),
+        open_log(log_to, settings, scorer, os.environ.get(RAW_ENV) == "1"),
         settings.max_body_bytes,
         os.environ.get(TOKEN_ENV),
     )
@@ -377,25 +398,32 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     started = time.perf_counter()
+    # Signed by the release key (the workers load what was verified here), or allowed unsigned.
+    signed = signing.check(
+        args.bundle, allow_unsigned=args.allow_unsigned, public_key=args.public_key
+    )
     scorer, settings = _load(args.bundle, args.params)
     workers = args.workers or settings.workers
     version = fetched_version(args.bundle)
     log_to = settings.prediction_log if args.prediction_log is None else args.prediction_log
+    if log_to:  # no key for the private fields: one line before anything listens
+        log_key(scorer.problem.private, args.keep_raw_ids)
     if workers == 1:
         app = create_app(
             scorer,
             settings.max_batch_rows,
             version,
-            open_log(log_to, settings, scorer),
+            open_log(log_to, settings, scorer, args.keep_raw_ids),
             settings.max_body_bytes,
             os.environ.get(TOKEN_ENV),
         )
     # else: verified here; every worker loads, warms and logs its own copy (app_from_env)
     log.info(
-        "%s %s from %s: loaded, verified%s in %.2f s; serving on http://%s:%d (%d worker%s)",
+        "%s %s from %s (%s): loaded, verified%s in %.2f s; serving on http://%s:%d (%d worker%s)",
         scorer.problem.name,
         version or "(unregistered)",
         args.bundle,
+        "signed" if signed else "UNSIGNED, --allow-unsigned",
         " and warmed up" if workers == 1 else " (each worker loads and warms its own copy)",
         time.perf_counter() - started,
         args.host,
@@ -410,6 +438,7 @@ def serve(args: argparse.Namespace) -> None:
     os.environ[BUNDLE_ENV] = str(args.bundle.resolve())
     os.environ[PARAMS_ENV] = str(Path(args.params).resolve())
     os.environ[LOG_ENV] = log_to
+    os.environ[RAW_ENV] = "1" if args.keep_raw_ids else ""
     uvicorn.run("cd4ml.serve:app_from_env", factory=True, workers=workers, **common)
 
 
@@ -482,6 +511,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--prediction-log",
         help='folder or s3:// prefix; "" for none (default: serve.prediction_log)',
+    )
+    parser.add_argument(
+        "--keep-raw-ids",
+        action="store_true",
+        help="log the problem's private fields as they came, not hashed with CD4ML_LOG_KEY",
+    )
+    parser.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="serve a bundle without a signature (a local build); a signed one is still verified",
+    )
+    parser.add_argument(
+        "--public-key",
+        type=Path,
+        help=f"verify the signature with this key (default: ${signing.PUBLIC_KEY_ENV} or "
+        f"{signing.PUBLIC_KEY})",
     )
     parser.add_argument("--params", default="params.yaml")
     sub = parser.add_subparsers(dest="command")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,6 +33,25 @@ class KKBox:
     name = "kkbox-recommender"
     description = "Probability that a KKBox listener replays a song within a month."
     flags = ("unknown_member", "unknown_song")
+    private = ("msno",)  # the member: its prediction log keeps a keyed hash of it
+    slice_columns = ("source_type",)  # the gate compares the models on each value's rows
+    # make ablation drops each group in turn (names or fnmatch patterns of features.FEATURES;
+    # every feature in one group, each target encoding a family of its own)
+    feature_groups: ClassVar[dict[str, tuple[str, ...]]] = {
+        "source": ("source_*",),
+        "member": (
+            *("city", "gender", "registered_via", "bd"),
+            *("membership_days", "registration_year", "member_plays"),
+        ),
+        "song": (
+            *("song_*", "language", "first_genre", "genre_count"),
+            *("composer_count", "lyricist_count", "isrc_*"),
+        ),
+        "artist": ("artist_plays",),
+        "taste": ("member_genre_share", "member_artist_share", "member_language_share"),
+        **{f"te_{k}": (f"te_{k}",) for k in ("member", "song", "artist")},
+        **{f"te_member_{k}": (f"te_member_{k}",) for k in ("genre", "artist", "source")},
+    }
     scales = ("tiny", "small", "medium", "full")
 
     @property

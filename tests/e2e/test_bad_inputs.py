@@ -12,13 +12,20 @@ line is printed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import http.client
 import io
 import json
 import re
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +34,10 @@ import pytest
 import yaml
 from pydantic.fields import FieldInfo
 
-from cd4ml import params
+from cd4ml import params, signing
+from cd4ml.shell import free_ports
 from kkbox import PROBLEM
-from tests.project import out_of_range, run, tiny_project
+from tests.project import out_of_range, project_env, run, sign, tiny_project
 
 pytestmark = pytest.mark.slow
 
@@ -137,6 +145,22 @@ def _podcasts(rows: list[list[str]]) -> list[list[str]]:
     for r in rows[1::4]:
         r[col] = "podcast"
     return rows
+
+
+def _sign_with_another_key(folder: Path) -> None:
+    keys = folder.parent / "other-keys"
+    signing.keygen(keys / "k.pem", keys / "k.pub")
+    signing.sign(folder, keys / "k.pem")
+
+
+def _alter_after_signing(folder: Path) -> None:
+    """Whoever can write the remote: the model replaced, the manifest's hashes rewritten."""
+    sign(folder)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    model = folder / manifest["model_file"]
+    model.write_bytes(model.read_bytes() + b" ")
+    manifest["files"][model.name]["sha256"] = hashlib.sha256(model.read_bytes()).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
 
 def _cut_last_line(data: bytes) -> bytes:
@@ -373,6 +397,34 @@ CASES = [
         ),
     ),
     Case(
+        "params: a baseline feature that is not one",
+        _edit_params("evaluate", "baseline_features", ["te_member", "te_membr"]),
+        ("evaluate",),
+        (
+            "params.yaml: evaluate.baseline_features names 'te_membr', not a feature of the "
+            "model (did you mean 'te_member'? it has 29: ",
+            "; fix the name, or [] for every feature",
+        ),
+    ),
+    Case(
+        "params: a baseline of an unknown kind",
+        _edit_params("evaluate", "baseline_kind", "svm"),
+        ("evaluate",),
+        (
+            "params.yaml: evaluate.baseline_kind 'svm' is not one of the problem's model kinds "
+            "['logreg', 'rf', 'xgb']",
+        ),
+    ),
+    Case(
+        "params: repeated baseline features",
+        _edit_params("evaluate", "baseline_features", ["te_song", "te_song"]),
+        ("evaluate",),
+        (
+            "params.yaml: evaluate.baseline_features must be distinct feature names, or [] for "
+            "every feature, got ['te_song', 'te_song']",
+        ),
+    ),
+    Case(
         "tampered bundle: predict",
         _edit_bytes(
             "models/bundle/featurizer/stats.parquet",
@@ -397,6 +449,44 @@ CASES = [
         _edit_bytes("models/bundle/notes.txt", lambda _: b"hello"),
         ("predict",),
         ("models/bundle/notes.txt: not listed in manifest.json: an extra file (tampered?)",),
+    ),
+    Case(
+        "bundle unsigned: serve",
+        lambda project: None,  # make run's bundle: a local build
+        (),
+        ("models/bundle: unsigned (no model.sig): a release is signed (make sign",),
+        command="python -m cd4ml.serve --port 1",
+    ),
+    Case(
+        "bundle signed by another key: serve",
+        lambda project: _sign_with_another_key(project / "models" / "bundle"),
+        (),
+        ("models/bundle: signed by another key than the public key (",),
+        command="python -m cd4ml.serve --port 1 --allow-unsigned",
+    ),
+    Case(
+        "bundle altered after signing: serve",
+        lambda project: _alter_after_signing(project / "models" / "bundle"),
+        (),
+        ("models/bundle: altered after signing: manifest.json, model.ubj changed (",),
+        command="python -m cd4ml.serve --port 1 --allow-unsigned",
+    ),
+    Case(
+        "bundle signature damaged: serve",
+        _both(
+            lambda project: sign(project / "models" / "bundle"),
+            _edit_bytes("models/bundle/model.sig", lambda b: b[: len(b) // 2]),
+        ),
+        (),
+        ("models/bundle: model.sig is not a signature (damaged); refusing it",),
+        command="python -m cd4ml.serve --port 1",
+    ),
+    Case(
+        "prediction log without CD4ML_LOG_KEY: serve",
+        lambda project: None,
+        (),
+        ("the prediction log writes msno as keyed hashes and CD4ML_LOG_KEY is not set:",),
+        command="CD4ML_LOG_KEY= python -m cd4ml.serve --port 1 --allow-unsigned",
     ),
     Case(
         "bundle manifest not JSON: predict",
@@ -592,3 +682,100 @@ def _check_same_results(project: Path, baseline: Path, case: Case) -> None:
         assert ("source_type", "new_category") in kinds
         assert report["status"] == "drift"
         assert report["quirks"]["train.csv"]["source_type"]["unknown category"] == 7_500
+
+
+# --- bad HTTP requests ------------------------------------------------------------------------
+
+TOKEN = "bad-inputs-token"
+ROW = {"id": 1, "msno": "m", "song_id": "s", "source_system_tab": None}
+ROW |= {"source_screen_name": None, "source_type": None}
+
+
+@dataclass(frozen=True)
+class Request:
+    """A request to the real service, its expected status and the start of its error line."""
+
+    id: str
+    body: bytes
+    status: int
+    expect: str
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
+    token: str | None = TOKEN
+
+
+AUTH = "/predict needs `Authorization: Bearer <token>` (SERVE_TOKEN)"
+
+
+def _body(*rows: dict) -> bytes:
+    return json.dumps({"rows": list(rows)}).encode()
+
+
+REQUESTS = [
+    Request("id beyond 2^53", _body({**ROW, "id": 2**63}), 422, "rows[0].id: "),
+    Request("id not a number", _body({**ROW, "id": "1e400"}), 422, "rows[0].id: "),
+    Request("body not JSON", b'{"rows": [', 400, "the body is not valid JSON"),
+    Request(  # refused on its Content-Length: the test sends no more than the headers
+        "oversized body (9 MiB)",
+        b'{"rows": []' + b" " * (9 << 20) + b"}",
+        413,
+        "a body of 9,437,196 bytes; at most serve.max_body_bytes 8,388,608",
+    ),
+    Request(
+        "wrong content type",
+        _body(ROW),
+        415,
+        "the body must be application/json, not text/plain",
+        (("Content-Type", "text/plain"),),
+    ),
+    Request("missing token", _body(ROW), 401, AUTH, token=None),
+    Request("wrong token", _body(ROW), 401, AUTH, token="not-the-token"),
+]
+
+
+@pytest.fixture(scope="module")
+def service(baseline: Path, tmp_path_factory) -> Iterator[str]:
+    """The baseline's bundle served by the real service, with a token and its log on."""
+    (port,) = free_ports()
+    log = tmp_path_factory.mktemp("service") / "predictions"
+    command = [sys.executable, "-m", "cd4ml.serve", "--port", str(port), "--allow-unsigned"]
+    process = subprocess.Popen(
+        [*command, "--prediction-log", str(log)],
+        cwd=baseline,
+        env=project_env(SERVE_TOKEN=TOKEN),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(f"{url}/readyz", timeout=1).close()
+                break
+            assert process.poll() is None, "the service did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("request_", REQUESTS, ids=[r.id for r in REQUESTS])
+def test_bad_request(request_: Request, service: str, error_table) -> None:
+    headers = {**dict(request_.headers), "Content-Length": str(len(request_.body))}
+    if request_.token is not None:
+        headers["Authorization"] = f"Bearer {request_.token}"
+    connection = http.client.HTTPConnection(service.removeprefix("http://"), timeout=60)
+    connection.putrequest("POST", "/predict")
+    for name, value in headers.items():
+        connection.putheader(name, value)
+    connection.endheaders()
+    if len(request_.body) <= 1 << 20:  # a larger one is answered before it is sent
+        connection.send(request_.body)
+    answer = connection.getresponse()
+    status, body = answer.status, json.loads(answer.read())
+    connection.close()
+    error_table.append((f"HTTP {request_.id}", f"{status} {body['error']}"))
+    assert status == request_.status, body
+    assert body["error"].startswith(request_.expect) and "\n" not in body["error"], body
+    with urllib.request.urlopen(f"{service}/healthz", timeout=10) as alive:  # still serving
+        assert alive.status == 200

@@ -140,19 +140,53 @@ def test_scheduled_pipeline_only_ingests(tmp_path):
     assert list(jobs) == ["ingest"]
 
 
+def _monitor_schedule(tmp_path: Path, *variables: str) -> dict[str, dict[str, str]]:
+    repo = _ci_repo(tmp_path, CI_YAML.read_text(), branch="main")
+    pairs = ["CI_PIPELINE_SOURCE=schedule", "MONITOR_LOG=s3://bucket/predictions", *variables]
+    args = [arg for pair in pairs for arg in ("--variable", pair)]
+    return _listed_jobs(repo, *args, "--ignore-predefined-vars", "CI_PIPELINE_SOURCE")
+
+
 @needs_gcl
-def test_a_monitor_schedule_only_monitors(tmp_path):
+def test_a_monitor_schedule_monitors_and_turns_a_retrain_request_into_a_pipeline(tmp_path):
+    jobs = _monitor_schedule(tmp_path)
+    assert {name: (job["stage"], job["when"]) for name, job in jobs.items()} == {
+        "monitor": ("monitor", "on_success"),
+        # whatever the monitor's verdict: it fails exactly when a threshold is crossed
+        "retrain-request": ("retrain", "always"),
+        "retrain": ("retrain", "on_success"),
+    }
+    assert jobs["retrain-request"]["needs"] == "[monitor]"
+    assert jobs["retrain"]["needs"] == "[retrain-request]"
+    # The request travels as a dotenv report; the pipeline starts through the triggers API.
+    text = CI_YAML.read_text()
+    assert "dotenv: retrain.env" in text
+    assert '"$CI_API_V4_URL/projects/$CI_PROJECT_ID/trigger/pipeline"' in text
+
+
+@needs_gcl
+def test_retrain_approval_manual_makes_a_person_start_the_retraining(tmp_path):
+    jobs = _monitor_schedule(tmp_path, "RETRAIN_APPROVAL=manual")
+    assert jobs["retrain"]["when"] == "manual" and jobs["retrain-request"]["when"] == "always"
+
+
+@needs_gcl
+def test_the_pipeline_a_retrain_request_starts_trains_gates_and_rolls_out(tmp_path):
     repo = _ci_repo(tmp_path, CI_YAML.read_text(), branch="main")
     jobs = _listed_jobs(
         repo,
         "--variable",
-        "CI_PIPELINE_SOURCE=schedule",
-        "--variable",
-        "MONITOR_LOG=s3://bucket/predictions",
+        "CI_PIPELINE_SOURCE=pipeline",  # what the triggers API with a job token starts
         "--ignore-predefined-vars",
         "CI_PIPELINE_SOURCE",
     )
-    assert list(jobs) == ["monitor"]
+    assert [n for n in jobs if "manual" not in jobs[n]["when"]] == [
+        "test",
+        "train",
+        "evaluate",
+        "release",
+        "deploy",
+    ]
 
 
 NO_SCRIPT = "stages: [test]\nunit:\n  stage: test\n  image: python:3.11\n"

@@ -51,8 +51,17 @@ def test_the_gate_holds_logreg_against_the_xgb_champion_on_the_same_rows(project
     # The simple baseline does not beat the trees on the same rows: the gate says so.
     assert not report["passed"], report
     assert compared.stdout.startswith("gate failed: roc_auc")
+    # Evaluate's simple baseline is this very model (logreg, its settings, train.seed, every
+    # feature): a tie on the same rows, which fails the gate as well, and the line says so.
+    scores = json.loads((project / "eval" / "metrics.json").read_text())
+    assert scores["baseline"]["roc_auc"] == pytest.approx(scores["roc_auc"], abs=1e-9)
+    assert report["simple_baseline"]["gain"] == pytest.approx(0, abs=1e-9)
+    assert not report["simple_baseline"]["passed"]
+    assert "; also roc_auc " in compared.stdout
+    assert "does not beat the simple baseline's" in compared.stdout
     check = run(["python", "-m", "cd4ml.gate", "check"], project, check=False)
-    assert check.returncode == 1 and check.stderr.startswith("error: gate failed")
+    errors = [line for line in check.stderr.splitlines() if line.startswith("error: ")]
+    assert check.returncode == 1 and errors[0].startswith("error: gate failed"), check.stderr
 
 
 def test_the_service_serves_the_logreg_bundle(project):

@@ -45,6 +45,10 @@ def test_repro_writes_metrics_with_oracle(project):
     assert sum(g["rows"] for g in groups.values()) == 6_000
     assert groups["new_song"]["rows"] > 0 and groups["new_member"]["rows"] > 0  # time effects
     assert groups["new_song"]["roc_auc"] > 0.55  # better than the prior alone (0.5)
+    # The simple baseline (logreg on every feature) on the same rows: close to, below, the trees.
+    baseline = scores["baseline"]
+    assert baseline["n_features"] == 29
+    assert 0.6 < baseline["roc_auc"] < scores["roc_auc"]
 
 
 def test_outputs_are_complete(project):

@@ -76,6 +76,8 @@ class Churn:
     contract = CONTRACT
     Row = Customer
     flags = ("unknown_plan",)
+    private = ()  # a Customer row names no one (its id is the caller's `id`)
+    slice_columns = ("plan",)  # the gate compares the models on each plan's rows
     scales = tuple(churn.SCALES)
     sections: Mapping[str, type[BaseModel]] = {
         "generate": churn.Generate,

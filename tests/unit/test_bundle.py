@@ -16,14 +16,16 @@ import joblib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from pydantic import BaseModel
 
-from cd4ml import bundle, model
-from cd4ml.io import UserError, sha256
+from cd4ml import bundle, engine, health, model
+from cd4ml.io import UserError, run_main, sha256
 from kkbox import PROBLEM, features, featurizer
-from tests import toy
+from tests import faulty, toy
 from tests.bundles import ABOUT, COLD, NEW_SONG, Fitted, fit_featurizer, train, write_bundle
+from tests.project import ROOT
 
 KINDS = sorted(PROBLEM.kinds)
 FIELDS = bundle.input_fields(PROBLEM.Row)
@@ -574,3 +576,89 @@ def test_an_all_null_source_column_of_a_table_is_allowed():
     table = bundle.rows_table(rows, FIELDS)
     assert table["source_screen_name"].type == pa.string()
     assert table["source_screen_name"].null_count == 2
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        pa.chunked_array([[20161231, 20170105], [20170102]]),  # YYYYMMDD integers
+        pa.chunked_array([pa.array(np.array(["2016-12-31", "2017-01-05"], "datetime64[D]"))]),
+        pa.chunked_array(
+            [pa.array(np.array(["2017-01-05T23:59", "2016-12-31"], "datetime64[ms]"))]
+        ),
+    ],
+)
+def test_the_data_end_is_the_latest_time_of_the_training_rows(times):
+    assert bundle.data_end(times, "when") == {
+        "date": "2017-01-05",
+        "source": "latest when of the training rows",
+    }
+
+
+def test_neither_example_problem_has_a_time_column():
+    # Their bundles record no data_end (never the build date: a rebuild is the same bundle);
+    # the monitor counts a fetched version's age from its release (test_monitor).
+    assert PROBLEM.contract.time is None and toy.PROBLEM.contract.time is None
+
+
+@pytest.mark.parametrize(
+    "times", [pa.chunked_array([[20171345]]), pa.chunked_array([pa.nulls(2, pa.int64())])]
+)
+def test_a_time_column_without_a_date_is_one_line(times):
+    with pytest.raises(UserError, match="time column when: the training rows' latest value"):
+        bundle.data_end(times, "when")
+
+
+# --- numerical health: a model that scores NaN is refused, naming the row --------------------
+
+
+@pytest.fixture
+def nan_bundle(copy: Path) -> Path:
+    """The xgb bundle as one of tests.faulty's kind `nan` (NaN for every row but the first)."""
+    rehash(copy, problem="tests.faulty", model="nan")
+    return copy
+
+
+def test_a_bundle_whose_model_scores_nan_is_refused_naming_the_row(built, nan_bundle):
+    scorer = bundle.load(nan_bundle, faulty.PROBLEM)
+    first = scorer.predict_proba(built.rows.slice(0, 1))
+    np.testing.assert_array_equal(first, built.expected("xgb")[:1])  # one row: no NaN
+    with pytest.raises(health.Unhealthy) as err:
+        scorer.predict_proba(built.rows)
+    assert (err.value.row, err.value.feature) == (1, None)
+    assert str(err.value) == "rows[1]: the model's probability is nan, not a number in [0, 1]"
+    assert isinstance(err.value, UserError)
+
+
+def test_the_bundle_stage_refuses_a_model_that_scores_nan_in_one_line(
+    built, tmp_path, monkeypatch, capsys
+):
+    import bundle as stage  # src/bundle.py, the bundle stage
+
+    fitted = built.fitted
+    split, features = fitted.folder.parent / "split", tmp_path / "features"
+    features.mkdir()
+    pq.write_table(
+        engine.FeatureOutput.table(fitted.eval_x, fitted.eval_raw["target"].to_numpy()),
+        features / "eval.parquet",
+    )
+    shutil.copytree(fitted.folder, features / "featurizer")
+    nan = model.Model(faulty.PROBLEM.kinds["nan"], built.models["xgb"].estimator)
+    model.save(tmp_path / "model", nan, {"data_version": "x"})
+    (tmp_path / "metrics.json").write_text("{}")
+    committed = (ROOT / "params.yaml").read_text()
+    (tmp_path / "params.yaml").write_text(
+        committed.replace("problem: kkbox", "problem: tests.faulty")
+    )
+    monkeypatch.chdir(ROOT)  # the build hash reads dvc.yaml's stages' code
+    argv = ["--model", str(tmp_path / "model"), "--features", str(features), "--split", str(split)]
+    argv += ["--metrics", str(tmp_path / "metrics.json"), "--out", str(tmp_path / "bundle")]
+    with pytest.raises(SystemExit):
+        run_main(stage.main, [*argv, "--params", str(tmp_path / "params.yaml")])
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: {features / 'eval.parquet'}: rows[1]: the model's probability is nan, not a "
+        f"number in [0, 1]; the model {tmp_path / 'model'} cannot be released: check the "
+        "featurizer and the model's training"
+    )
+    assert not (tmp_path / "bundle").exists()

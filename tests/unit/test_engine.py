@@ -13,8 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from cd4ml import engine, model
-from cd4ml.io import UserError, parquet_folder
+from cd4ml.io import UserError, parquet_folder, run_main
 from cd4ml.split import PARTS
+from tests.kinds import frame, small
+from tests.project import ROOT
 from tests.toy import PROBLEM as TOY
 
 
@@ -151,3 +153,77 @@ def test_a_kind_without_a_cluster_fit_is_refused_on_dask(tmp_path, monkeypatch):
     built = model.Model(kind, kind.build(kind.Settings(C=1.0, max_iter=10), 0))
     with pytest.raises(UserError, match="model kind logreg has no fit_on_cluster"):
         engine.fit(TOY, built, tmp_path)
+
+
+def _features(folder: Path, broken: tuple[str, int, str, float] | None = None) -> Path:
+    """train.parquet and valid.parquet of tests/kinds.py's frame (its feature c is NaN in
+    part); `broken`: (part, row, feature, value) written into one cell."""
+    x, y = frame(600)
+    parts = {"train": (x[:500].reset_index(drop=True), y[:500]), "valid": (x[500:], y[500:])}
+    if broken is not None:
+        part, row, feature, value = broken
+        parts[part][0].loc[parts[part][0].index[row], feature] = value
+    folder.mkdir(parents=True, exist_ok=True)
+    for part, (xs, ys) in parts.items():
+        pq.write_table(engine.FeatureOutput.table(xs, ys), folder / f"{part}.parquet")
+    return folder
+
+
+def _quick_xgb() -> model.Model:
+    kind = TOY.kinds["xgb"]
+    return model.Model(kind, kind.build(small(kind), 0))
+
+
+def test_nan_features_are_missing_values_the_fit_takes(tmp_path, monkeypatch):
+    monkeypatch.delenv("CD4ML_ENGINE", raising=False)
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    folder = _features(tmp_path / "features", ("valid", 3, "a", np.nan))
+    info, n_train, n_valid = engine.fit(TOY, _quick_xgb(), folder)
+    assert (n_train, n_valid) == (500, 100) and 0.5 < info["best_valid_auc"] <= 1
+
+
+@pytest.mark.parametrize(("part", "row", "value"), [("train", 7, np.inf), ("valid", 42, -np.inf)])
+def test_an_infinite_feature_is_refused_before_the_fit_naming_file_row_and_feature(
+    tmp_path, monkeypatch, part, row, value
+):
+    monkeypatch.delenv("CD4ML_ENGINE", raising=False)
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    folder = _features(tmp_path / "features", (part, row, "b", value))
+    built = _quick_xgb()
+    with pytest.raises(UserError) as err:
+        engine.fit(TOY, built, folder)
+    assert str(err.value).startswith(
+        f"{folder / f'{part}.parquet'}: rows[{row}]: feature b is {value:g} (NaN is a missing "
+        "value, infinity is not): "
+    )
+    assert "dvc repro preprocess" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_train_stage_refuses_an_infinite_feature_in_one_line(tmp_path, monkeypatch, capsys):
+    import train
+
+    monkeypatch.delenv("CD4ML_ENGINE", raising=False)
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    folder = _features(tmp_path / "features", ("train", 3, "c", np.inf))
+    argv = ["--features", str(folder), "--out", str(tmp_path / "model")]
+    with pytest.raises(SystemExit) as exit_code:
+        run_main(train.main, [*argv, "--params", str(ROOT / "params.yaml")])
+    assert exit_code.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {folder / 'train.parquet'}: rows[3]: feature c is inf ")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "model").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_on_dask_an_infinite_feature_is_refused_naming_the_row_of_the_file(tmp_path, monkeypatch):
+    # A local Dask cluster (no scheduler address): the check runs on each partition of the
+    # workers' frames, its row counted from the start of the file, not of the partition.
+    monkeypatch.setenv("CD4ML_ENGINE", "dask")
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    folder = _features(tmp_path / "features", ("valid", 42, "b", -np.inf))
+    with pytest.raises(UserError) as err:
+        engine.fit(TOY, _quick_xgb(), folder)
+    assert str(err.value).startswith(
+        f"{folder / 'valid.parquet'}: rows[42]: feature b is -inf (NaN is a missing value, "
+    )

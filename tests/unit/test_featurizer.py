@@ -252,3 +252,10 @@ def test_small_and_large_batches_find_the_same_keys(fitted, monkeypatch):
     for name in PROBLEM.flags:
         np.testing.assert_array_equal(small.flags[name], large.flags[name])
     assert (loaded.keys(fitted.eval_raw)[1] == -1).sum() > 0  # the cold rows are in the batch
+
+
+def test_no_identifier_is_a_model_feature(fitted):
+    """The ML Test Score's Data 4 (meta-level requirements): a person's id (the problem's
+    `private` fields) never reaches the model as such, only what is learnt about it."""
+    assert PROBLEM.private and not set(PROBLEM.private) & set(fitted.eval_x.columns)
+    assert all(x.dtype.kind in "biuf" for _, x in fitted.eval_x.items())  # no raw text either

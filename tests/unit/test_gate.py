@@ -16,12 +16,12 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from cd4ml import bundle, gate
+from cd4ml import bundle, gate, params, signing
 from cd4ml.io import UserError, read_parquet, run_main, write_parquet
 from kkbox import PROBLEM
 from tests import toy
 from tests.bundles import fit_featurizer, train, write_bundle
-from tests.project import ROOT, run
+from tests.project import ROOT, release_keys, run, sign
 
 
 @pytest.fixture
@@ -53,8 +53,14 @@ def set_min_improvement(files: dict[str, Path], value: object) -> None:
     set_gate(files, min_improvement=value)
 
 
-def set_score(files: dict[str, Path], roc_auc: float) -> None:
-    files["metrics"].write_text(json.dumps({"roc_auc": roc_auc, "pr_auc": 0.7}))
+def set_score(files: dict[str, Path], roc_auc: float, baseline: float = 0.7) -> None:
+    """eval.json as evaluate writes it: the model's roc_auc and the simple baseline's."""
+    scores = {
+        "roc_auc": roc_auc,
+        "pr_auc": 0.7,
+        "baseline": {"roc_auc": baseline, "n_features": 3},
+    }
+    files["metrics"].write_text(json.dumps(scores))
 
 
 def argv(command: str, files: dict[str, Path]) -> list[str]:
@@ -76,7 +82,9 @@ def test_better_model_passes_and_says_so_on_stdout(files, capsys):
     out = capsys.readouterr().out
     assert out == (
         "gate passed: roc_auc 0.8000 beats baseline.txt 0.7900 by +0.0100 "
-        "(more than gate.min_improvement 0.0000)\n"
+        "(more than gate.min_improvement 0.0000); roc_auc 0.8000 beats the simple baseline's "
+        f"0.7000 ({files['metrics']}) by more than gate.min_gain_over_baseline 0.0020 "
+        "(gain +0.1000)\n"
     )
 
 
@@ -189,6 +197,13 @@ def test_report_of_the_baseline_comparison_has_both_scores_and_no_interval(files
         "n_rows": None,
         "min_improvement": 0.0,
         "decide_on": "difference",
+        "simple_baseline": {
+            "model_roc_auc": 0.8,
+            "baseline_roc_auc": 0.7,
+            "gain": 0.1,
+            "min_gain_over_baseline": 0.002,
+            "passed": True,
+        },
         "passed": True,
         "message": message,
     }
@@ -215,11 +230,80 @@ def test_lower_bound_without_an_interval_decides_on_the_difference(files, capsys
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("decide_on", "upper_bound"), ("bootstrap_rounds", 1), ("confidence", 1.0)]
+    ("key", "value"),
+    [
+        ("decide_on", "upper_bound"),
+        ("bootstrap_rounds", 1),
+        ("confidence", 1.0),
+        ("min_gain_over_baseline", 1.0),
+        ("min_gain_over_baseline", "0.01"),
+    ],
 )
 def test_bad_gate_params_are_a_clear_error(files, capsys, key, value):
     set_gate(files, **{key: value})
     assert f"params.yaml: gate.{key} must be" in fails("compare", files, capsys)
+    assert not files["report"].exists()
+
+
+# --- the simple baseline: evaluate's, on the same eval rows -----------------------------------
+
+
+def test_a_model_that_ties_the_simple_baseline_fails_the_gate(files, capsys):
+    set_score(files, 0.8, baseline=0.8)  # beats the champion; ties the baseline (a logreg model)
+    line = fails("check", files, capsys)
+    assert line == (
+        "error: gate failed: roc_auc 0.8000 does not beat the simple baseline's 0.8000 "
+        f"({files['metrics']}) by more than gate.min_gain_over_baseline 0.0020 (gain +0.0000); "
+        "improve the model or data, or lower gate.min_gain_over_baseline in params.yaml"
+    )
+    report = json.loads(files["report"].read_text())
+    assert report["difference"] > 0 and report["passed"] is False
+    assert report["simple_baseline"]["gain"] == 0 and not report["simple_baseline"]["passed"]
+    text = gate.gate_markdown(report)
+    assert "| simple baseline (evaluate, same eval rows) | 0.8000 |\n" in text
+    assert "| gain over the simple baseline | +0.0000 (needs more than 0.0020) |\n" in text
+    assert "| eval rows | - |\n| verdict | failed |\n" in text
+
+
+def test_a_gain_over_the_baseline_within_its_minimum_fails_and_above_it_passes(files, capsys):
+    set_score(files, 0.8, baseline=0.7985)
+    assert "0.0020 (gain +0.0015); improve the model" in fails("check", files, capsys)
+    set_gate(files, min_gain_over_baseline=0.001)
+    gate.main(argv("check", files))
+    out = capsys.readouterr().out
+    assert out.startswith("gate passed: roc_auc 0.8000 beats baseline.txt 0.7900")
+    assert out.endswith("by more than gate.min_gain_over_baseline 0.0010 (gain +0.0015)\n")
+
+
+def test_a_model_worse_than_the_champion_and_the_baseline_names_both(files, capsys):
+    set_score(files, 0.78, baseline=0.785)
+    line = fails("check", files, capsys)
+    assert line.startswith("error: gate failed: roc_auc 0.7800 does not beat baseline.txt 0.7900")
+    assert line.endswith(
+        "; also roc_auc 0.7800 does not beat the simple baseline's 0.7850 "
+        f"({files['metrics']}) by more than gate.min_gain_over_baseline 0.0020 (gain -0.0050)"
+    )
+
+
+def test_promote_refuses_a_model_no_better_than_the_baseline(files, capsys):
+    set_score(files, 0.8, baseline=0.81)
+    assert "(gain -0.0100)" in fails("promote", files, capsys)
+    assert files["baseline"].read_text() == "0.79\n"
+
+
+@pytest.mark.parametrize(
+    "scores",
+    [{"roc_auc": 0.8}, {"roc_auc": 0.8, "baseline": 0.7}, {"roc_auc": 0.8, "baseline": {}}],
+    ids=["no baseline", "not a section", "no roc_auc"],
+)
+def test_metrics_without_the_baseline_are_one_line_naming_the_file_and_fix(files, capsys, scores):
+    files["metrics"].write_text(json.dumps(scores))
+    line = fails("compare", files, capsys)
+    assert line.startswith(
+        f"error: {files['metrics']}: 'baseline/roc_auc' (the simple baseline's) must be a "
+        "number in [0, 1], got "
+    )
+    assert line.endswith("; rerun `dvc repro -f evaluate`")
     assert not files["report"].exists()
 
 
@@ -351,7 +435,7 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     fitted = fit_featurizer(folder)
     challenger = write_bundle(folder / "bundle", fitted, train(fitted, "xgb"))
     weak = train(fitted, "xgb", shuffle_targets=True)
-    champion = write_bundle(folder / "champion", fitted, weak)
+    champion = sign(write_bundle(folder / "champion", fitted, weak))  # fetched: a release
     (folder / "champion.json").write_text(json.dumps({"version": "v0.0.1"}))
     rows = folder / "eval.parquet"
     write_parquet(fitted.eval_raw, rows)
@@ -365,8 +449,22 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     )
 
 
-SETTINGS = gate.Gate(
-    min_improvement=0.0, bootstrap_rounds=200, confidence=0.9, decide_on="difference", seed=11
+@pytest.fixture(autouse=True)
+def _release_key(monkeypatch) -> None:
+    """The public key a fetched champion is verified with (the committed keys/release.pub)."""
+    monkeypatch.setenv(signing.PUBLIC_KEY_ENV, str(release_keys()[1]))
+
+
+# The committed gate section with a quicker bootstrap (its other keys as committed).
+SETTINGS = params.section(ROOT / "params.yaml", "gate", gate.Gate).model_copy(
+    update={
+        "min_improvement": 0.0,
+        "bootstrap_rounds": 200,
+        "confidence": 0.9,
+        "decide_on": "difference",
+        "seed": 11,
+        "timing_repeats": 3,
+    }
 )
 
 
@@ -389,7 +487,8 @@ def test_compare_bundles_is_reproducible_and_its_interval_widens_with_confidence
         )
 
     first, again = compare(SETTINGS), compare(SETTINGS)
-    assert again.report() == first.report()
+    measured = {"serving_cost": None}  # timings and memory are measured: all else reproduces
+    assert {**again.report(), **measured} == {**first.report(), **measured}
     interval = compare(SETTINGS.model_copy(update={"confidence": 0.99})).interval
     assert interval[0] < first.interval[0] and interval[1] > first.interval[1]
 
@@ -402,6 +501,27 @@ def test_the_champion_is_named_by_path_without_a_registry_sidecar(release, tmp_p
     (tmp_path / "champion.json").write_text('{"version": "v1.2.0"}')
     assert gate._champion_name(champion, PROBLEM.name) == "kkbox-recommender@v1.2.0"
     assert gate._champion_name(champion, "toy-churn") == "toy-churn@v1.2.0"
+
+
+def test_a_fetched_champion_must_carry_the_release_signature(release, tmp_path):
+    champion = Path(shutil.copytree(release.champion, tmp_path / "champion"))
+    shutil.copy(release.champion.with_name("champion.json"), tmp_path / "champion.json")
+    (champion / signing.SIGNATURE).unlink()
+    with pytest.raises(UserError, match=r"champion: unsigned \(no model\.sig\)"):
+        gate.compare_bundles(PROBLEM, release.challenger, champion, release.rows, SETTINGS)
+    # Re-signed after a change, by a key that is not the release key.
+    (champion / "profile.json").write_text("{}")
+    other = tmp_path / "other"
+    signing.keygen(other / "k.pem", other / "k.pub")
+    signing.sign(champion, other / "k.pem")
+    with pytest.raises(UserError, match="signed by another key than the public key"):
+        gate.compare_bundles(PROBLEM, release.challenger, champion, release.rows, SETTINGS)
+    # A champion folder the registry did not fetch (no sidecar) is a local one: no signature.
+    (tmp_path / "champion.json").unlink()
+    (champion / signing.SIGNATURE).unlink()
+    (champion / "profile.json").write_bytes((release.champion / "profile.json").read_bytes())
+    verdict = gate.compare_bundles(PROBLEM, release.challenger, champion, release.rows, SETTINGS)
+    assert verdict.champion == f"champion {champion}"
 
 
 def test_compare_bundles_refuses_a_bundle_of_another_problem(release):
@@ -429,8 +549,7 @@ def bundle_files(files: dict[str, Path], release: Release) -> dict[str, Path]:
 
 
 def test_compare_with_a_champion_bundle_writes_the_paired_report(files, release, capsys):
-    files["metrics"].unlink()  # eval.json and baseline.txt play no part now
-    files["baseline"].write_text("0.99\n")
+    files["baseline"].write_text("0.99\n")  # baseline.txt plays no part now
     gate.main(argv("compare", bundle_files(files, release)))
     report = json.loads(files["report"].read_text())
     auc_new = roc_auc_score(release.y, release.p_challenger)
@@ -478,6 +597,17 @@ def test_a_champion_as_good_as_the_challenger_fails_the_gate(files, release, cap
     report = json.loads(files["report"].read_text())
     assert report["difference"] == 0 and report["interval"]["low"] == 0
     assert report["champion"] == f"champion {release.challenger}"
+
+
+def test_a_challenger_that_beats_the_champion_but_not_the_baseline_fails(files, release, capsys):
+    set_score(files, 0.8, baseline=0.9)  # evaluate's metrics of the same model and eval rows
+    line = fails("check", bundle_files(files, release), capsys)
+    assert line.startswith(
+        "error: gate failed: roc_auc 0.8000 does not beat the simple baseline's 0.9000"
+    )
+    report = json.loads(files["report"].read_text())
+    assert report["difference"] > 0 and report["interval"]["low"] > 0  # the champion is beaten
+    assert report["passed"] is False and report["simple_baseline"]["gain"] == -0.1
 
 
 def test_a_missing_challenger_bundle_is_an_error_naming_it(files, release, capsys, tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from cd4ml import model, params
 from cd4ml.io import UserError, write_parquet
@@ -157,3 +158,44 @@ def test_read_features_splits_the_target_off(tmp_path):
     x, y = model.read_features(tmp_path / "train.parquet")
     assert list(x.columns) == ["a", "b"] and x["a"].tolist() == [0.5, 1.5, 2.5]
     assert y.tolist() == [0, 1, 1] and isinstance(y, np.ndarray)
+
+
+# --- the simple baseline evaluate scores beside the model ------------------------------------
+
+
+def test_fit_baseline_fits_the_kind_on_the_features_asked_for_or_every_one():
+    x, y = frame()
+    x["noise"] = np.random.default_rng(1).normal(size=len(x))
+    rows, valid = (x[:500], y[:500]), (x[500:], y[500:])
+    train = settings("xgb")  # the model's kind plays no part: the baseline names its own
+    chosen, used = model.fit_baseline(KINDS, train, "logreg", ["b", "a"], rows, valid)
+    assert chosen.kind.name == "logreg" and used == ["b", "a"]
+    assert chosen.estimator[-1].n_features_in_ == 2
+    assert chosen.estimator[-1].random_state == train.seed  # train.seed, train.logreg's C
+    assert chosen.estimator[-1].C == train.logreg.C
+    every, used_all = model.fit_baseline(KINDS, train, "logreg", [], rows, valid)
+    assert used_all == ["a", "b", "noise"] and every.estimator[-1].n_features_in_ == 3
+    # a fits the label; b and the noise do not: the baseline without a is no better than chance.
+    weak, _ = model.fit_baseline(KINDS, train, "logreg", ["b", "noise"], rows, valid)
+    held_out = y[500:]
+    strong_auc = roc_auc_score(held_out, chosen.predict(x[500:][used]))
+    weak_auc = roc_auc_score(held_out, weak.predict(x[500:][["b", "noise"]]))
+    assert strong_auc > 0.9 and weak_auc < 0.65
+
+
+def test_fit_baseline_names_an_unknown_kind_or_feature_in_one_line():
+    x, y = frame()
+    rows, valid = (x[:500], y[:500]), (x[500:], y[500:])
+    with pytest.raises(UserError) as err:
+        model.fit_baseline(KINDS, settings("xgb"), "svm", [], rows, valid)
+    assert str(err.value) == (
+        "params.yaml: evaluate.baseline_kind 'svm' is not one of the problem's model kinds "
+        "['logreg', 'rf', 'xgb']"
+    )
+    with pytest.raises(UserError) as err:
+        model.fit_baseline(KINDS, settings("xgb"), "logreg", ["a", "bb"], rows, valid, "p.yaml")
+    assert str(err.value) == (
+        "p.yaml: evaluate.baseline_features names 'bb', not a feature of the model (did you "
+        "mean 'b'? it has 2: a, b); fix the name, or [] for every feature"
+    )
+    assert "\n" not in str(err.value)

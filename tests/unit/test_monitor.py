@@ -4,8 +4,12 @@ prediction), the label join gives the AUC of the same rows, and bad logs give on
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
+import shutil
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +23,7 @@ from cd4ml import bundle, metrics, monitor, params, predlog, validation
 from cd4ml.io import UserError, run_main, write_parquet
 from kkbox import PROBLEM
 from tests.bundles import fit_featurizer, train, write_bundle
-from tests.project import ROOT
+from tests.project import GIT_IDENTITY, ROOT
 
 FIELDS = bundle.input_fields(PROBLEM.Row)
 NAMES = [f.name for f in FIELDS]
@@ -293,3 +297,255 @@ def test_no_bundle_is_one_line(served, tmp_path):
     args.bundle = tmp_path / "no-bundle"
     with pytest.raises(UserError, match="no bundle folder"):
         monitor.monitor(args)
+
+
+KEY = b"monitor-test-key"
+
+
+def _hashed_log(folder: Path, scorer: bundle.Scorer, rows: pa.Table, key: bytes = KEY) -> str:
+    schema = predlog.log_schema(FIELDS, PROBLEM.flags, PROBLEM.private, key)
+    log = predlog.PredictionLog(str(folder), schema, rows_per_file=100, key=key).start()
+    table = scorer.rows(rows)
+    log.add(table, scorer.score(table), "v0.0.1", [None] * table.num_rows)
+    log.close()
+    return str(folder)
+
+
+def test_labels_hashed_with_the_logs_key_give_the_same_live_auc_as_raw_ids(
+    served, tmp_path, monkeypatch
+):
+    scorer, rows, _ = served
+    labels = tmp_path / "labels.parquet"
+    write_parquet(rows, labels)
+    monkeypatch.delenv(predlog.KEY_ENV, raising=False)
+    run_main(
+        monitor.main,
+        _run(served, _log(tmp_path / "raw", scorer, rows), tmp_path, "--labels", str(labels)),
+    )
+    raw = json.loads((tmp_path / "monitor.json").read_text())
+    monkeypatch.setenv(predlog.KEY_ENV, KEY.decode())
+    hashed_log = _hashed_log(tmp_path / "hashed", scorer, rows)
+    run_main(monitor.main, _run(served, hashed_log, tmp_path, "--labels", str(labels)))
+    hashed = json.loads((tmp_path / "monitor.json").read_text())
+    assert hashed["live"] == raw["live"] and hashed["live"]["labelled_rows"] == rows.num_rows
+    assert hashed["overall"] == raw["overall"]  # the drift measures see no difference
+    assert hashed["ids_hashed_with"] == predlog.fingerprint(KEY) and raw["ids_hashed_with"] is None
+
+
+def test_a_hashed_log_needs_the_same_key_to_join_labels_one_line(
+    served, tmp_path, monkeypatch, capsys
+):
+    scorer, rows, _ = served
+    where = _hashed_log(tmp_path / "log", scorer, rows)
+    labels = tmp_path / "labels.parquet"
+    write_parquet(rows, labels)
+    args = _run(served, where, tmp_path, "--labels", str(labels))
+    monkeypatch.setenv(predlog.KEY_ENV, "another key")
+    with pytest.raises(SystemExit) as stop:
+        run_main(monitor.main, args)
+    assert stop.value.code == 1
+    line = capsys.readouterr().err.strip()
+    assert len(line.splitlines()) == 1
+    assert (
+        f"ids hashed with key {predlog.fingerprint(KEY)}, CD4ML_LOG_KEY has "
+        f"{predlog.fingerprint(b'another key')}" in line
+    )
+    monkeypatch.delenv(predlog.KEY_ENV)
+    with pytest.raises(SystemExit):
+        run_main(monitor.main, args)
+    line = capsys.readouterr().err.strip()
+    assert len(line.splitlines()) == 1
+    assert f"ids hashed with key {predlog.fingerprint(KEY)}: set CD4ML_LOG_KEY" in line
+    run_main(monitor.main, _run(served, where, tmp_path))  # without labels: no key needed
+    assert "monitor passed" in capsys.readouterr().out
+
+
+def test_raw_files_in_a_hashed_log_are_hashed_with_the_key_or_refused(served, tmp_path):
+    scorer, rows, _ = served
+    where = _hashed_log(tmp_path / "log", scorer, rows.slice(0, 150))
+    _log(tmp_path / "log", scorer, rows.slice(150))  # written before the service hashed ids
+    table = monitor.read_log(where, SCHEMA, KEY)
+    expected = predlog.hash_ids(scorer.rows(rows)["msno"], KEY).to_pylist()
+    assert sorted(table["msno"].to_pylist()) == sorted(expected)
+    assert predlog.hashed_with(table.schema) == predlog.fingerprint(KEY)
+    with pytest.raises(UserError, match="raw ids in a log of ids hashed with key"):
+        monitor.read_log(where, SCHEMA)
+    _hashed_log(tmp_path / "log", scorer, rows.slice(0, 10), key=b"rotated")
+    with pytest.raises(UserError, match=f"CD4ML_LOG_KEY has {predlog.fingerprint(KEY)}"):
+        monitor.read_log(where, SCHEMA, KEY)
+
+
+def test_monitor_deletes_log_files_older_than_the_retention_and_counts_them(
+    served, tmp_path, capsys
+):
+    scorer, rows, _ = served
+    where = Path(_log(tmp_path / "log", scorer, rows))
+    old = where / "predictions-20200101T000000000000-7-0123abcd.parquet"
+    earlier = Path(_log(tmp_path / "earlier", scorer, rows.slice(0, 5)))
+    next(earlier.glob("predictions-*.parquet")).rename(old)
+    keep = [where / "notes.txt", where / "predictions-20200101T000000000000.csv"]
+    for path in keep:
+        path.write_text("not a log file")
+    run_main(monitor.main, _run(served, str(where), tmp_path))
+    assert not old.exists() and all(p.exists() for p in keep)
+    report = json.loads((tmp_path / "monitor.json").read_text())
+    assert report["retention"] == {"days": 30, "deleted_files": 1}
+    assert "1 log files older than serve.log_retention_days 30 deleted" in capsys.readouterr().out
+
+
+NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("data_end", "days", "stale"),
+    [("2026-10-01", 63.5, True), ("2026-11-20", 13.5, False), ("2026-12-04", 0.0, False)],
+)
+def test_the_age_flag_trips_for_an_old_data_end_and_not_for_a_fresh_one(data_end, days, stale):
+    manifest = {"data_end": {"date": data_end, "source": "build date"}}
+    value, anomaly = monitor.model_age(manifest, NOW, 30)
+    assert value == {"data_end": data_end, "source": "build date", "days": days}
+    assert (anomaly is not None) is stale
+    if stale:
+        assert anomaly["kind"] == "model_age" and anomaly["threshold"] == 30
+        assert anomaly["message"].startswith(
+            f"the served model's data ends {data_end} (build date), 63.5 days ago, more than "
+            "monitor.max_model_age_days 30"
+        )
+
+
+def test_a_manifest_without_a_data_end_is_not_judged_and_a_bad_one_is_one_line():
+    assert monitor.model_age({}, NOW, 30) == (
+        {"data_end": None, "source": None, "days": None},
+        None,
+    )
+    with pytest.raises(UserError, match="data_end '1 Oct' is not a YYYY-MM-DD date"):
+        monitor.model_age({"data_end": {"date": "1 Oct"}}, NOW, 30)
+
+
+def test_a_served_version_with_old_data_fails_the_monitor_with_a_clear_line(
+    served, tmp_path, capsys
+):
+    scorer, rows, _ = served
+    old = tmp_path / "bundle"
+    shutil.copytree(scorer.path, old)
+    manifest = json.loads((old / bundle.MANIFEST).read_text())
+    manifest["data_end"] = {"date": "2020-01-31", "source": "latest when of the training rows"}
+    (old / bundle.MANIFEST).write_text(json.dumps(manifest))
+    log = _log(tmp_path / "log", scorer, rows)
+    with pytest.raises(SystemExit):
+        run_main(monitor.main, [*_run(served, log, tmp_path), "--bundle", str(old)])
+    line = capsys.readouterr().err.strip().splitlines()
+    assert len(line) == 1
+    assert line[0].startswith(
+        "error: monitor: stale model: the served model's data ends 2020-01-31"
+    )
+    report = json.loads((tmp_path / "monitor.json").read_text())
+    assert report["model_age"]["days"] > 365 and not report["passed"]
+    assert [a["kind"] for a in report["anomalies"]] == ["model_age"]
+    # Fresh data: the same log passes.
+    manifest["data_end"]["date"] = dt.datetime.now(dt.UTC).date().isoformat()
+    (old / bundle.MANIFEST).write_text(json.dumps(manifest))
+    run_main(monitor.main, [*_run(served, log, tmp_path), "--bundle", str(old)])
+    assert capsys.readouterr().out.startswith("monitor passed: ")
+
+
+def test_a_live_auc_far_below_the_eval_auc_is_flagged():
+    live = {"roc_auc": 0.62, "labelled_rows": 500, "logged_rows": 500}
+    anomaly = monitor.live_auc_drop(live, 0.75, 0.05)
+    assert anomaly["kind"] == "live_auc" and anomaly["value"] == pytest.approx(0.13)
+    assert monitor.live_auc_drop(live, 0.66, 0.05) is None
+    assert monitor.live_auc_drop({**live, "roc_auc": None}, 0.75, 0.05) is None
+
+
+def _day_file(folder: Path, table: pa.Table, day: int) -> None:
+    """The rows as one log file whose rows were all logged on the `day`-th of November (days
+    further apart than monitor.window_hours: each run judges only the newest file)."""
+    start = np.datetime64("2026-11-01T00:00:00", "ms") + np.timedelta64(day - 1, "D")
+    ts = pa.array(np.full(table.num_rows, start), predlog.TIME)
+    name = f"predictions-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-1-{day:08x}.parquet"
+    predlog.write_file(table.set_column(0, "ts", ts), str(folder), name)
+
+
+def test_a_lasting_drift_writes_a_retrain_request_and_a_spike_does_not(served, tmp_path, capsys):
+    scorer, rows, params_path = served
+    settings = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+    settings["monitor"].update(trigger_windows=3, trigger_min_crossings=2)
+    trigger_params = tmp_path / "params.yaml"
+    trigger_params.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    column = rows.schema.get_field_index("source_system_tab")
+    drifted = _logged(
+        scorer, rows.set_column(column, "source_system_tab", pa.array(["radio"] * rows.num_rows))
+    )
+    clean = _logged(scorer, rows)
+    log = tmp_path / "log"
+    request = tmp_path / "retrain.json"
+    args = [*_run(served, str(log), tmp_path), "--params", str(trigger_params)]
+    lines = []
+    for day, table in enumerate([drifted, clean, drifted, drifted, clean]):
+        _day_file(log, table, 1 + 2 * day)
+        with contextlib.suppress(SystemExit):
+            run_main(monitor.main, args)
+        captured = capsys.readouterr()
+        lines.append((captured.out + captured.err).strip().splitlines()[-1])
+        if day == 0:  # a spike: 1 of 3
+            assert not request.exists()
+        if day == 1:  # clean again
+            assert "retrain trigger: not fired" in lines[-1] and not request.exists()
+        if day == 3:
+            written = json.loads(request.read_text())
+    # Day 2: 2 of the last 3 (days 0 and 2) and the latest: fires.
+    assert "; retrain trigger: FIRED (" in lines[2]
+    assert "category_mix:source_system_tab in 2 of 3" in lines[2]
+    assert lines[2].endswith(f": request {request}")
+    assert "category_mix:source_system_tab in 2 of 3" in lines[3]  # days 2 and 3
+    assert "category_mix:source_system_tab" in written["checks"]
+    assert "unknown_member" not in written["checks"]
+    assert [w[:10] for w in written["checks"]["category_mix:source_system_tab"]["windows"]] == [
+        "2026-11-05",
+        "2026-11-07",
+    ]
+    assert written["log"] == str(log) and written["model_versions"] == ["v1"]
+    # Day 4 is clean: the degradation has ended, the request is withdrawn.
+    assert "retrain trigger: not fired" in lines[4] and not request.exists()
+    history = sorted(log.glob("monitor-*.json"))
+    assert len(history) == 5
+    report = json.loads((tmp_path / "monitor.json").read_text())
+    assert report["trigger"]["judged_windows"] == 3 and report["trigger"]["fired"] == {}
+
+
+def test_more_crossings_than_windows_is_one_line_naming_both_keys(served):
+    _, _, params_path = served
+    section = yaml.safe_load(params_path.read_text(encoding="utf-8"))["monitor"]
+    section.update(trigger_windows=2, trigger_min_crossings=3)
+    with pytest.raises(UserError, match=r"monitor\.trigger_min_crossings=3 is more than monitor"):
+        params.parse(monitor.Monitor, section, "monitor", params_path)
+
+
+def test_without_a_time_column_a_fetched_versions_age_counts_from_its_release(
+    tmp_path, monkeypatch
+):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    monkeypatch.chdir(repo)
+    dated = {
+        "GIT_COMMITTER_DATE": "2020-01-31T12:00:00Z",
+        "GIT_AUTHOR_DATE": "2020-01-31T12:00:00Z",
+    }
+    for key, value in {**GIT_IDENTITY, **dated}.items():
+        monkeypatch.setenv(key, value)
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "release"], check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    served = repo / "served" / "bundle"
+    served.mkdir(parents=True)
+    assert monitor.released(served) is None  # a local build: not judged
+    sidecar = {"name": "x", "version": "v0.0.3", "stage": "prod", "commit": commit.stdout.strip()}
+    (repo / "served" / "bundle.json").write_text(json.dumps(sidecar))
+    ended = monitor.released(served)
+    assert ended == {"date": "2020-01-31", "source": "release of v0.0.3"}
+    _, stale = monitor.model_age({"data_end": ended}, NOW, 30)
+    assert "data ends 2020-01-31 (release of v0.0.3)" in stale["message"]
+    sidecar["commit"] = "0" * 40  # a history without it: one line that says what to fetch
+    (repo / "served" / "bundle.json").write_text(json.dumps(sidecar))
+    with pytest.raises(UserError, match=r"release commit 0+ of v0\.0\.3 is not in this"):
+        monitor.released(served)

@@ -192,7 +192,9 @@ def test_an_unknown_key_far_from_any_lists_the_known_ones(load):
     message = _message(load, with_value("gate.zzz", 1))
     assert message == (
         "params.yaml: unknown key gate.zzz; known keys: min_improvement, decide_on, "
-        "bootstrap_rounds, confidence, seed"
+        "bootstrap_rounds, confidence, seed, min_gain_over_baseline, max_slice_drop, "
+        "min_slice_rows, max_latency_growth, max_memory_growth, latency_slack_ms, "
+        "memory_slack_mb, timing_repeats"
     )
 
 

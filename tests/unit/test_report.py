@@ -11,11 +11,11 @@ import shutil
 
 import pytest
 
-from cd4ml import gate, params, plots, report
+from cd4ml import gate, params, plots, report, signing
 from cd4ml.io import UserError, write_json, write_parquet
 from kkbox import PROBLEM
 from tests.bundles import ABOUT, fit_featurizer, train, write_bundle
-from tests.project import ROOT
+from tests.project import ROOT, release_keys, sign
 
 # Every section of templates/report.html, by id, with its heading.
 SECTIONS = {
@@ -47,6 +47,7 @@ def inputs(tmp_path_factory):
         about = {**ABOUT, "build": {**ABOUT["build"], "params": {"train": {"seed": seed}}}}
         trained = train(fitted, "xgb", shuffle_targets=shuffled)
         paths[name] = write_bundle(folder / name, fitted, trained, about)
+    sign(paths["champion"])  # fetched from the registry: a signed release
     (folder / "champion.json").write_text(json.dumps({"version": "v0.0.4"}))
     paths["rows"] = folder / "eval.parquet"
     write_parquet(fitted.eval_raw, paths["rows"])
@@ -75,9 +76,11 @@ def inputs(tmp_path_factory):
     shutil.copy(ROOT / "metrics" / "data_validation.json", paths["validation"])
     paths["gate"] = folder / "gate.json"
     settings = params.section(ROOT / "params.yaml", "gate", gate.Gate)
-    verdict = gate.compare_bundles(
-        PROBLEM, paths["challenger"], paths["champion"], paths["rows"], settings
-    )
+    with pytest.MonkeyPatch.context() as patch:  # the release key's public half
+        patch.setenv(signing.PUBLIC_KEY_ENV, str(release_keys()[1]))
+        verdict = gate.compare_bundles(
+            PROBLEM, paths["challenger"], paths["champion"], paths["rows"], settings
+        )
     write_json(verdict.report(), paths["gate"])
     paths["params"] = ROOT / "params.yaml"
     return paths
@@ -241,3 +244,16 @@ def test_a_damaged_report_file_is_one_line(inputs, tmp_path):
         report.main(_argv(inputs, tmp_path / "index.html", gate=bad))
     assert "\n" not in str(err.value)
     assert not (tmp_path / "index.html").exists()
+
+
+def test_the_gates_slice_and_serving_cost_tables_are_on_the_page(inputs, tmp_path):
+    page = _page(inputs, tmp_path)
+    verdict = json.loads(inputs["gate"].read_text())
+    assert '<h3 id="gate-slices">The gate per slice: challenger against champion</h3>' in page
+    for row in verdict["slices"]["table"]:
+        assert f"<tr><td>{html.escape(row['slice'])}</td><td>{row['rows']}</td>" in page
+    assert "<th>slice</th><th>eval rows</th><th>challenger</th><th>champion</th>" in page
+    assert "<h3>Serving cost: challenger against champion</h3>" in page
+    for row in verdict["serving_cost"]["measures"]:
+        cells = f"<tr><td>{html.escape(row['measure'])}</td><td>{row['challenger']:.2f}</td>"
+        assert cells in page
