@@ -91,18 +91,11 @@ def read_log(where: str, schema: pa.Schema, key: bytes = b"") -> pa.Table:
     such (the result's metadata names the columns and the key, predlog.hashed_with); files of
     raw ids among them are hashed with `key`. Ids hashed with another key than `key`, or with
     two keys, are a UserError."""
-    if where.startswith("s3://"):
-        fs = predlog._s3_filesystem()
-        paths = sorted(f"s3://{p}" for p in fs.glob(f"{where.rstrip('/')}/predictions-*.parquet"))
-        opener = fs.open
-    else:
-        folder = Path(where)
-        if not folder.is_dir():
-            raise UserError(f"{where}: no prediction log here; serve with it (make serve) first")
-        paths = sorted(str(p) for p in folder.glob("predictions-*.parquet"))
-        opener = open
+    if not where.startswith("s3://") and not Path(where).is_dir():
+        raise UserError(f"{where}: no prediction log here; serve with it (make serve) first")
+    opener = predlog.opener(where)
     files = {}
-    for path in paths:
+    for path in predlog.listing(where, "predictions-*.parquet"):
         try:
             with opener(path, "rb") as fh:
                 table = pq.read_table(fh)

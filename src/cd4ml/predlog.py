@@ -150,23 +150,32 @@ def expire(where: str, days: float, now: dt.datetime | None = None) -> list[str]
     or a sync keeps it, unlike a modification time); any other file is left alone. Returns the
     paths deleted."""
     cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
-    if where.startswith("s3://"):
-        fs = _s3_filesystem()
-        paths = [f"s3://{p}" for p in fs.glob(f"{where.rstrip('/')}/predictions-*.parquet")]
-    else:
-        folder = Path(where)
-        paths = [str(p) for p in folder.glob("predictions-*.parquet")] if folder.is_dir() else []
     old = []
-    for path in sorted(paths):
+    for path in listing(where, "predictions-*.parquet"):
         written = written_at(path.rsplit("/", 1)[-1])
         if written is not None and written < cutoff:
             old.append(path)
     if old and where.startswith("s3://"):
-        fs.rm(old)
+        _s3_filesystem().rm(old)
     else:
         for path in old:
             Path(path).unlink(missing_ok=True)
     return old
+
+
+def listing(where: str, pattern: str) -> list[str]:
+    """The paths of the files matching `pattern` in a folder or under an s3:// prefix, sorted
+    (their names start with the time they were written); none when the folder is missing."""
+    if where.startswith("s3://"):
+        found = _s3_filesystem().glob(f"{where.rstrip('/')}/{pattern}")
+        return sorted(f"s3://{p}" for p in found)
+    folder = Path(where)
+    return sorted(str(p) for p in folder.glob(pattern)) if folder.is_dir() else []
+
+
+def opener(where: str) -> Any:
+    """open() for the paths `listing` gives."""
+    return _s3_filesystem().open if where.startswith("s3://") else open
 
 
 def _s3_filesystem() -> Any:

@@ -84,16 +84,9 @@ def append(where: str, entry: dict, now: dt.datetime) -> str:
 
 def read(where: str) -> list[dict]:
     """Every record of the history at `where`, in the order they were written (none: [])."""
-    if where.startswith("s3://"):
-        fs = predlog._s3_filesystem()
-        paths = sorted(f"s3://{p}" for p in fs.glob(f"{where.rstrip('/')}/{PREFIX}*.json"))
-        opener = fs.open
-    else:
-        folder = Path(where)
-        paths = sorted(str(p) for p in folder.glob(f"{PREFIX}*.json")) if folder.is_dir() else []
-        opener = open
+    opener = predlog.opener(where)
     records = []
-    for path in paths:
+    for path in predlog.listing(where, f"{PREFIX}*.json"):
         try:
             with opener(path, "rb") as fh:
                 entry = json.loads(fh.read())
