@@ -520,7 +520,7 @@ CASES = [
 TOOLS = {
     "generate": "python -m cd4ml.generate --scale tiny --out data",
     "gate": "python -m cd4ml.gate check",
-    "serve": "python -m cd4ml.serve --port 1",
+    "serve": "python -m cd4ml.serve --port 1 --allow-unsigned",
     "monitor": "python -m cd4ml.monitor",
     "rollout": "python -m cd4ml.rollout status",
 }

@@ -257,7 +257,7 @@ def test_pipeline_end_to_end(tmp_path, s3_server, s3_bucket):
     }
     # train-dask ran preprocess and train on the loopback Dask cluster, by its address.
     on_cluster = [line for line in output.splitlines() if "cd4ml.cluster: dask cluster" in line]
-    assert on_cluster and all(line.startswith("train-dask >") for line in on_cluster)
+    assert on_cluster and all(line.split()[:2] == ["train-dask", ">"] for line in on_cluster)
     # The remote was empty: train regenerated data/ and pushed it, evaluate pulled it.
     assert "data/ is not on the remote: regenerating it" in output
     project = tmp_path / "ci" / "project"

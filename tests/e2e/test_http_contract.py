@@ -26,7 +26,8 @@ def small_bundle(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("token", [None, "s3cret"], ids=["open", "with-a-token"])
 def test_schemathesis_finds_nothing(small_bundle, token, tmp_path):
     env = {"SERVE_TOKEN": token} if token else {}
-    with server(ROOT, "--bundle", str(small_bundle), "--prediction-log", "", **env) as (url, _):
+    served = ("--bundle", str(small_bundle), "--allow-unsigned", "--prediction-log", "")
+    with server(ROOT, *served, **env) as (url, _):
         command = [
             str(VENV_BIN / "schemathesis"),
             *("run", f"{url}/openapi.json", "--checks", "all"),

@@ -65,7 +65,7 @@ def test_the_gate_holds_logreg_against_the_xgb_champion_on_the_same_rows(project
 
 
 def test_the_service_serves_the_logreg_bundle(project):
-    with server(project) as (url, _):
+    with server(project, "--allow-unsigned") as (url, _):  # a local build
         assert call(f"{url}/metadata")["model"] == "logreg"
         answer = call(
             f"{url}/predict",
