@@ -165,13 +165,8 @@ def write_csv(table: list[dict[str, Any]], path: Path) -> None:
 
 def picture(report: dict[str, Any], path: Path) -> None:
     """ROC AUC (and the oracle's) against the model's age, PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, as cd4ml.plots draws
-    import matplotlib.pyplot as plt
-
     table = report["table"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plots._pyplot().subplots(figsize=(6, 4))  # matplotlib as cd4ml.plots sets it
     ages = [r["age"] for r in table]
     ax.plot(ages, [r["roc_auc"] for r in table], "o-", label="model ROC AUC")
     if all(r["oracle_roc_auc"] is not None for r in table):

@@ -16,22 +16,18 @@ import pyarrow.compute as pc
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from cd4ml import bundle, gate, params
+from cd4ml import bundle, gate
 from cd4ml.io import UserError, read_parquet, write_parquet
 from tests import faulty, toy
 from tests.bundles import fit_featurizer, raw_tables, train, write_bundle
-from tests.project import ROOT
+from tests.unit import test_gate
 
 # Members with no play in the training part: their eval rows are the new_member slice.
 HELD_OUT = [f"m{i:03d}" for i in range(40, 60)]
 
-SETTINGS = params.section(ROOT / "params.yaml", "gate", gate.Gate).model_copy(
+# test_gate's quicker gate, with these slices' and timings' settings.
+SETTINGS = test_gate.SETTINGS.model_copy(
     update={
-        "min_improvement": 0.0,
-        "bootstrap_rounds": 200,
-        "confidence": 0.9,
-        "decide_on": "difference",
-        "seed": 11,
         "max_slice_drop": 0.01,
         "min_slice_rows": 30,
         "timing_repeats": 5,
