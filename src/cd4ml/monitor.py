@@ -14,8 +14,9 @@ metrics/monitor.json and plots/monitor/*.png; exits 1 with one line when a thres
 
 Private ids: a log whose private fields the service hashed (cd4ml.predlog) is read as it is;
 with --labels, the labels' private fields are hashed with CD4ML_LOG_KEY the same way, so they
-join. Retention: first, the log's files older than serve.log_retention_days are deleted, and
-counted in the report.
+join. Retention: first, the log's files and the history's records older than
+serve.log_retention_days are deleted, and counted in the report. Only the files that can hold
+rows of the window are read (their footers say).
 
 Staleness: the served model's data must end less than monitor.max_model_age_days ago (the
 manifest's data_end: the examples' latest time; for a problem whose examples have no time
@@ -84,18 +85,41 @@ class Monitor(Section):
         return self
 
 
-def read_log(where: str, schema: pa.Schema, key: bytes = b"") -> pa.Table:
-    """Every file of the prediction log; a file that is not one is a UserError naming it.
+def read_log(
+    where: str,
+    schema: pa.Schema,
+    key: bytes = b"",
+    since: dt.datetime | None = None,
+    last_hours: float | None = None,
+) -> pa.Table:
+    """The files of the prediction log; a file that is not one is a UserError naming it.
 
     `schema`: the log's columns with raw ids. Files whose private fields are hashed are read as
     such (the result's metadata names the columns and the key, predlog.hashed_with); files of
     raw ids among them are hashed with `key`. Ids hashed with another key than `key`, or with
-    two keys, are a UserError."""
+    two keys, are a UserError.
+
+    `since`, `last_hours`: only the files that may hold a row at or after `since`, or in the
+    last `last_hours` before the log's newest row, are read (judged by the newest time their
+    footers record; a file whose footer does not say is read), so that a long log costs its
+    recent files. The rows are not filtered: a file read holds older rows too."""
     if not where.startswith("s3://") and not Path(where).is_dir():
         raise UserError(f"{where}: no prediction log here; serve with it (make serve) first")
     opener = predlog.opener(where)
+    paths = predlog.listing(where, f"{predlog.PREFIX}*{predlog.SUFFIX}")
+    if paths and (since is not None or last_hours is not None):
+        newest = {path: newest_row(path, opener) for path in paths}
+        if last_hours is not None:
+            known = [t for t in newest.values() if t is not None]
+            if known:  # the newest row is at least as late: this reads all the window can hold
+                recent = max(known) - dt.timedelta(hours=last_hours)
+                since = recent if since is None else max(since, recent)
+        if since is not None:
+            paths = [p for p in paths if newest[p] is None or newest[p] >= since]
+            if not paths:
+                return schema.empty_table()
     files = {}
-    for path in predlog.listing(where, "predictions-*.parquet"):
+    for path in paths:
         try:
             with opener(path, "rb") as fh:
                 table = pq.read_table(fh)
@@ -137,6 +161,29 @@ def read_log(where: str, schema: pa.Schema, key: bytes = b"") -> pa.Table:
             )
         tables.append(table.select(target.names).cast(target))
     return pa.concat_tables(tables)
+
+
+def newest_row(path: str, opener: Any) -> dt.datetime | None:
+    """The time of a log file's newest row, from the statistics in its footer (the data is not
+    read); None when the footer does not record them, or the file is not Parquet (read_log then
+    reads it, and names it if it is not a log file)."""
+    try:
+        with opener(path, "rb") as fh:
+            meta = pq.ParquetFile(fh).metadata
+    except (pa.ArrowInvalid, OSError):
+        return None
+    column = meta.schema.to_arrow_schema().get_field_index("ts")
+    if column < 0 or meta.num_row_groups == 0:
+        return None
+    found = []
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        if not isinstance(stats.max, dt.datetime) or stats.max.tzinfo is None:
+            return None  # not the log's UTC time column
+        found.append(stats.max)
+    return max(found)
 
 
 def hash_labels(labels: pa.Table, logged: pa.Table, where: str, key: bytes) -> pa.Table:
@@ -341,8 +388,15 @@ def monitor(args: argparse.Namespace) -> dict:
     deleted = predlog.expire(args.log, retention)
     if deleted:
         log.info("%s: %d files older than %g days deleted", args.log, len(deleted), retention)
+    history = args.history or args.log
+    expired = predlog.expire(history, retention, prefix=trigger.PREFIX, suffix=trigger.SUFFIX)
+    if expired:
+        log.info(
+            "%s: %d history records older than %g days deleted", history, len(expired), retention
+        )
     key = predlog.env_key()
-    rows = window(read_log(args.log, schema, key), settings.window_hours)
+    rows = read_log(args.log, schema, key, last_hours=settings.window_hours)
+    rows = window(rows, settings.window_hours)
     if rows.num_rows < settings.min_rows:
         raise UserError(
             f"{args.log}: {rows.num_rows} rows in the last {settings.window_hours:g} h, "
@@ -382,7 +436,11 @@ def monitor(args: argparse.Namespace) -> dict:
         },
         "model_versions": sorted({v or "unregistered" for v in rows["model_version"].to_pylist()}),
         "ids_hashed_with": predlog.hashed_with(rows.schema),
-        "retention": {"days": retention, "deleted_files": len(deleted)},
+        "retention": {
+            "days": retention,
+            "deleted_files": len(deleted),
+            "deleted_history_records": len(expired),
+        },
         "eval_roc_auc": eval_auc,
         "model_age": {**age, "threshold": settings.max_model_age_days},
         "overall": overall,
@@ -433,6 +491,13 @@ def _buckets(rows: pa.Table, buckets: int, measure: Any) -> list[dict]:
     return out
 
 
+def headline(report: dict) -> str:
+    """The picture's title: the rows judged and the verdict, naming what failed."""
+    crossed = sorted({_WHAT.get(a["kind"], "drift") for a in report["anomalies"]})
+    verdict = "passed" if report["passed"] else f"FAILED: {', '.join(crossed)}"
+    return f"Production: {report['overall']['rows']:,} logged rows, {verdict}"
+
+
 def _plots(report: dict, reference: dict, settings: Monitor, max_tvd: float, out: Path) -> None:
     import matplotlib
 
@@ -472,10 +537,7 @@ def _plots(report: dict, reference: dict, settings: Monitor, max_tvd: float, out
             ax.axhline(base - limit, color="red", ls="--", lw=1)
         ax.set_title(title, fontsize=9)
     axes[0].legend(fontsize=7, loc="upper right")
-    fig.suptitle(
-        f"Production: {report['overall']['rows']:,} logged rows, "
-        f"{'passed' if report['passed'] else 'DRIFT'}"
-    )
+    fig.suptitle(headline(report))
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "monitor.png") as tmp:
@@ -513,10 +575,11 @@ def main(argv: list[str] | None = None) -> None:
             f"rows{against}"
         )
     retention = report["retention"]
-    if retention["deleted_files"]:
+    if retention["deleted_files"] or retention["deleted_history_records"]:
         live_text += (
-            f"; {retention['deleted_files']:,} log files older than serve.log_retention_days "
-            f"{retention['days']:g} deleted"
+            f"; {retention['deleted_files']:,} log files and "
+            f"{retention['deleted_history_records']:,} history records older than "
+            f"serve.log_retention_days {retention['days']:g} deleted"
         )
     verdict = report["trigger"]
     trigger_text = f"; {trigger.summary(verdict)}"

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cd4ml.io import UserError
@@ -50,8 +51,7 @@ REQUEST = "request_id"  # a column that logs written before it lack (read as nul
 KEY_ENV = "CD4ML_LOG_KEY"  # the secret the private fields are hashed with
 HASHED = b"cd4ml.hashed"  # schema metadata: the hashed columns (a JSON list)
 KEY = b"cd4ml.key"  # schema metadata: the fingerprint of the key they are hashed with
-# predictions-<UTC time>-<pid>-<random>.parquet: what retention may delete, and nothing else
-_NAME = re.compile(r"predictions-(\d{8}T\d{12})-\d+-[0-9a-f]{8}\.parquet")
+PREFIX, SUFFIX = "predictions-", ".parquet"  # predictions-<UTC time>-<pid>-<random>.parquet
 
 
 def log_schema(
@@ -80,15 +80,17 @@ def log_schema(
 
 
 def hash_ids(values: pa.Array | pa.ChunkedArray, key: bytes) -> pa.Array:
-    """Each value's keyed hash: the hex HMAC-SHA256 of its text under `key`; null stays null."""
+    """Each value's keyed hash: the hex HMAC-SHA256 of its text under `key`; null stays null.
+    Each distinct value is hashed once (a request's rows often share their user)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    encoded = pc.dictionary_encode(values.cast(pa.string()))
     digest = hmac.digest
-    return pa.array(
-        [
-            None if v is None else digest(key, v.encode(), "sha256").hex()
-            for v in values.cast(pa.string()).to_pylist()
-        ],
+    hashed = pa.array(
+        [digest(key, v.encode(), "sha256").hex() for v in encoded.dictionary.to_pylist()],
         pa.string(),
     )
+    return hashed.take(encoded.indices)
 
 
 def fingerprint(key: bytes) -> str:
@@ -137,22 +139,30 @@ def log_key(private: tuple[str, ...], keep_raw: bool) -> bytes:
     return key
 
 
-def written_at(name: str) -> dt.datetime | None:
-    """When a log file was written, from its name; None for a name no log file has."""
-    found = _NAME.fullmatch(name)
+def written_at(name: str, prefix: str = PREFIX, suffix: str = SUFFIX) -> dt.datetime | None:
+    """When a file was written, from its name, <prefix><UTC time>-<pid>-<random><suffix> (a log
+    file's, or with the history's prefix and suffix, a monitor record's); None for another name."""
+    pattern = rf"{re.escape(prefix)}(\d{{8}}T\d{{12}})-\d+-[0-9a-f]{{8}}{re.escape(suffix)}"
+    found = re.fullmatch(pattern, name)
     if found is None:
         return None
     return dt.datetime.strptime(found[1], "%Y%m%dT%H%M%S%f").replace(tzinfo=dt.UTC)
 
 
-def expire(where: str, days: float, now: dt.datetime | None = None) -> list[str]:
-    """Delete the log files written more than `days` ago, by the time in their names (a copy
-    or a sync keeps it, unlike a modification time); any other file is left alone. Returns the
-    paths deleted."""
+def expire(
+    where: str,
+    days: float,
+    now: dt.datetime | None = None,
+    prefix: str = PREFIX,
+    suffix: str = SUFFIX,
+) -> list[str]:
+    """Delete the log files (or the files named as `written_at` reads them) written more than
+    `days` ago, by the time in their names (a copy or a sync keeps it, unlike a modification
+    time); any other file is left alone. Returns the paths deleted."""
     cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=days)
     old = []
-    for path in listing(where, "predictions-*.parquet"):
-        written = written_at(path.rsplit("/", 1)[-1])
+    for path in listing(where, f"{prefix}*{suffix}"):
+        written = written_at(path.rsplit("/", 1)[-1], prefix, suffix)
         if written is not None and written < cutoff:
             old.append(path)
     if old and where.startswith("s3://"):
@@ -304,8 +314,8 @@ class PredictionLog:
 
     def _write(self, table: pa.Table) -> None:
         name = (
-            f"predictions-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-"
-            f"{uuid.uuid4().hex[:8]}.parquet"
+            f"{PREFIX}{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-"
+            f"{uuid.uuid4().hex[:8]}{SUFFIX}"
         )
         try:
             write_file(table, self.where, name)

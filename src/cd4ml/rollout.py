@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import io
 import itertools
 import json
@@ -483,12 +484,17 @@ def _number(text: str) -> bool:
 
 
 def read_predictions(
-    folder: Path, fields: list[bundle.Field], flags: tuple, key: bytes = b""
+    folder: Path,
+    fields: list[bundle.Field],
+    flags: tuple,
+    key: bytes = b"",
+    since: dt.datetime | None = None,
 ) -> pd.DataFrame:
-    """A version's prediction log (empty when it has none yet); `key`: CD4ML_LOG_KEY."""
-    if not any(folder.glob("predictions-*.parquet")):
+    """A version's prediction log (empty when it has none yet); `key`: CD4ML_LOG_KEY; `since`:
+    only the files that hold rows scored since then (prod's log outlives rollouts)."""
+    if not any(folder.glob(f"{predlog.PREFIX}*{predlog.SUFFIX}")):
         return pd.DataFrame(columns=["request_id", "probability"])
-    table = monitor.read_log(str(folder), predlog.log_schema(fields, flags), key)
+    table = monitor.read_log(str(folder), predlog.log_schema(fields, flags), key, since)
     return table.to_pandas()
 
 
@@ -731,6 +737,8 @@ def _judge(
     # the log ended when it began.
     run_id = f"{new.version}/{uuid.uuid4().hex[:8]}"
     begun = host.access_log().stat().st_size if host.access_log().exists() else 0
+    # The prediction logs' files, from when it began (a second early: whole milliseconds).
+    begun_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     for step, share, mirror, seconds in plan:
         label = f"{run_id}/{step}"
         mirrored = host.settings.shadow_share
@@ -740,7 +748,7 @@ def _judge(
             time.sleep(0.1)
         _settle(prod, new)
         logs = {
-            role: read_predictions(v.predictions, fields, problem.flags, key)
+            role: read_predictions(v.predictions, fields, problem.flags, key, begun_at)
             for role, v in (("prod", prod), ("new", new))
         }
         access = read_access_log(host.access_log(), begun)

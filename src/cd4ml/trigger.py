@@ -25,7 +25,7 @@ from typing import Any
 from cd4ml import predlog
 from cd4ml.io import UserError
 
-PREFIX = "monitor-"  # monitor-<UTC time>-<pid>-<random>.json: one run's record
+PREFIX, SUFFIX = "monitor-", ".json"  # monitor-<UTC time>-<pid>-<random>.json: one run's record
 
 
 def fire(history: Sequence[dict[str, bool]], windows: int, min_crossings: int) -> dict[str, int]:
@@ -58,7 +58,7 @@ def record(report: dict, checks: dict[str, bool], now: dt.datetime) -> dict[str,
 
 
 def _name(now: dt.datetime) -> str:
-    return f"{PREFIX}{now:%Y%m%dT%H%M%S%f}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+    return f"{PREFIX}{now:%Y%m%dT%H%M%S%f}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
 
 
 def append(where: str, entry: dict, now: dt.datetime) -> str:
@@ -86,7 +86,7 @@ def read(where: str) -> list[dict]:
     """Every record of the history at `where`, in the order they were written (none: [])."""
     opener = predlog.opener(where)
     records = []
-    for path in predlog.listing(where, f"{PREFIX}*.json"):
+    for path in predlog.listing(where, f"{PREFIX}*{SUFFIX}"):
         try:
             with opener(path, "rb") as fh:
                 entry = json.loads(fh.read())

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -386,11 +387,67 @@ def test_monitor_deletes_log_files_older_than_the_retention_and_counts_them(
     keep = [where / "notes.txt", where / "predictions-20200101T000000000000.csv"]
     for path in keep:
         path.write_text("not a log file")
+    records = [where / f"monitor-2020010{d}T000000000000-7-0123abcd.json" for d in (1, 2)]
+    young = where / f"monitor-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-7-0123abcd.json"
+    for path in [*records, young]:  # the history kept with the log expires with it
+        path.write_text(
+            json.dumps(
+                {
+                    "checks": {},
+                    "window_start": "2020-01-01T00:00:00+00:00",
+                    "window_end": "2020-01-01T01:00:00+00:00",
+                }
+            )
+        )
     run_main(monitor.main, _run(served, str(where), tmp_path))
     assert not old.exists() and all(p.exists() for p in keep)
+    assert not any(p.exists() for p in records) and young.exists()
     report = json.loads((tmp_path / "monitor.json").read_text())
-    assert report["retention"] == {"days": 30, "deleted_files": 1}
-    assert "1 log files older than serve.log_retention_days 30 deleted" in capsys.readouterr().out
+    assert report["retention"] == {"days": 30, "deleted_files": 1, "deleted_history_records": 2}
+    assert (
+        "1 log files and 2 history records older than serve.log_retention_days 30 deleted"
+        in capsys.readouterr().out
+    )
+
+
+def _shifted(table: pa.Table, hours: float) -> pa.Table:
+    """The table with its times moved `hours` earlier."""
+    ms = pc.subtract(table["ts"].cast(pa.int64()), int(hours * 3600 * 1000))
+    return table.set_column(0, table.schema.field("ts"), ms.cast(predlog.TIME))
+
+
+def test_read_log_skips_the_files_older_than_the_window_by_their_footers(served, tmp_path):
+    scorer, rows, _ = served
+    where = Path(_log(tmp_path / "log", scorer, rows.slice(0, 100)))  # one file, scored now
+    recent = pq.read_table(next(where.glob("predictions-*.parquet")))
+    old = _shifted(recent, 48)
+    predlog.write_file(old, str(where), "predictions-20200101T000000000000-7-0123abcd.parquet")
+    # A file whose footer records no times is read whatever its age.
+    pq.write_table(
+        old, where / "predictions-20200101T000000000001-7-0123abcd.parquet", write_statistics=False
+    )
+    files = sorted(where.glob("predictions-2020*"))
+    assert monitor.newest_row(str(files[0]), open) == pc.max(old["ts"]).as_py()
+    assert monitor.newest_row(str(files[1]), open) is None
+    assert monitor.read_log(str(where), SCHEMA).num_rows == 300
+    assert monitor.read_log(str(where), SCHEMA, last_hours=24).num_rows == 200
+    an_hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    assert monitor.read_log(str(where), SCHEMA, since=an_hour_ago).num_rows == 200
+    # The window is judged from the newest row on, not from now: an old log is read whole.
+    aged = tmp_path / "aged"
+    predlog.write_file(old, str(aged), "predictions-20200101T000000000000-7-0123abcd.parquet")
+    assert monitor.read_log(str(aged), SCHEMA, last_hours=1).num_rows == 100
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+    empty = monitor.read_log(str(aged), SCHEMA, since=later)
+    assert empty.num_rows == 0 and empty.schema == SCHEMA
+
+
+def test_the_pictures_title_names_what_failed():
+    report = {"overall": {"rows": 1234}, "passed": True, "anomalies": []}
+    assert monitor.headline(report) == "Production: 1,234 logged rows, passed"
+    kinds = [{"kind": "model_age"}, {"kind": "missing_rate"}, {"kind": "live_auc"}]
+    failed = {**report, "passed": False, "anomalies": kinds}
+    assert monitor.headline(failed).endswith("FAILED: drift, live ROC AUC, stale model")
 
 
 NOW = dt.datetime(2026, 12, 4, 12, 0, tzinfo=dt.UTC)

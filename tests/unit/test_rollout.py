@@ -4,13 +4,15 @@ Real nginx, services and the registry: tests/e2e/test_rollout.py."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
-from cd4ml import params, rollout
+from cd4ml import bundle, params, predlog, rollout
 from cd4ml.io import UserError
 from tests.project import ROOT
 
@@ -232,3 +234,34 @@ def test_the_access_log_is_read_from_where_the_rollout_began(tmp_path):
     assert rollout.read_access_log(path)["request_id"].tolist() == ["before", "after"]
     path.write_text(json.dumps({**line, "request_id": "new log"}) + "\n")  # shorter: a new one
     assert rollout.read_access_log(path, begun * 2)["request_id"].tolist() == ["new log"]
+
+
+def test_a_long_prod_log_is_read_from_the_files_written_since_the_rollout_began(tmp_path):
+    fields = [bundle.Field("user", pa.string(), False)]
+    schema = predlog.log_schema(fields, ())
+
+    def rows(request: str, hours_ago: float) -> pa.Table:
+        now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours_ago)
+        return pa.table(
+            {
+                "ts": pa.array([now] * 2, predlog.TIME),
+                "model_version": ["v1.0.0"] * 2,
+                "user": ["a", "b"],
+                "id": [1, 2],
+                "request_id": [request] * 2,
+                "probability": pa.array([0.2, 0.7], pa.float32()),
+            },
+            schema=schema,
+        )
+
+    folder = tmp_path / "predictions"
+    assert rollout.read_predictions(folder, fields, ()).empty  # no log yet
+    for n, hours in enumerate([24 * 7, 24, 0]):  # prod's log from a week ago to now
+        name = f"predictions-2024010{n + 1}T000000000000-7-0123abcd.parquet"
+        predlog.write_file(rows(f"r{n}", hours), str(folder), name)
+    began = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    since = rollout.read_predictions(folder, fields, (), since=began)
+    assert since["request_id"].tolist() == ["r2", "r2"]
+    assert len(rollout.read_predictions(folder, fields, ())) == 6
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    assert rollout.read_predictions(folder, fields, (), since=later).empty
