@@ -68,12 +68,15 @@ def _baseline(
         fit_rows,
         valid,
         where,
+        max_rows=settings.baseline_max_rows,
     )
     auc = metrics.roc_auc(rows[1], baseline.predict(rows[0][used]))
     log.info(
-        "baseline %s on %d features: ROC AUC %.4f (fitted and scored in %.1f s)",
+        "baseline %s on %d features, fitted on %s of %s rows: ROC AUC %.4f (%.1f s)",
         settings.baseline_kind,
         len(used),
+        f"{min(len(fit_rows[1]), settings.baseline_max_rows):,}",
+        f"{len(fit_rows[1]):,}",
         auc,
         time.perf_counter() - started,
     )

@@ -39,6 +39,8 @@ class Evaluate(Section):
         AfterValidator(_distinct_names),
         Field(json_schema_extra={"allowed": _FEATURE_LIST}),
     ]
+    # more fit rows: the baseline sees a sample (train.seed), and the same share of valid's
+    baseline_max_rows: Annotated[int, Field(ge=1)]
 
 
 def scores(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float | int]:

@@ -67,10 +67,14 @@ def fit_baseline(
     fit_rows: tuple[pd.DataFrame, np.ndarray],
     valid: tuple[pd.DataFrame, np.ndarray],
     where: str | Path = "params.yaml",
+    *,
+    max_rows: int | None = None,
 ) -> tuple[Model, list[str]]:
     """The simple baseline (evaluate.baseline_kind), fitted as train fits a model of that kind
     (its train.<kind> settings and train.seed) on `features` of the rows ([]: every feature),
-    and the features it uses. A kind or feature the problem lacks is one line."""
+    and the features it uses. Beyond `max_rows` fit rows it sees a sample of that many, and the
+    same share of the valid rows (drawn with train.seed, kept in order). A kind or feature the
+    problem lacks is one line."""
     if name not in kinds:
         raise UserError(
             f"{where}: evaluate.baseline_kind {name!r} is not one of the problem's model kinds "
@@ -89,9 +93,22 @@ def fit_baseline(
     chosen = list(features) or columns
     kind = kinds[name]
     baseline = Model(kind, kind.build(getattr(train, name), train.seed))
+    if max_rows is not None and len(fit_rows[1]) > max_rows:
+        rng = np.random.default_rng(train.seed)
+        share = max_rows / len(fit_rows[1])
+        fit_rows, valid = (_sample(rows, share, rng) for rows in (fit_rows, valid))
     x, y = fit_rows
     kind.fit(baseline.estimator, x[chosen], y, (valid[0][chosen], valid[1]))
     return baseline, chosen
+
+
+def _sample(
+    rows: tuple[pd.DataFrame, np.ndarray], share: float, rng: np.random.Generator
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """`share` of the rows, drawn without replacement, in their order."""
+    x, y = rows
+    keep = np.sort(rng.choice(len(y), round(len(y) * share), replace=False))
+    return x.iloc[keep].reset_index(drop=True), y[keep]
 
 
 def save(folder: Path, model: Model, info: dict[str, Any]) -> None:

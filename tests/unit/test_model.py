@@ -183,6 +183,23 @@ def test_fit_baseline_fits_the_kind_on_the_features_asked_for_or_every_one():
     assert strong_auc > 0.9 and weak_auc < 0.65
 
 
+def test_fit_baseline_fits_on_a_seeded_sample_beyond_max_rows():
+    x, y = frame()
+    rows, valid = (x[:500], y[:500]), (x[500:], y[500:])
+    train = settings("xgb")
+    sampled, _ = model.fit_baseline(KINDS, train, "logreg", [], rows, valid, max_rows=100)
+    again, _ = model.fit_baseline(KINDS, train, "logreg", [], rows, valid, max_rows=100)
+    whole, _ = model.fit_baseline(KINDS, train, "logreg", [], rows, valid, max_rows=500)
+    unbounded, _ = model.fit_baseline(KINDS, train, "logreg", [], rows, valid)
+    # logreg's scaler (the step before the regression) counts the rows it was fitted on: the
+    # kind fits on the fit and the valid rows, here 100 of 500 and the same fifth of 100.
+    assert sampled.estimator[-2].n_samples_seen_ == 100 + 20
+    assert whole.estimator[-2].n_samples_seen_ == 500 + 100
+    assert unbounded.estimator[-2].n_samples_seen_ == 500 + 100
+    assert np.array_equal(sampled.estimator[-1].coef_, again.estimator[-1].coef_)  # train.seed
+    assert not np.array_equal(sampled.estimator[-1].coef_, whole.estimator[-1].coef_)
+
+
 def test_fit_baseline_names_an_unknown_kind_or_feature_in_one_line():
     x, y = frame()
     rows, valid = (x[:500], y[:500]), (x[500:], y[500:])
