@@ -136,23 +136,24 @@ def by_slice(
 
 
 class _Ranked:
-    """One model's scores sorted once, so that the AUC of any row weighting is O(rows)."""
+    """One model's scores ranked once, so that the AUC of any row weighting is O(rows)."""
 
     def __init__(self, y: np.ndarray, p: np.ndarray) -> None:
-        self.order = np.argsort(p, kind="stable")
-        ranked = p[self.order]
-        self.positive = y[self.order].astype(np.float64)
-        # Tied scores form one group, where a positive-negative pair counts half (as in the
-        # ROC AUC); without ties every row is its own group and the grouping is skipped.
-        starts = np.flatnonzero(np.concatenate([[True], ranked[1:] != ranked[:-1]]))
-        self.starts = starts if len(starts) < len(p) else None
+        order = np.argsort(p, kind="stable")
+        ranked = p[order]
+        # Each row's group of tied scores, in rank order; a positive-negative pair in one group
+        # counts half (as in the ROC AUC). Kept in the rows' own order, so that a weighting is
+        # summed per group by one pass over it (no gather into rank order).
+        rank = np.cumsum(np.concatenate([[True], ranked[1:] != ranked[:-1]])) - 1
+        self.group = np.empty(len(p), dtype=np.int64)
+        self.group[order] = rank
+        self.groups = int(rank[-1]) + 1 if len(p) else 0
+        self.positive = np.asarray(y, dtype=np.float64)
 
     def auc(self, weights: np.ndarray) -> float:
-        w = weights[self.order]
-        pos = w * self.positive
-        neg = w - pos
-        if self.starts is not None:
-            pos, neg = np.add.reduceat(pos, self.starts), np.add.reduceat(neg, self.starts)
+        both = np.bincount(self.group, weights=weights, minlength=self.groups)
+        pos = np.bincount(self.group, weights=weights * self.positive, minlength=self.groups)
+        neg = both - pos
         below = np.cumsum(neg)
         below -= 0.5 * neg  # the negatives below a group, plus half of its own
         pairs = pos.sum() * neg.sum()
