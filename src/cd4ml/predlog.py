@@ -29,9 +29,10 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -199,23 +200,36 @@ def _s3_filesystem() -> Any:
     )
 
 
-def write_file(table: pa.Table, where: str, name: str) -> str:
-    """Write one log file under a folder (temp file, then rename) or an s3:// prefix (one PUT);
-    return its path."""
+def file_name(prefix: str, suffix: str, now: dt.datetime | None = None) -> str:
+    """A new file's name, <prefix><UTC time>-<pid>-<random><suffix>: names sort in time order
+    and `written_at` reads the time back (a log file: PREFIX, SUFFIX)."""
+    now = now or dt.datetime.now(dt.UTC)
+    return f"{prefix}{now:%Y%m%dT%H%M%S%f}-{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}"
+
+
+def store(where: str, name: str, write: Callable[[BinaryIO], object]) -> str:
+    """Write one file, `write`(its handle), under a folder (temp file, then rename) or an s3://
+    prefix (one PUT); return its path."""
     if where.startswith("s3://"):
         path = f"{where.rstrip('/')}/{name}"
         with _s3_filesystem().open(path, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
+            write(fh)
         return path
     folder = Path(where)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{name}.tmp"
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        with tmp.open("wb") as fh:
+            write(fh)
         os.replace(tmp, folder / name)
     finally:
         tmp.unlink(missing_ok=True)
     return str(folder / name)
+
+
+def write_file(table: pa.Table, where: str, name: str) -> str:
+    """Write one log file (`store`); return its path."""
+    return store(where, name, lambda fh: pq.write_table(table, fh, compression="zstd"))
 
 
 @dataclass
@@ -313,10 +327,7 @@ class PredictionLog:
                 return
 
     def _write(self, table: pa.Table) -> None:
-        name = (
-            f"{PREFIX}{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-"
-            f"{uuid.uuid4().hex[:8]}{SUFFIX}"
-        )
+        name = file_name(PREFIX, SUFFIX)
         try:
             write_file(table, self.where, name)
         except Exception as err:  # a full disk, a store that is down: never the request's fault

@@ -16,10 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from cd4ml import predlog
@@ -57,29 +54,11 @@ def record(report: dict, checks: dict[str, bool], now: dt.datetime) -> dict[str,
     }
 
 
-def _name(now: dt.datetime) -> str:
-    return f"{PREFIX}{now:%Y%m%dT%H%M%S%f}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
-
-
 def append(where: str, entry: dict, now: dt.datetime) -> str:
     """Add `entry` to the history at `where` (a folder or an s3:// prefix) as a new file; its
     name starts with the time, so that names sort in time order. Returns its path."""
     data = json.dumps(entry, indent=1, sort_keys=True).encode()
-    name = _name(now)
-    if where.startswith("s3://"):
-        path = f"{where.rstrip('/')}/{name}"
-        with predlog._s3_filesystem().open(path, "wb") as fh:
-            fh.write(data)
-        return path
-    folder = Path(where)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, folder / name)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return str(folder / name)
+    return predlog.store(where, predlog.file_name(PREFIX, SUFFIX, now), lambda fh: fh.write(data))
 
 
 def read(where: str) -> list[dict]:
